@@ -1,0 +1,3 @@
+from daisymail.cli.main import main
+
+main()

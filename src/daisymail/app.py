@@ -1,0 +1,303 @@
+"""Builds the parts from the config, runs the listeners, stops and reloads on signals.
+
+The only module that chooses implementations: the directory backend, the mailbox
+store, TLS. SIGTERM/SIGINT stop accepting, give sessions in flight a grace period to
+finish, then close them. SIGHUP re-reads the config (settings for new sessions) and
+the certificates.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import grp
+import logging
+import os
+import pwd
+import signal
+import ssl
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from daisymail import config as config_mod
+from daisymail.auth import Authenticator
+from daisymail.config import Config, ConfigError, parse_hostport
+from daisymail.directory.base import Directory
+from daisymail.directory.factory import open_directory
+from daisymail.limits import ConnectionLimiter
+from daisymail.observability import event, setup_logging
+from daisymail.pop3 import protocol as pop3_protocol
+from daisymail.pop3.server import Pop3Service, is_loopback
+from daisymail.queue.inject import Injector
+from daisymail.queue.runner import Runner
+from daisymail.queue.spool import Queue
+from daisymail.smtp import protocol as smtp_protocol
+from daisymail.smtp.inbound import InboundPolicy
+from daisymail.smtp.server import SmtpService
+from daisymail.smtp.submission import SubmissionPolicy
+from daisymail.store.base import ViewOptions
+from daisymail.store.files import FileStore
+from daisymail.throttle import AuthThrottle
+from daisymail.tls import ServerTLS, TLSError
+
+log = logging.getLogger("daisymail")
+GRACE_SECONDS = 20.0
+WORKER_THREADS = 64
+
+
+class StartupError(Exception):
+    pass
+
+
+@dataclass
+class App:
+    cfg: Config
+    config_path: str | None
+    directory: Directory
+    tls: ServerTLS
+    limiter: ConnectionLimiter
+    auth: Authenticator
+    servers: list[asyncio.Server] = field(default_factory=list)
+    services: list[SmtpService | Pop3Service] = field(default_factory=list)
+    runner: Runner | None = None
+    runner_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    def build(cls, cfg: Config, config_path: str | None) -> App:
+        try:
+            tls = ServerTLS(
+                cfg.path(cfg.tls.cert),
+                cfg.path(cfg.tls.key),
+                {
+                    name: (cfg.path(d) / "cert.pem", cfg.path(d) / "key.pem")
+                    for name, d in cfg.tls.sni.items()
+                },
+            )
+        except TLSError as e:
+            raise StartupError(f"{e} (run daisymail init to create a self-signed one)") from None
+        directory = open_directory(cfg)
+        limiter = ConnectionLimiter(cfg.limits.max_connections, cfg.limits.max_connections_per_ip)
+        throttle = AuthThrottle(time.monotonic, base_delay=cfg.limits.auth_failure_delay)
+        auth = Authenticator(directory, throttle, cfg.limits.auth_failure_delay)
+        return cls(
+            cfg=cfg,
+            config_path=config_path,
+            directory=directory,
+            tls=tls,
+            limiter=limiter,
+            auth=auth,
+        )
+
+    # -- per-session settings, read from the current config --------------------------------
+    def smtp_settings(self, service: str) -> smtp_protocol.Settings:
+        c = self.cfg
+        submission = service != "smtp"
+        return smtp_protocol.Settings(
+            hostname=c.hostname,
+            max_message_size=c.limits.max_message_size,
+            max_recipients=c.limits.max_recipients,
+            max_line_length=c.limits.max_line_length,
+            max_errors=c.limits.max_errors,
+            starttls_available=service != "submissions",
+            auth_mechanisms=("PLAIN", "LOGIN"),
+            auth_requires_tls=True,
+            require_auth_for_mail=submission,
+        )
+
+    def pop3_settings(self, ip: str, tls_active: bool) -> pop3_protocol.Settings:
+        c = self.cfg.pop3
+        return pop3_protocol.Settings(
+            hostname=self.cfg.hostname,
+            tls_active=tls_active,
+            stls_available=not tls_active,
+            allow_plaintext=tls_active or is_loopback(ip) or c.allow_plaintext_auth,
+            apop_enabled=c.apop,
+            expire_days=c.expire_days or None,
+            login_delay=c.login_delay or None,
+            delete_after_retr=c.delete_after_retr,
+        )
+
+    def view_options(self) -> ViewOptions:
+        return ViewOptions(
+            use_x_uidl=self.cfg.pop3.use_x_uidl,
+            hide_imap_control_message=self.cfg.pop3.hide_imap_control_message,
+        )
+
+    # -- listeners ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        c = self.cfg
+        store = FileStore(str(c.path(c.storage.mail_dir)))
+        spool = str(c.path(c.storage.spool_dir))
+        os.makedirs(spool, exist_ok=True)
+        queue = Queue(str(c.path(c.queue.dir)))
+        try:
+            queue.ensure()
+        except OSError as e:
+            raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
+        injector = Injector(self.directory, store, queue, spool)
+        self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname)
+        policy = InboundPolicy(self.directory, c.relay, queue_available=True)
+        submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
+        ctx = self.tls.context
+        for name in ("smtp", "submission", "submissions"):
+            svc = SmtpService(
+                name=name,
+                settings=lambda info, n=name: self.smtp_settings(n),  # type: ignore[misc]
+                policy=policy if name == "smtp" else submission,
+                directory=self.directory,
+                store=store,
+                spool_dir=spool,
+                hostname=c.hostname,
+                limiter=self.limiter,
+                auth=self.auth,
+                tls_context=ctx,
+                implicit_tls=name == "submissions",
+                command_timeout=c.limits.command_timeout,
+                data_timeout=c.limits.data_timeout,
+                queue=queue,
+                on_queued=self.runner.wake,
+                submission=name != "smtp",
+                masquerade_envelope=lambda: self.cfg.rewrite.masquerade_envelope,
+            )
+            await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
+        for name in ("pop3", "pop3s"):
+            psvc = Pop3Service(
+                name=name,
+                settings=self.pop3_settings,
+                directory=self.directory,
+                store=store,
+                view_options=self.view_options,
+                default_domain=lambda: self.cfg.pop3.default_domain,
+                hostname=c.hostname,
+                limiter=self.limiter,
+                auth=self.auth,
+                tls_context=ctx,
+                implicit_tls=name == "pop3s",
+                timeout=c.limits.pop3_timeout,
+            )
+            await self._listen(psvc, getattr(c.listen, name), ctx if psvc.implicit_tls else None)
+        self.runner_task = asyncio.create_task(self.runner.run())
+
+    async def _listen(
+        self, svc: SmtpService | Pop3Service, addrs: list[str], ctx: ssl.SSLContext | None
+    ) -> None:
+        if not addrs:
+            return
+        self.services.append(svc)
+        for addr in addrs:
+            host, port = parse_hostport(addr)
+            try:
+                server = await asyncio.start_server(
+                    svc.handle,
+                    host,
+                    port,
+                    ssl=ctx,
+                    reuse_address=True,
+                    backlog=1024,
+                    limit=1 << 20,
+                    ssl_handshake_timeout=30 if ctx else None,
+                )
+            except OSError as e:
+                raise StartupError(f"cannot listen on {addr} ({svc.name}): {e.strerror}") from None
+            self.servers.append(server)
+            event(log, "listen", service=svc.name, address=addr)
+
+    async def stop(self, grace: float = GRACE_SECONDS) -> None:
+        """Stop accepting; let sessions finish for `grace` seconds; then cancel them."""
+        for server in self.servers:
+            server.close()
+        for svc in self.services:
+            svc.sessions.stop()
+        tasks = [t for svc in self.services for t in svc.sessions.tasks]
+        event(log, "stopping", sessions=len(tasks), grace=grace)
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace)
+            for t in pending:
+                t.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+        if self.runner is not None:
+            await self.runner.stop()
+        if self.runner_task is not None:
+            self.runner_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self.runner_task
+        self.directory.close()
+
+    def reload(self) -> None:
+        try:
+            new = config_mod.load(self.config_path)
+        except ConfigError as e:
+            event(log, "reload.failed", logging.ERROR, error=str(e))
+            return
+        if new.listen != self.cfg.listen:
+            event(
+                log,
+                "reload.listen_unchanged",
+                logging.WARNING,
+                note="listener changes need a restart",
+            )
+        self.cfg.limits = new.limits
+        self.auth.failure_delay = new.limits.auth_failure_delay
+        self.cfg.relay = new.relay
+        self.cfg.pop3 = new.pop3
+        self.cfg.queue = new.queue
+        self.cfg.rewrite = new.rewrite
+        self.limiter.total = new.limits.max_connections
+        self.limiter.per_ip = new.limits.max_connections_per_ip
+        try:
+            self.tls.reload()
+        except TLSError as e:
+            event(log, "reload.tls_failed", logging.ERROR, error=str(e))
+        event(log, "reloaded", config=self.cfg.source)
+
+
+def drop_privileges(user: str) -> None:
+    """When root, become `user` (after binding the ports); '' keeps the current user."""
+    if os.getuid() != 0 or not user:
+        return
+    try:
+        pw = pwd.getpwnam(user)
+    except KeyError:
+        raise StartupError(
+            f"user {user!r} does not exist: create it (useradd --system {user}) "
+            'or set user = "" in the config to keep running as root'
+        ) from None
+    groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
+    os.setgroups(sorted({pw.pw_gid, *groups}))
+    os.setgid(pw.pw_gid)
+    os.setuid(pw.pw_uid)
+    event(log, "privileges.dropped", user=user, uid=pw.pw_uid)
+
+
+async def serve(cfg: Config, config_path: str | None) -> None:
+    loop = asyncio.get_running_loop()
+    # Deliveries wait on fsync in worker threads; enough of them lets the group commit
+    # of directory fsyncs batch many concurrent sessions (the default is cores + 4).
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS))
+    app = App.build(cfg, config_path)
+    await app.start()
+    drop_privileges(cfg.user)
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, app.reload)
+    event(log, "started", hostname=cfg.hostname, config=cfg.source, pid=os.getpid())
+    await stop.wait()
+    await app.stop()
+    event(log, "stopped")
+
+
+def run(cfg: Config, config_path: str | None) -> int:
+    setup_logging(cfg.log.level)
+    try:
+        asyncio.run(serve(cfg, config_path))
+    except StartupError as e:
+        event(log, "startup.failed", logging.ERROR, error=str(e))
+        return 1
+    except KeyboardInterrupt:
+        pass
+    with contextlib.suppress(Exception):
+        logging.shutdown()
+    return 0

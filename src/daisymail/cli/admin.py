@@ -1,0 +1,497 @@
+"""Directory admin commands: domains, mailboxes, users, aliases, sender rules, relay rules.
+
+Each command only parses, calls the Directory write API and prints; the directory
+validates and explains refusals, so the rules hold the same for every caller.
+"""
+
+from __future__ import annotations
+
+import re
+
+import click
+
+from daisymail.cli.common import (
+    EXIT_USAGE,
+    errors_as_messages,
+    fail,
+    json_option,
+    print_json,
+    print_table,
+    read_password,
+    state,
+)
+from daisymail.directory.model import AddressRule, Domain, Login, Mailbox, SenderRule, Snapshot
+from daisymail.directory.passwords import hash_password
+from daisymail.routing.addresses import AddressError, parse_path
+from daisymail.routing.relay import class_entry_from_relay_rule, relay_rule_from_class_entry
+
+_MAILBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+
+
+def _split_address(text: str) -> tuple[str, str]:
+    try:
+        addr = parse_path(f"<{text}>", smtputf8=True)
+    except AddressError as e:
+        fail(f"bad address {text!r}: {e.text}", EXIT_USAGE)
+    if addr is None or not addr.domain or not addr.local:
+        fail(f"bad address {text!r}: expected user@domain", EXIT_USAGE)
+    return addr.local, addr.domain
+
+
+def _require_domain(snap: Snapshot, domain: str) -> None:
+    if domain not in snap.domains:
+        fail(f"domain {domain} is not hosted here (add it with: daisymail domain add {domain})")
+
+
+def _check_mailbox_name(name: str) -> str:
+    name = name.lower()
+    if not _MAILBOX_NAME.match(name):
+        fail(
+            f"bad mailbox name {name!r}: use letters, digits, '.', '_' and '-' (at most 64)",
+            EXIT_USAGE,
+        )
+    return name
+
+
+def _default_mailbox_name(user: str, domain: str) -> str:
+    return re.sub(r"[^a-z0-9._-]", "_", f"{user}.{domain}".lower())[:64]
+
+
+# -- domain -------------------------------------------------------------------------------
+@click.group()
+def domain() -> None:
+    """Hosted domains (sendmail's local-host-names)."""
+
+
+_fallback_opt = click.option(
+    "--fallback/--strict",
+    default=None,
+    help="--fallback: every mailbox name is an address here unless a catch-all exists "
+    "(sendmail's rule); --strict (default for new domains): only listed addresses exist.",
+)
+_case_opt = click.option(
+    "--login-case",
+    type=click.Choice(["sensitive", "insensitive"]),
+    default=None,
+    help="Whether login user names are case-sensitive (teapop) or not (default).",
+)
+
+
+@domain.command("add")
+@click.argument("name")
+@_fallback_opt
+@_case_opt
+def domain_add(name: str, fallback: bool | None, login_case: str | None) -> None:
+    """Host a new domain."""
+    with errors_as_messages():
+        state().directory.add_domain(
+            Domain(
+                name=name.lower(),
+                fallback=bool(fallback),
+                login_case_sensitive=login_case == "sensitive",
+            )
+        )
+    click.echo(f"domain {name.lower()} added")
+
+
+@domain.command("set")
+@click.argument("name")
+@_fallback_opt
+@_case_opt
+def domain_set(name: str, fallback: bool | None, login_case: str | None) -> None:
+    """Change a domain's settings."""
+    d = state().directory
+    current = d.snapshot().domains.get(name.lower())
+    if current is None:
+        fail(f"no such domain: {name.lower()}")
+    if fallback is None and login_case is None:
+        fail("nothing to change: give --fallback/--strict or --login-case", EXIT_USAGE)
+    updated = Domain(
+        name=current.name,
+        fallback=current.fallback if fallback is None else fallback,
+        login_case_sensitive=current.login_case_sensitive
+        if login_case is None
+        else login_case == "sensitive",
+        generics=current.generics,
+        origin=current.origin,
+    )
+    with errors_as_messages():
+        d.update_domain(updated)
+    click.echo(f"domain {current.name} updated")
+
+
+@domain.command("remove")
+@click.argument("name")
+def domain_remove(name: str) -> None:
+    """Stop hosting a domain (refused while it still has users or aliases)."""
+    with errors_as_messages():
+        state().directory.remove_domain(name.lower())
+    click.echo(f"domain {name.lower()} removed")
+
+
+@domain.command("list")
+@click.argument("name", required=False)
+@json_option
+def domain_list(name: str | None, as_json: bool) -> None:
+    """List hosted domains."""
+    doms = sorted(state().directory.snapshot().domains.values(), key=lambda d: d.name)
+    if name:
+        doms = [d for d in doms if d.name == name.lower()]
+        if not doms:
+            fail(f"no such domain: {name.lower()}")
+    if as_json:
+        print_json(doms)
+        return
+    rows = [
+        (
+            d.name,
+            "fallback" if d.fallback else "strict",
+            "sensitive" if d.login_case_sensitive else "insensitive",
+            d.origin,
+        )
+        for d in doms
+    ]
+    print_table(rows, ("DOMAIN", "ADDRESSES", "LOGIN-CASE", "ORIGIN"))
+
+
+# -- mailbox ------------------------------------------------------------------------------
+@click.group()
+def mailbox() -> None:
+    """Local mailboxes (the "local users" mail is stored for)."""
+
+
+@mailbox.command("add")
+@click.argument("name")
+@click.option("--format", "fmt", type=click.Choice(["maildir", "mbox"]), default=None)
+@click.option("--path", default="", help="File or folder; default: NAME under the mail dir.")
+def mailbox_add(name: str, fmt: str | None, path: str) -> None:
+    """Create a mailbox."""
+    st = state()
+    name = _check_mailbox_name(name)
+    chosen = fmt or st.config.storage.default_format
+    with errors_as_messages():
+        st.directory.add_mailbox(Mailbox(name=name, format=chosen, path=path))  # type: ignore[arg-type]
+    click.echo(f"mailbox {name} added ({chosen})")
+
+
+@mailbox.command("remove")
+@click.argument("name")
+def mailbox_remove(name: str) -> None:
+    """Remove a mailbox record (its files are left on disk)."""
+    with errors_as_messages():
+        state().directory.remove_mailbox(name.lower())
+    click.echo(f"mailbox {name.lower()} removed (files kept on disk)")
+
+
+@mailbox.command("list")
+@click.argument("name", required=False)
+@json_option
+def mailbox_list(name: str | None, as_json: bool) -> None:
+    """List mailboxes."""
+    boxes = sorted(state().directory.snapshot().mailboxes.values(), key=lambda m: m.name)
+    if name:
+        boxes = [b for b in boxes if b.name == name.lower()]
+        if not boxes:
+            fail(f"no such mailbox: {name.lower()}")
+    if as_json:
+        print_json(boxes)
+        return
+    print_table(
+        [(b.name, b.format, b.path or "(default)") for b in boxes], ("MAILBOX", "FORMAT", "PATH")
+    )
+
+
+@mailbox.command("convert")
+@click.argument("name")
+@click.option("--to", "to", type=click.Choice(["maildir", "mbox"]), required=True)
+@click.option(
+    "--path",
+    default=None,
+    help="Where the new mailbox goes (default: beside the old one, e.g. NAME.maildir/).",
+)
+def mailbox_convert(name: str, to: str, path: str | None) -> None:
+    """Convert a mailbox to Maildir or mbox, keeping its messages and POP3 UIDLs.
+
+    The old mailbox is renamed aside to OLD.converted-TIMESTAMP, never deleted."""
+    from daisymail.store.base import MailboxInUse, StorageError, ViewOptions
+    from daisymail.store.convert import ConversionError, convert_mailbox
+    from daisymail.store.files import FileStore
+
+    st = state()
+    cfg = st.config
+    options = ViewOptions(
+        use_x_uidl=cfg.pop3.use_x_uidl,
+        hide_imap_control_message=cfg.pop3.hide_imap_control_message,
+    )
+    store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
+    name = name.lower()
+    with errors_as_messages():
+        try:
+            res = convert_mailbox(st.directory, store, name, to, options, path=path)  # type: ignore[arg-type]
+        except ConversionError as e:
+            fail(f"cannot convert {name}: {e}")
+        except MailboxInUse:
+            fail(
+                f"mailbox {name} is in use (a POP3 session is open, or a delivery holds "
+                "its lock): nothing was changed; try again when the session has ended"
+            )
+        except (StorageError, OSError) as e:
+            fail(f"cannot convert {name}: {e}; nothing was changed")
+    click.echo(f"mailbox {name}: {res.messages} messages converted to {to} in {res.location}")
+    if res.late:
+        click.echo(f"{res.late} messages delivered during the conversion were carried over")
+    click.echo(f"directory record switched to {to} at {res.path or '(default)'}")
+    if res.kept_as:
+        click.echo(f"old mailbox kept as {res.kept_as}")
+    if res.skipped_bytes:
+        click.echo(
+            f"note: {res.skipped_bytes} bytes outside any message POP3 showed (text before "
+            "the first From line, a hidden IMAP control message, an unterminated last line) "
+            f"were not copied; they are still in {res.kept_as}"
+        )
+    if to == "mbox":
+        click.echo(
+            "note: sizes grow by the X-UIDL header and mbox framing; UIDLs are kept only "
+            "with [pop3] use_x_uidl = true"
+            + (
+                ""
+                if options.use_x_uidl
+                else " (it is false now: set it, or clients will fetch every message again)"
+            )
+        )
+        if res.uidls_lost:
+            click.echo(
+                f"warning: {res.uidls_lost} UIDLs are longer than an X-UIDL header keeps "
+                "(49 characters); clients will fetch those messages again"
+            )
+    for warning in res.warnings:
+        click.echo(f"warning: {warning}")
+
+
+# -- user ---------------------------------------------------------------------------------
+@click.group()
+def user() -> None:
+    """Users: a login (address + password) and the address that delivers to its mailbox."""
+
+
+@user.command("add")
+@click.argument("address")
+@click.option("--mailbox", "mailbox_name", help="Mailbox to use (created if missing).")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_add(address: str, mailbox_name: str | None, password_stdin: bool) -> None:
+    """Add a user ADDRESS: login, address rule and (if missing) its mailbox."""
+    st = state()
+    local, dom = _split_address(address)
+    d = st.directory
+    snap = d.snapshot()
+    _require_domain(snap, dom)
+    name = _check_mailbox_name(mailbox_name or _default_mailbox_name(local, dom))
+    if snap.find_login(local, dom) is not None:
+        fail(f"user {local}@{dom} already exists")
+    password = read_password(password_stdin)
+    hashed = hash_password(password)
+    pattern = f"{local}@{dom}".lower()
+    existing_rule = snap.address_rules.get(pattern)
+    if existing_rule is not None and existing_rule.lower() != name:
+        fail(f"address {pattern} already routes to {existing_rule!r}; remove that alias first")
+    with errors_as_messages(), d.transaction():
+        if name not in snap.mailboxes:
+            fmt = st.config.storage.default_format
+            d.add_mailbox(Mailbox(name=name, format=fmt))  # type: ignore[arg-type]
+        d.add_login(Login(user=local, domain=dom, password_hash=hashed, mailbox=name))
+        if existing_rule is None:
+            d.add_address_rule(AddressRule(pattern=pattern, target=name))
+    click.echo(f"user {local}@{dom} added (mailbox {name})")
+
+
+@user.command("passwd")
+@click.argument("address")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+def user_passwd(address: str, password_stdin: bool) -> None:
+    """Set a user's password (stored as an argon2id hash)."""
+    local, dom = _split_address(address)
+    d = state().directory
+    login = d.snapshot().find_login(local, dom)
+    if login is None:
+        fail(f"no such user: {local}@{dom}")
+    password = read_password(password_stdin)
+    with errors_as_messages():
+        d.set_password(login.user, login.domain, hash_password(password))
+    click.echo(f"password of {login.address} changed")
+
+
+@user.command("remove")
+@click.argument("address")
+def user_remove(address: str) -> None:
+    """Remove a user's login and its address rule (the mailbox is kept)."""
+    local, dom = _split_address(address)
+    d = state().directory
+    snap = d.snapshot()
+    login = snap.find_login(local, dom)
+    if login is None:
+        fail(f"no such user: {local}@{dom}")
+    pattern = f"{login.user}@{login.domain}".lower()
+    with errors_as_messages(), d.transaction():
+        d.remove_login(login.user, login.domain)
+        if snap.address_rules.get(pattern, "").lower() == login.mailbox:
+            d.remove_address_rule(pattern)
+    click.echo(f"user {login.address} removed (mailbox {login.mailbox} kept)")
+
+
+@user.command("list")
+@click.argument("domain_name", metavar="[DOMAIN]", required=False)
+@json_option
+def user_list(domain_name: str | None, as_json: bool) -> None:
+    """List users, optionally of one domain."""
+    logins = sorted(state().directory.snapshot().logins, key=lambda x: (x.domain, x.user))
+    if domain_name:
+        logins = [x for x in logins if x.domain == domain_name.lower()]
+    if as_json:
+        print_json([{"address": x.address, "mailbox": x.mailbox} for x in logins])
+        return
+    print_table([(x.address, x.mailbox) for x in logins], ("USER", "MAILBOX"))
+
+
+# -- alias --------------------------------------------------------------------------------
+@click.group()
+def alias() -> None:
+    """Address rules (virtusertable): user@dom, user+*@dom, user++@dom, @dom catch-alls."""
+
+
+def _pattern_domain(pattern: str) -> str:
+    if "@" not in pattern:
+        fail(f"bad pattern {pattern!r}: expected user@domain or @domain", EXIT_USAGE)
+    return pattern.rsplit("@", 1)[1].lower()
+
+
+@alias.command("add")
+@click.argument("pattern")
+@click.argument("target")
+@click.option("--create-mailbox", is_flag=True, help="Create TARGET as a mailbox if missing.")
+def alias_add(pattern: str, target: str, create_mailbox: bool) -> None:
+    """Route PATTERN to TARGET: a mailbox name, an address, or error:CODE text."""
+    st = state()
+    d = st.directory
+    snap = d.snapshot()
+    dom = _pattern_domain(pattern)
+    _require_domain(snap, dom)
+    if not target.strip():
+        fail("empty target", EXIT_USAGE)
+    is_mailbox = not target.startswith("error:") and "@" not in target and "%" not in target
+    with errors_as_messages(), d.transaction():
+        if is_mailbox:
+            base = target.split("+", 1)[0].lower()
+            if base not in snap.mailboxes:
+                if not create_mailbox:
+                    fail(f"no such mailbox: {base} (use --create-mailbox to create it)")
+                name = _check_mailbox_name(base)
+                fmt = st.config.storage.default_format
+                d.add_mailbox(Mailbox(name=name, format=fmt))  # type: ignore[arg-type]
+        d.add_address_rule(AddressRule(pattern=pattern.lower(), target=target))
+    click.echo(f"alias {pattern.lower()} -> {target}")
+
+
+@alias.command("remove")
+@click.argument("pattern")
+def alias_remove(pattern: str) -> None:
+    """Remove an address rule."""
+    with errors_as_messages():
+        state().directory.remove_address_rule(pattern.lower())
+    click.echo(f"alias {pattern.lower()} removed")
+
+
+@alias.command("list")
+@click.argument("domain_name", metavar="[DOMAIN]", required=False)
+@json_option
+def alias_list(domain_name: str | None, as_json: bool) -> None:
+    """List address rules, optionally of one domain."""
+    rules = sorted(state().directory.snapshot().address_rules.items())
+    if domain_name:
+        rules = [(p, t) for p, t in rules if p.rsplit("@", 1)[-1] == domain_name.lower()]
+    if as_json:
+        print_json([{"pattern": p, "target": t} for p, t in rules])
+        return
+    print_table(rules, ("PATTERN", "TARGET"))
+
+
+# -- sender -------------------------------------------------------------------------------
+@click.group()
+def sender() -> None:
+    """Sender rewriting rules (genericstable): user, user@dom or @dom to a public address."""
+
+
+@sender.command("add")
+@click.argument("from_", metavar="FROM")
+@click.argument("address")
+def sender_add(from_: str, address: str) -> None:
+    """Rewrite sender FROM to ADDRESS."""
+    with errors_as_messages():
+        state().directory.add_sender_rule(SenderRule(pattern=from_.lower(), target=address))
+    click.echo(f"sender {from_.lower()} -> {address}")
+
+
+@sender.command("remove")
+@click.argument("from_", metavar="FROM")
+def sender_remove(from_: str) -> None:
+    """Remove a sender rule."""
+    with errors_as_messages():
+        state().directory.remove_sender_rule(from_.lower())
+    click.echo(f"sender {from_.lower()} removed")
+
+
+@sender.command("list")
+@json_option
+def sender_list(as_json: bool) -> None:
+    """List sender rules."""
+    rules = sorted(state().directory.snapshot().sender_rules.items())
+    if as_json:
+        print_json([{"pattern": p, "target": t} for p, t in rules])
+        return
+    print_table(rules, ("FROM", "ADDRESS"))
+
+
+# -- relay --------------------------------------------------------------------------------
+@click.group()
+def relay() -> None:
+    """Relay rules (relay-domains): domains mail may be relayed to, networks that may relay."""
+
+
+def _relay_rule(entry: str):  # type: ignore[no-untyped-def]
+    try:
+        return relay_rule_from_class_entry(entry)
+    except ValueError as e:
+        fail(f"bad relay entry {entry!r}: {e}", EXIT_USAGE)
+
+
+@relay.command("add")
+@click.argument("entry", metavar="DOMAIN-OR-NETWORK")
+def relay_add(entry: str) -> None:
+    """Allow relaying to a domain (and its subdomains) or from a network (192.168.5, 10.0.0.0/8)."""
+    rule = _relay_rule(entry)
+    with errors_as_messages():
+        state().directory.add_relay_rule(rule)
+    click.echo(f"relay {rule.kind} {rule.pattern} added")
+
+
+@relay.command("remove")
+@click.argument("entry", metavar="DOMAIN-OR-NETWORK")
+def relay_remove(entry: str) -> None:
+    """Remove a relay rule."""
+    rule = _relay_rule(entry)
+    with errors_as_messages():
+        state().directory.remove_relay_rule(rule.pattern)
+    click.echo(f"relay {rule.kind} {rule.pattern} removed")
+
+
+@relay.command("list")
+@json_option
+def relay_list(as_json: bool) -> None:
+    """List relay rules (the config's [relay] networks apply as well)."""
+    rules = sorted(state().directory.snapshot().relay_rules, key=lambda r: (r.kind, r.pattern))
+    if as_json:
+        print_json(rules)
+        return
+    print_table(
+        [(r.kind, r.pattern, class_entry_from_relay_rule(r)) for r in rules],
+        ("KIND", "PATTERN", "AS-RELAY-DOMAINS"),
+    )

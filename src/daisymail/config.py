@@ -1,0 +1,325 @@
+"""Typed settings loaded from one TOML file; every key has a default that runs.
+
+Unknown keys and wrong types stop the start with the file, the key and what was
+expected (ConfigError). Relative paths are resolved against ``data_dir``, which is
+itself relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ENV_VAR = "DAISYMAIL_CONFIG"
+SEARCH_PATH = ("./daisymail.toml", "/etc/daisymail/daisymail.toml")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; str(e) names the file, the key and what is expected."""
+
+
+@dataclass
+class Listen:
+    smtp: list[str] = field(default_factory=lambda: ["0.0.0.0:25"])
+    submission: list[str] = field(default_factory=lambda: ["0.0.0.0:587"])
+    submissions: list[str] = field(default_factory=lambda: ["0.0.0.0:465"])
+    pop3: list[str] = field(default_factory=lambda: ["0.0.0.0:110"])
+    pop3s: list[str] = field(default_factory=lambda: ["0.0.0.0:995"])
+
+
+@dataclass
+class LegacySources:
+    sendmail_dir: str = "/etc/mail"
+    teapop_passwd: str = "/etc/teapop.passwd"
+    spool_dir: str = "/var/spool/mail"
+
+
+@dataclass
+class DirectoryConfig:
+    backend: str = "sql"
+    url: str = "sqlite:///daisymail.db"
+    legacy: LegacySources = field(default_factory=LegacySources)
+
+
+@dataclass
+class Storage:
+    mail_dir: str = "mail"
+    default_format: str = "maildir"
+    spool_dir: str = "spool"
+
+
+@dataclass
+class TLS:
+    cert: str = "tls/cert.pem"
+    key: str = "tls/key.pem"
+    # Per-domain certificates for SNI: "example.org" = "tls/example.org" (cert.pem, key.pem)
+    sni: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Relay:
+    networks: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    hosts_only: bool = False
+
+
+@dataclass
+class Rewrite:
+    masquerade_envelope: bool = False
+
+
+@dataclass
+class Queue:
+    dir: str = "queue"
+    lifetime: int = 5 * 24 * 3600
+    retry_schedule: list[int] = field(default_factory=lambda: [300, 600, 1200, 2400, 4000])
+    smarthost: str = ""
+    smarthost_user: str = ""
+    smarthost_password: str = ""
+    destination_concurrency: int = 5
+    routes: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Pop3:
+    use_x_uidl: bool = False
+    hide_imap_control_message: bool = False
+    allow_plaintext_auth: bool = False
+    default_domain: str = ""
+    apop: bool = False
+    delete_after_retr: bool = False
+    expire_days: int = 0
+    login_delay: int = 0
+
+
+@dataclass
+class Limits:
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    max_line_length: int = 2048
+    max_errors: int = 10
+    command_timeout: int = 300
+    data_timeout: int = 600
+    pop3_timeout: int = 600
+    max_connections: int = 2000
+    max_connections_per_ip: int = 50
+    auth_failure_delay: float = 2.0
+
+
+@dataclass
+class Log:
+    level: str = "info"
+
+
+@dataclass
+class Config:
+    hostname: str = "localhost"
+    data_dir: str = "."
+    user: str = "daisymail"
+    listen: Listen = field(default_factory=Listen)
+    directory: DirectoryConfig = field(default_factory=DirectoryConfig)
+    storage: Storage = field(default_factory=Storage)
+    tls: TLS = field(default_factory=TLS)
+    relay: Relay = field(default_factory=Relay)
+    rewrite: Rewrite = field(default_factory=Rewrite)
+    queue: Queue = field(default_factory=Queue)
+    pop3: Pop3 = field(default_factory=Pop3)
+    limits: Limits = field(default_factory=Limits)
+    log: Log = field(default_factory=Log)
+    # Where it came from; not a TOML key.
+    source: str = field(default="<defaults>", metadata={"internal": True})
+
+    # -- resolved paths -----------------------------------------------------------------
+    @property
+    def base(self) -> Path:
+        if self.source.startswith("<"):
+            return Path(self.data_dir).resolve()
+        return (Path(self.source).parent / self.data_dir).resolve()
+
+    def path(self, value: str) -> Path:
+        """A configured path, absolute or relative to the data dir."""
+        p = Path(value)
+        return p if p.is_absolute() else self.base / p
+
+    @property
+    def database_url(self) -> str:
+        """The directory URL with a relative SQLite path resolved against the data dir."""
+        url = self.directory.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/"):
+            rest = url[len(prefix) :]
+            if rest and rest != ":memory:":
+                return prefix + str(self.path(rest))
+        return url
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "directory.backend": ("sql", "legacy"),
+    "storage.default_format": ("maildir", "mbox"),
+    "log.level": ("debug", "info", "warning", "error"),
+}
+
+
+def _type_name(tp: Any) -> str:
+    if tp is str:
+        return "a string"
+    if tp is bool:
+        return "true or false"
+    if tp is int:
+        return "an integer"
+    if tp is float:
+        return "a number"
+    origin = typing.get_origin(tp)
+    if origin is list:
+        return f"a list of {_type_name(typing.get_args(tp)[0]).removeprefix('a ')}s"
+    if origin is dict:
+        return "a table of strings"
+    return "a table"
+
+
+def _convert(tp: Any, value: Any, where: str, src: str) -> Any:
+    def bad() -> ConfigError:
+        return ConfigError(f"{src}: {where}: expected {_type_name(tp)}, got {value!r}")
+
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            raise bad()
+        return _build(tp, value, where + ".", src)
+    origin = typing.get_origin(tp)
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if not isinstance(value, list):
+            raise bad()
+        return [_convert(item, v, f"{where}[{i}]", src) for i, v in enumerate(value)]
+    if origin is dict:
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise bad()
+        return dict(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise bad()
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise bad()
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise bad()
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            raise bad()
+        return value
+    raise bad()  # pragma: no cover - all config types are handled above
+
+
+def _build(cls: Any, data: dict[str, Any], prefix: str, src: str) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            expected = ", ".join(sorted(known))
+            raise ConfigError(f"{src}: unknown key '{prefix}{key}' (known here: {expected})")
+        kwargs[key] = _convert(hints[key], value, prefix + key, src)
+    return cls(**kwargs)
+
+
+def _validate(cfg: Config) -> None:
+    src = cfg.source
+    for key, choices in _CHOICES.items():
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if value not in choices:
+            raise ConfigError(f"{src}: {key}: expected one of {', '.join(choices)}, got {value!r}")
+    for f in dataclasses.fields(Listen):
+        for i, addr in enumerate(getattr(cfg.listen, f.name)):
+            try:
+                parse_hostport(addr)
+            except ValueError as e:
+                raise ConfigError(f"{src}: listen.{f.name}[{i}]: {e}") from None
+    for i, net in enumerate(cfg.relay.networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{src}: relay.networks[{i}]: expected a network like 192.0.2.0/24, got {net!r}"
+            ) from None
+    for key in ("max_message_size", "max_recipients", "max_line_length", "max_connections"):
+        if getattr(cfg.limits, key) <= 0:
+            raise ConfigError(f"{src}: limits.{key}: expected a positive integer")
+    if cfg.limits.pop3_timeout < 600:
+        raise ConfigError(f"{src}: limits.pop3_timeout: RFC 1939 asks for at least 600 seconds")
+    if cfg.queue.destination_concurrency <= 0 or cfg.queue.lifetime <= 0:
+        raise ConfigError(
+            f"{src}: queue.destination_concurrency and queue.lifetime: expected positive integers"
+        )
+    if any(s <= 0 for s in cfg.queue.retry_schedule):
+        raise ConfigError(f"{src}: queue.retry_schedule: expected positive numbers of seconds")
+    if cfg.queue.smarthost:
+        try:
+            parse_hostport(cfg.queue.smarthost)
+        except ValueError as e:
+            raise ConfigError(f"{src}: queue.smarthost: {e}") from None
+    for name, target in cfg.queue.routes.items():
+        try:
+            parse_hostport(target)
+        except ValueError as e:
+            raise ConfigError(f"{src}: queue.routes.{name}: {e}") from None
+    if not cfg.hostname or any(c.isspace() for c in cfg.hostname):
+        raise ConfigError(f"{src}: hostname: expected a host name, got {cfg.hostname!r}")
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """``ADDR:PORT`` or ``[IPv6]:PORT`` to (host, port)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected ADDR:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host, int(port)
+
+
+def from_dict(data: dict[str, Any], source: str = "<dict>") -> Config:
+    cfg: Config = _build(Config, data, "", source)
+    cfg.source = source
+    _validate(cfg)
+    return cfg
+
+
+def find_config(explicit: str | None = None) -> str | None:
+    """The config file to use: --config, $DAISYMAIL_CONFIG, ./daisymail.toml, /etc/..."""
+    if explicit:
+        return explicit
+    env = os.environ.get(ENV_VAR)
+    if env:
+        return env
+    for candidate in SEARCH_PATH:
+        if Path(candidate).is_file():
+            return candidate
+    return None
+
+
+def load(path: str | None = None) -> Config:
+    """Load the config found by find_config(); the defaults when there is none."""
+    found = find_config(path)
+    if found is None:
+        return from_dict({}, "<defaults>")
+    p = Path(found)
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise ConfigError(f"{found}: cannot read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{found}: not valid TOML: {e}") from None
+    return from_dict(data, str(p.resolve()))

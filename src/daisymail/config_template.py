@@ -1,0 +1,100 @@
+"""The commented config file that `daisymail init` writes."""
+
+from __future__ import annotations
+
+TEMPLATE = """\
+# Daisy configuration. Every key has a default; remove a line to use it.
+# Relative paths are relative to data_dir, itself relative to this file.
+
+hostname = "{hostname}"          # this server's name: SMTP greeting, Received headers
+data_dir = "."                   # database, mail, queue and certificates live here
+user = "{user}"                  # when started as root: drop privileges to this user ("" = stay)
+
+[listen]                         # "ADDR:PORT" lists; [] turns a service off
+smtp = [{smtp}]                  # MX: mail for hosted domains
+submission = [{submission}]      # STARTTLS + AUTH for users sending mail
+submissions = [{submissions}]    # implicit TLS + AUTH
+pop3 = [{pop3}]                  # STLS
+pop3s = [{pop3s}]                # implicit TLS
+
+[directory]
+backend = "sql"                  # "sql": SQLite or PostgreSQL
+url = "sqlite:///daisymail.db"   # or "postgresql+psycopg://user@host/dbname"
+
+[directory.legacy]               # read when backend = "legacy", and by `daisymail import legacy`
+sendmail_dir = "/etc/mail"
+teapop_passwd = "/etc/teapop.passwd"
+spool_dir = "/var/spool/mail"      # where procmail delivered: bare virtusertable targets live here
+
+[storage]
+mail_dir = "mail"                # where new mailboxes go
+default_format = "maildir"       # "maildir" or "mbox"
+spool_dir = "spool"              # messages being received
+
+[tls]
+cert = "tls/cert.pem"            # a self-signed one is made by `daisymail init`
+key = "tls/key.pem"
+# [tls.sni]                      # per-domain certificates: folder holding cert.pem and key.pem
+# "example.org" = "tls/example.org"
+
+[relay]                          # who may relay without logging in (sendmail's relay-domains)
+networks = ["127.0.0.1/32", "::1/128"]
+hosts_only = false               # true: relay domains match exactly, not their subdomains
+
+[rewrite]
+masquerade_envelope = false      # apply sender rules (genericstable) to the envelope sender too
+
+[queue]
+dir = "queue"
+lifetime = 432000                # give up (and bounce) after 5 days
+retry_schedule = [300, 600, 1200, 2400, 4000]
+smarthost = ""                   # "host:port" to send everything through (587: STARTTLS, 465: TLS)
+smarthost_user = ""              # AUTH at the smarthost
+smarthost_password = ""
+destination_concurrency = 5      # connections at once to one destination
+[queue.routes]                   # static routes: "example.net" = "127.0.0.1:2526"
+
+[pop3]
+use_x_uidl = false               # teapop -u: take UIDLs from X-UIDL headers
+hide_imap_control_message = false  # teapop -i: hide the UW-IMAP control message
+allow_plaintext_auth = false     # allow USER/PASS without TLS from non-loopback clients
+default_domain = ""              # domain for logins given without one
+apop = false                     # needs clear-text secrets; legacy only
+delete_after_retr = false        # teapop -d
+expire_days = 0                  # teapop -e; 0 = never
+login_delay = 0                  # seconds announced in CAPA LOGIN-DELAY; 0 = not announced
+
+[limits]
+max_message_size = 52428800
+max_recipients = 100
+max_line_length = 2048
+max_errors = 10
+command_timeout = 300
+data_timeout = 600
+pop3_timeout = 600
+max_connections = 2000
+max_connections_per_ip = 50
+auth_failure_delay = 2.0
+
+[log]
+level = "info"
+"""
+
+
+def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
+    """The config text; development configs stay on loopback and keep the current user."""
+    if user is None:
+        user = "" if dev else "daisymail"
+
+    def addrs(port: int, dev_port: int) -> str:
+        return f'"127.0.0.1:{dev_port}"' if dev else f'"0.0.0.0:{port}"'
+
+    return TEMPLATE.format(
+        hostname=hostname,
+        user=user,
+        smtp=addrs(25, 2525),
+        submission=addrs(587, 2587),
+        submissions=addrs(465, 2465),
+        pop3=addrs(110, 2110),
+        pop3s=addrs(995, 2995),
+    )

@@ -1,0 +1,103 @@
+"""Password hashing: argon2id for everything new, legacy formats verified so imports keep working.
+
+New hashes use argon2-cffi's defaults, the RFC 9106 "low memory" profile (argon2id, t=3,
+m=64 MiB, p=4): about 0.1 s of CPU and 64 MiB of memory per verify, paid on every login,
+so concurrent logins are bounded by memory as much as by CPU.
+
+Legacy formats come from teapop textfile/htpasswd files and sendmail-era crypt(3) hashes:
+MD5-crypt ``$1$``, Apache ``$apr1$``, SHA-crypt ``$5$``/``$6$``, 13-character DES crypt,
+htpasswd ``{SHA}`` and ``{PLAIN}`` (cleartext, only kept when an admin wants APOP). bcrypt
+(``$2a$``/``$2b$``/``$2y$``) is not verified: libpass needs the extra ``bcrypt`` package for it.
+Everything that is not current argon2id reports needs_rehash, so it is upgraded at the next
+good login.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from functools import cache
+
+import argon2
+from passlib.hash import (
+    apr_md5_crypt,
+    des_crypt,
+    ldap_sha1,
+    md5_crypt,
+    sha256_crypt,
+    sha512_crypt,
+)
+
+PLAIN_PREFIX = "{PLAIN}"
+
+_hasher = argon2.PasswordHasher()
+
+# Checked in order; each prefix belongs to one handler, DES crypt (no prefix) comes last.
+_LEGACY = (
+    ("$1$", md5_crypt),
+    ("$apr1$", apr_md5_crypt),
+    ("$5$", sha256_crypt),
+    ("$6$", sha512_crypt),
+    ("{SHA}", ldap_sha1),
+)
+
+
+def hash_password(plain: str) -> str:
+    """A fresh ``$argon2id$`` hash with a random salt."""
+    return _hasher.hash(plain)
+
+
+def plaintext_hash(plain: str) -> str:
+    """The stored form of a cleartext secret, for accounts that must keep APOP working."""
+    return PLAIN_PREFIX + plain
+
+
+def verify_password(stored: str, plain: str) -> bool:
+    """Does plain match the stored hash? False for unknown or malformed stored values."""
+    try:
+        return _verify(stored, plain)
+    except Exception:
+        return False
+
+
+def _verify(stored: str, plain: str) -> bool:
+    if stored.startswith(("$argon2id$", "$argon2i$")):
+        try:
+            return _hasher.verify(stored, plain)
+        except argon2.exceptions.VerifyMismatchError:
+            return False
+    if stored.startswith(PLAIN_PREFIX):
+        return hmac.compare_digest(stored[len(PLAIN_PREFIX) :].encode(), plain.encode())
+    for prefix, handler in _LEGACY:
+        if stored.startswith(prefix):
+            return bool(handler.verify(plain, stored))
+    if des_crypt.identify(stored):
+        return bool(des_crypt.verify(plain, stored))
+    return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """True unless stored is argon2id with the parameters hash_password uses now."""
+    if not stored.startswith("$argon2id$"):
+        return True
+    try:
+        return _hasher.check_needs_rehash(stored)
+    except Exception:
+        return True
+
+
+def plaintext_secret(stored: str) -> str | None:
+    """The cleartext secret APOP needs; only ``{PLAIN}`` entries have one."""
+    if stored.startswith(PLAIN_PREFIX):
+        return stored[len(PLAIN_PREFIX) :]
+    return None
+
+
+@cache
+def _dummy_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
+def dummy_verify(plain: str) -> None:
+    """Spend what a real argon2 verify costs, so an unknown user looks like a wrong password."""
+    verify_password(_dummy_hash(), plain)

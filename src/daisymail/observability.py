@@ -1,0 +1,44 @@
+"""One-line structured logs: ``event key=value ...``, with the session id as a field.
+
+Values with spaces or quotes are quoted so that a line can be split reliably by tools.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import sys
+
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
+_LEVELS["error"] = logging.ERROR
+
+
+def setup_logging(level: str = "info") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+
+
+def new_session_id() -> str:
+    return secrets.token_hex(6)
+
+
+def _fmt(value: object) -> str:
+    text = str(value)
+    if text == "" or any(c.isspace() or c in '"=\\' for c in text):
+        escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+        escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
+        return f'"{escaped}"'
+    return text
+
+
+def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
+    """Log one event line; fields with a None value are left out."""
+    if not logger.isEnabledFor(level):
+        return
+    parts = [name, *(f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None)]
+    logger.log(level, " ".join(parts))

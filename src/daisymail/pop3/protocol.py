@@ -1,0 +1,600 @@
+"""The POP3 server session as a sans-I/O state machine (RFC 1939, 2449, 2595, 3206, 5034).
+
+Bytes go in with receive_data(); next_event() works through the buffered command lines
+in order, queueing replies for data_to_send(), and stops at the first command that
+needs the server (a login to check, a message to send, a commit, TLS, closing). Until
+the server answers with login_result(), commit_result() or tls_started(), next_event()
+returns None and pipelined input waits. The server should send data_to_send() before
+acting on each event and whenever next_event() returns None.
+
+Message indexes in events are 0-based, as in store.MaildropView; POP3 numbers are 1-based.
+"""
+
+from __future__ import annotations
+
+import base64
+import enum
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from daisymail.store.base import MessageInfo
+
+CRLF = b"\r\n"
+MAX_FAILED_LOGINS = 3
+MAX_BUFFERED = 1024 * 1024
+"""Pipelined input held while a result is pending; more closes the connection."""
+_SEND_BLOCK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Per-connection settings, computed by the server.
+
+    allow_plaintext: USER/PASS and AUTH PLAIN may be used before TLS on this connection
+      (loopback, or configured); once TLS is active they are always allowed.
+    expire_days: None advertises EXPIRE NEVER. max_line_length counts the line end;
+      RFC 2449 allows 255 octets, the rest is slack for sloppy clients.
+    """
+
+    hostname: str
+    tls_active: bool = False
+    stls_available: bool = False
+    allow_plaintext: bool = False
+    apop_enabled: bool = False
+    expire_days: int | None = None
+    login_delay: int | None = None
+    delete_after_retr: bool = False
+    max_line_length: int = 512
+    max_auth_line_length: int = 8192
+    implementation: str = "Daisy"
+
+
+@dataclass(frozen=True)
+class StartTLS:
+    """Negotiate TLS now, then call tls_started()."""
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """Check a login, lock the maildrop, then call login_result().
+
+    mechanism: "USER" (password set), "APOP" (apop_digest set: the client's hex digest
+    of the greeting timestamp and the secret) or "PLAIN" (SASL; password set).
+    """
+
+    user_name: str
+    password: str | None
+    apop_digest: str | None
+    mechanism: str
+
+
+@dataclass(frozen=True)
+class SendMessage:
+    """Stream format_message(view.lines(index), top_lines), then ``.\\r\\n``."""
+
+    index: int
+    top_lines: int | None
+
+
+@dataclass(frozen=True)
+class Commit:
+    """QUIT in the transaction state: remove these messages, then call commit_result()."""
+
+    deleted: frozenset[int]
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the connection once data_to_send() is flushed. Nothing is to be committed."""
+
+
+Event = StartTLS | LoginAttempt | SendMessage | Commit | Close
+
+
+@dataclass(frozen=True)
+class LoginOk:
+    messages: Sequence[MessageInfo]
+
+
+@dataclass(frozen=True)
+class LoginFailed:
+    """in_use: the credentials were good but the maildrop is locked. temporary: the
+    check itself failed (directory or storage trouble). Otherwise: bad credentials."""
+
+    in_use: bool = False
+    temporary: bool = False
+
+
+LoginResult = LoginOk | LoginFailed
+_Field = Callable[[MessageInfo], str]
+_Handler = Callable[[str | None], Event | None]
+
+
+class _State(enum.Enum):
+    AUTHORIZATION = "authorization"
+    TRANSACTION = "transaction"
+    CLOSED = "closed"
+
+
+class _Wait(enum.Enum):
+    NOTHING = "nothing"
+    LOGIN = "login"
+    COMMIT = "commit"
+    TLS = "tls"
+
+
+class _TooLong:
+    """Marks an input line that exceeded the limit and was discarded."""
+
+
+_TOO_LONG = _TooLong()
+
+_AUTHORIZATION_COMMANDS = frozenset({"USER", "PASS", "APOP", "AUTH", "STLS", "CAPA", "QUIT"})
+_TRANSACTION_COMMANDS = frozenset(
+    {"STAT", "LIST", "RETR", "DELE", "NOOP", "RSET", "TOP", "UIDL", "CAPA", "QUIT"}
+)
+
+
+class _Reply(Exception):
+    """A one-line -ERR answer raised from argument parsing."""
+
+
+def _decode_plain(response: str) -> tuple[str, str, str] | None:
+    """SASL PLAIN (RFC 4616): base64 of authzid NUL authcid NUL password, all UTF-8."""
+    try:
+        raw = base64.b64decode(response.encode("ascii"), validate=True)
+        parts = [part.decode("utf-8") for part in raw.split(b"\0")]
+    except ValueError:
+        return None
+    if len(parts) != 3:
+        return None
+    return parts[0], parts[1], parts[2]
+
+
+def format_message(lines: Iterable[bytes], top_lines: int | None = None) -> Iterator[bytes]:
+    """The wire form of a message, without the final ``.``: CRLF line ends, dot-stuffing.
+
+    lines are stored lines (LF or CRLF; a piece without a line end continues on the next
+    piece). top_lines: send the header, the blank line, and this many body lines (TOP).
+    """
+    out = bytearray()
+    at_line_start = True
+    in_header = True
+    body_left = top_lines
+    for piece in lines:
+        if at_line_start:
+            if not in_header and body_left is not None:
+                if body_left <= 0:
+                    break
+                body_left -= 1
+            if piece.startswith(b"."):
+                out += b"."
+        if piece.endswith(b"\n"):
+            content = piece[:-2] if piece.endswith(b"\r\n") else piece[:-1]
+            if at_line_start and not content:
+                in_header = False
+            out += content
+            out += CRLF
+            at_line_start = True
+        else:
+            out += piece
+            at_line_start = False
+        if len(out) >= _SEND_BLOCK:
+            yield bytes(out)
+            out.clear()
+    if not at_line_start:
+        out += CRLF
+    if out:
+        yield bytes(out)
+
+
+def _message_number(text: str, count: int) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise _Reply("-ERR Message number must be a positive integer")
+    number = int(text)
+    if not 1 <= number <= count:
+        raise _Reply("-ERR No such message")
+    return number - 1
+
+
+class Pop3Session:
+    """One POP3 connection, server side."""
+
+    def __init__(self, settings: Settings, *, timestamp_banner: str) -> None:
+        self.settings = settings
+        self._banner = timestamp_banner
+        self._in = bytearray()
+        self._out = bytearray()
+        self._state = _State.AUTHORIZATION
+        self._wait = _Wait.NOTHING
+        self._tls = settings.tls_active
+        self._discarding = False
+        self._overflowed = False
+        self._user: str | None = None
+        self._sasl_pending = False
+        self._failures = 0
+        self._messages: Sequence[MessageInfo] = ()
+        self._deleted: set[int] = set()
+        self._read: set[int] = set()
+        self._handlers: dict[str, _Handler] = {
+            "USER": self._do_user,
+            "PASS": self._do_pass,
+            "APOP": self._do_apop,
+            "AUTH": self._do_auth,
+            "STLS": self._do_stls,
+            "CAPA": self._do_capa,
+            "QUIT": self._do_quit,
+            "STAT": self._do_stat,
+            "LIST": self._do_list,
+            "UIDL": self._do_uidl,
+            "RETR": self._do_retr,
+            "TOP": self._do_top,
+            "DELE": self._do_dele,
+            "NOOP": self._do_noop,
+            "RSET": self._do_rset,
+        }
+
+    # -- I/O side -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Queue the greeting; its timestamp invites APOP, so it is shown only with APOP."""
+        greeting = f"+OK {self.settings.hostname} POP3 server ready"
+        if self.settings.apop_enabled:
+            greeting += f" {self._banner}"
+        self._reply(greeting)
+
+    def receive_data(self, data: bytes) -> None:
+        """Buffer input; b"" means the client went away (nothing is committed)."""
+        if not data:
+            self._state = _State.CLOSED
+            return
+        if self._state is _State.CLOSED or self._wait is _Wait.TLS or self._overflowed:
+            return
+        self._in += data
+        if len(self._in) > MAX_BUFFERED:
+            self._in.clear()
+            self._overflowed = True
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    def timeout(self) -> None:
+        """The client was idle too long: say so and close without committing."""
+        if self._state is not _State.CLOSED:
+            self._reply("-ERR Autologout; idle for too long")
+            self._close()
+
+    def next_event(self) -> Event | None:
+        while True:
+            if self._state is _State.CLOSED:
+                return Close()
+            if self._wait is not _Wait.NOTHING:
+                return None
+            line = self._take_line()
+            if line is None:
+                if self._overflowed:
+                    self._reply("-ERR Too much pipelined input")
+                    self._close()
+                    continue
+                return None
+            if isinstance(line, _TooLong):
+                self._sasl_pending = False
+                self._reply("-ERR Line too long")
+                continue
+            event = self._sasl_response(line) if self._sasl_pending else self._command(line)
+            if event is not None:
+                return event
+
+    # -- results from the server ------------------------------------------------------------
+    def login_result(self, result: LoginResult) -> None:
+        if not self._expect(_Wait.LOGIN):
+            return
+        if isinstance(result, LoginOk):
+            self._state = _State.TRANSACTION
+            self._messages = tuple(result.messages)
+            count, octets = self._totals()
+            self._reply(f"+OK Logged in, {count} messages ({octets} octets)")
+        elif result.in_use:
+            self._reply("-ERR [IN-USE] Mailbox is locked by another session")
+        elif result.temporary:
+            self._reply("-ERR [SYS/TEMP] Temporary problem, please try again later")
+        else:
+            self._failures += 1
+            if self._failures >= MAX_FAILED_LOGINS:
+                self._reply("-ERR [AUTH] Invalid login; too many failures, closing")
+                self._close()
+            else:
+                self._reply("-ERR [AUTH] Invalid user name or password")
+
+    def commit_result(self, ok: bool) -> None:
+        if not self._expect(_Wait.COMMIT):
+            return
+        if ok:
+            left = len(self._messages) - len(self._to_remove())
+            self._reply(f"+OK {self.settings.hostname} POP3 server signing off ({left} left)")
+        else:
+            self._reply("-ERR [SYS/TEMP] Some deleted messages not removed, try again later")
+        self._close()
+
+    def tls_started(self) -> None:
+        if not self._expect(_Wait.TLS):
+            return
+        self._tls = True
+        self._in.clear()
+
+    def _expect(self, wait: _Wait) -> bool:
+        """False when the session closed meanwhile (timeout, disconnect): drop the result."""
+        if self._state is _State.CLOSED:
+            return False
+        if self._wait is not wait:
+            raise RuntimeError(f"no {wait.value} result is pending")
+        self._wait = _Wait.NOTHING
+        return True
+
+    # -- input ------------------------------------------------------------------------------
+    def _take_line(self) -> bytes | _TooLong | None:
+        limit = (
+            self.settings.max_auth_line_length
+            if self._sasl_pending
+            else self.settings.max_line_length
+        )
+        end = self._in.find(b"\n")
+        if self._discarding:
+            if end < 0:
+                self._in.clear()
+                return None
+            del self._in[: end + 1]
+            self._discarding = False
+            return _TOO_LONG
+        if end < 0:
+            if len(self._in) >= limit:
+                self._in.clear()
+                self._discarding = True
+            return None
+        line = bytes(self._in[:end])
+        del self._in[: end + 1]
+        if end + 1 > limit:
+            return _TOO_LONG
+        return line[:-1] if line.endswith(b"\r") else line
+
+    def _command(self, line: bytes) -> Event | None:
+        keyword, space, rest = line.partition(b" ")
+        word = keyword.decode("ascii", "replace").upper()
+        arg = rest.decode("utf-8", "surrogateescape") if space else None
+        if word not in ("PASS", "CAPA"):
+            self._user = None
+        allowed = (
+            _AUTHORIZATION_COMMANDS
+            if self._state is _State.AUTHORIZATION
+            else _TRANSACTION_COMMANDS
+        )
+        if word not in allowed:
+            known = word in _AUTHORIZATION_COMMANDS or word in _TRANSACTION_COMMANDS
+            self._reply("-ERR Command not valid in this state" if known else "-ERR Unknown command")
+            return None
+        try:
+            return self._handlers[word](arg)
+        except _Reply as reply:
+            self._reply(str(reply))
+            return None
+
+    # -- authorization ----------------------------------------------------------------------
+    def _plaintext_ok(self) -> bool:
+        return self._tls or self.settings.allow_plaintext
+
+    def _refuse_plaintext(self) -> _Reply:
+        hint = "use STLS first" if self.settings.stls_available else "use POP3 over TLS"
+        return _Reply(f"-ERR [AUTH] Plaintext authentication is disallowed without TLS; {hint}")
+
+    def _do_user(self, arg: str | None) -> Event | None:
+        if not self._plaintext_ok():
+            raise self._refuse_plaintext()
+        if arg is None or not arg.strip(" "):
+            raise _Reply("-ERR Syntax: USER name")
+        self._user = arg
+        self._reply("+OK Send your password")
+        return None
+
+    def _do_pass(self, arg: str | None) -> Event | None:
+        user, self._user = self._user, None
+        if user is None:
+            raise _Reply("-ERR Send USER first")
+        if not self._plaintext_ok():
+            raise self._refuse_plaintext()
+        if not arg:
+            self._user = user
+            raise _Reply("-ERR Syntax: PASS password")
+        return self._attempt(LoginAttempt(user, arg, None, "USER"))
+
+    def _do_apop(self, arg: str | None) -> Event | None:
+        if not self.settings.apop_enabled:
+            raise _Reply("-ERR APOP is not available")
+        name, space, digest = (arg or "").partition(" ")
+        if not name or not space or not digest:
+            raise _Reply("-ERR Syntax: APOP name digest")
+        return self._attempt(LoginAttempt(name, None, digest, "APOP"))
+
+    def _do_auth(self, arg: str | None) -> Event | None:
+        if arg is None:
+            self._multiline("+OK Supported mechanisms follow", self._sasl_mechanisms())
+            return None
+        mechanism, _, initial = arg.partition(" ")
+        if mechanism.upper() != "PLAIN":
+            raise _Reply("-ERR Unsupported authentication mechanism")
+        if not self._plaintext_ok():
+            raise self._refuse_plaintext()
+        if not initial:
+            self._sasl_pending = True
+            self._reply("+ ")
+            return None
+        return self._plain("" if initial == "=" else initial)
+
+    def _sasl_response(self, line: bytes) -> Event | None:
+        self._sasl_pending = False
+        response = line.decode("utf-8", "surrogateescape")
+        if response == "*":
+            self._reply("-ERR Authentication cancelled")
+            return None
+        return self._plain(response)
+
+    def _plain(self, response: str) -> Event | None:
+        decoded = _decode_plain(response)
+        if decoded is None:
+            self._reply("-ERR Malformed SASL PLAIN response")
+            return None
+        authzid, authcid, password = decoded
+        if authzid not in ("", authcid):
+            self._reply("-ERR [AUTH] Authorization identity must be empty or the user name")
+            return None
+        return self._attempt(LoginAttempt(authcid, password, None, "PLAIN"))
+
+    def _attempt(self, attempt: LoginAttempt) -> Event:
+        self._wait = _Wait.LOGIN
+        return attempt
+
+    def _do_stls(self, arg: str | None) -> Event | None:
+        if arg is not None:
+            raise _Reply("-ERR Syntax: STLS")
+        if self._tls:
+            raise _Reply("-ERR Command not permitted when TLS active")
+        if not self.settings.stls_available:
+            raise _Reply("-ERR STLS is not available")
+        self._reply("+OK Begin TLS negotiation")
+        self._in.clear()
+        self._wait = _Wait.TLS
+        return StartTLS()
+
+    def _do_capa(self, arg: str | None) -> Event | None:
+        if arg is not None:
+            raise _Reply("-ERR Syntax: CAPA")
+        self._multiline("+OK Capability list follows", self._capabilities())
+        return None
+
+    def _sasl_mechanisms(self) -> list[str]:
+        return ["PLAIN"] if self._plaintext_ok() else []
+
+    def _capabilities(self) -> list[str]:
+        s = self.settings
+        caps = ["TOP", "UIDL", "RESP-CODES", "AUTH-RESP-CODE", "PIPELINING"]
+        if self._plaintext_ok():
+            caps += ["USER", "SASL PLAIN"]
+        if s.stls_available and not self._tls and self._state is _State.AUTHORIZATION:
+            caps.append("STLS")
+        if s.delete_after_retr:
+            caps.append("EXPIRE 0")
+        else:
+            caps.append("EXPIRE NEVER" if s.expire_days is None else f"EXPIRE {s.expire_days}")
+        if s.login_delay is not None:
+            caps.append(f"LOGIN-DELAY {s.login_delay}")
+        if s.implementation:
+            caps.append(f"IMPLEMENTATION {s.implementation}")
+        return caps
+
+    def _do_quit(self, arg: str | None) -> Event | None:
+        if arg is not None:
+            raise _Reply("-ERR Syntax: QUIT")
+        if self._state is _State.TRANSACTION:
+            self._wait = _Wait.COMMIT
+            return Commit(frozenset(self._to_remove()))
+        self._reply(f"+OK {self.settings.hostname} POP3 server signing off")
+        self._close()
+        return Close()
+
+    # -- transaction ------------------------------------------------------------------------
+    def _to_remove(self) -> set[int]:
+        if self.settings.delete_after_retr:
+            return self._deleted | self._read
+        return self._deleted
+
+    def _totals(self) -> tuple[int, int]:
+        live = [m for i, m in enumerate(self._messages) if i not in self._deleted]
+        return len(live), sum(m.size for m in live)
+
+    def _args(self, arg: str | None, syntax: str, low: int, high: int) -> list[str]:
+        args = arg.split(" ") if arg is not None else []
+        if not low <= len(args) <= high:
+            raise _Reply(f"-ERR Syntax: {syntax}")
+        return args
+
+    def _live(self, text: str) -> int:
+        index = _message_number(text, len(self._messages))
+        if index in self._deleted:
+            raise _Reply(f"-ERR Message {index + 1} already deleted")
+        return index
+
+    def _do_stat(self, arg: str | None) -> Event | None:
+        self._args(arg, "STAT", 0, 0)
+        count, octets = self._totals()
+        self._reply(f"+OK {count} {octets}")
+        return None
+
+    def _do_list(self, arg: str | None) -> Event | None:
+        return self._listing(arg, "LIST [message]", lambda m: str(m.size))
+
+    def _do_uidl(self, arg: str | None) -> Event | None:
+        return self._listing(arg, "UIDL [message]", lambda m: m.uidl)
+
+    def _listing(self, arg: str | None, syntax: str, field: _Field) -> Event | None:
+        args = self._args(arg, syntax, 0, 1)
+        if args:
+            index = self._live(args[0])
+            self._reply(f"+OK {index + 1} {field(self._messages[index])}")
+            return None
+        count, octets = self._totals()
+        rows = [
+            f"{i + 1} {field(m)}" for i, m in enumerate(self._messages) if i not in self._deleted
+        ]
+        self._multiline(f"+OK {count} messages ({octets} octets)", rows)
+        return None
+
+    def _do_retr(self, arg: str | None) -> Event | None:
+        (number,) = self._args(arg, "RETR message", 1, 1)
+        index = self._live(number)
+        self._read.add(index)
+        self._reply(f"+OK {self._messages[index].size} octets")
+        return SendMessage(index, None)
+
+    def _do_top(self, arg: str | None) -> Event | None:
+        number, lines = self._args(arg, "TOP message lines", 2, 2)
+        index = self._live(number)
+        if not (lines.isascii() and lines.isdigit()):
+            raise _Reply("-ERR Syntax: TOP message lines")
+        self._reply("+OK Top of message follows")
+        return SendMessage(index, int(lines))
+
+    def _do_dele(self, arg: str | None) -> Event | None:
+        (number,) = self._args(arg, "DELE message", 1, 1)
+        index = self._live(number)
+        self._deleted.add(index)
+        self._reply(f"+OK Message {index + 1} deleted")
+        return None
+
+    def _do_noop(self, arg: str | None) -> Event | None:
+        self._args(arg, "NOOP", 0, 0)
+        self._reply("+OK")
+        return None
+
+    def _do_rset(self, arg: str | None) -> Event | None:
+        self._args(arg, "RSET", 0, 0)
+        self._deleted.clear()
+        self._read.clear()
+        count, octets = self._totals()
+        self._reply(f"+OK Maildrop has {count} messages ({octets} octets)")
+        return None
+
+    # -- output -----------------------------------------------------------------------------
+    def _reply(self, line: str) -> None:
+        self._out += line.encode("latin-1", "replace") + CRLF
+
+    def _multiline(self, first: str, rows: Iterable[str]) -> None:
+        """Rows are numbers or capability names, so none needs dot-stuffing."""
+        self._reply(first)
+        for row in rows:
+            self._reply(row)
+        self._reply(".")
+
+    def _close(self) -> None:
+        self._state = _State.CLOSED
+        self._wait = _Wait.NOTHING
+        self._in.clear()

@@ -1,0 +1,727 @@
+"""The ESMTP server session as a sans-I/O state machine: bytes in, events and replies out.
+
+Written in the style of h11: the server feeds received bytes with `receive_data`, drains
+events with `next_event` until it returns None, then writes `data_to_send()`. Anything that
+needs I/O or a decision with side effects (TLS, password checks, storing a message) comes
+out as an event, and the session waits for the server's answer before reading further
+input; pipelined commands simply stay in the buffer until then.
+
+Not aiosmtpd: it lacks PIPELINING, CHUNKING, DSN and ENHANCEDSTATUSCODES, holds each
+message in memory, and offers no AUTH on implicit TLS. Here a message streams out as
+`MessageData` chunks and nothing larger than one command line is ever buffered.
+
+Extensions: PIPELINING (RFC 2920), SIZE (1870), 8BITMIME (6152), SMTPUTF8 (6531),
+ENHANCEDSTATUSCODES (2034, 3463, 5248), STARTTLS (3207), CHUNKING (3030), DSN (3461) and
+AUTH PLAIN/LOGIN (4954). BINARYMIME is not offered: mailboxes store LF line ends, which
+would corrupt binary bodies.
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import Enum, auto
+from typing import ClassVar, Protocol
+
+from .. import sasl
+from . import replies as R
+from .data import CrlfDecoder, DotDecoder
+from .params import CommandError, parse_mail, parse_rcpt
+from .replies import Reply, reply
+
+__all__ = [
+    "AuthAttempt",
+    "Close",
+    "Envelope",
+    "Event",
+    "MessageAborted",
+    "MessageComplete",
+    "MessageData",
+    "MessageStarted",
+    "Policy",
+    "RcptDecision",
+    "Recipient",
+    "Reply",
+    "ServerSession",
+    "SessionInfo",
+    "Settings",
+    "StartTLS",
+]
+
+AUTH_LINE_LIMIT = 12288
+"""RFC 4954 section 4: AUTH lines and SASL responses may be this long, whatever the limit."""
+
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+_BDAT = re.compile(r"(\d{1,20})(?: +(LAST))? *", re.IGNORECASE)
+
+
+@dataclass
+class Settings:
+    hostname: str
+    max_message_size: int = 50 * 1024 * 1024
+    max_recipients: int = 100
+    max_line_length: int = 2048
+    max_errors: int = 10
+    starttls_available: bool = False
+    auth_mechanisms: tuple[str, ...] = ()
+    auth_requires_tls: bool = True
+    require_auth_for_mail: bool = False
+    chunking: bool = True
+    dsn: bool = True
+    smtputf8: bool = True
+    eightbitmime: bool = True
+    greeting_text: str = "ESMTP Daisy"
+
+    def __post_init__(self) -> None:
+        if not self.hostname or any(ch.isspace() for ch in self.hostname):
+            raise ValueError(f"hostname must be one word, got {self.hostname!r}")
+        if self.max_line_length < 512:
+            raise ValueError("max_line_length must be at least 512 (RFC 5321 4.5.3.1.4)")
+        if self.max_errors < 1 or self.max_recipients < 1 or self.max_message_size < 1:
+            raise ValueError("max_errors, max_recipients and max_message_size must be positive")
+        self.auth_mechanisms = tuple(m.upper() for m in self.auth_mechanisms)
+        unknown = set(self.auth_mechanisms) - set(sasl.MECHANISMS)
+        if unknown:
+            raise ValueError(f"unsupported SASL mechanisms: {sorted(unknown)}")
+
+
+@dataclass
+class SessionInfo:
+    """What policies may look at; the session keeps it current."""
+
+    client_ip: str
+    session_id: str
+    client_name: str = ""
+    tls: bool = False
+    authenticated_as: str | None = None
+
+
+@dataclass
+class Recipient:
+    address: str
+    params: dict[str, str] = field(default_factory=dict)
+    target: object = None
+
+
+@dataclass
+class Envelope:
+    """One mail transaction. ENVID, ORCPT and AUTH values in the params are xtext-decoded."""
+
+    sender: str
+    mail_params: dict[str, str] = field(default_factory=dict)
+    recipients: list[Recipient] = field(default_factory=list)
+    body_type: str = "7BIT"
+    smtputf8: bool = False
+    size: int = 0
+
+
+@dataclass(frozen=True)
+class RcptDecision:
+    reply: Reply
+    accepted: bool
+    target: object = None
+
+
+class Policy(Protocol):
+    """Pure decisions the server plugs in (inbound on port 25, submission on 587/465)."""
+
+    def check_sender(
+        self, session: SessionInfo, sender: str, params: dict[str, str]
+    ) -> Reply | None:
+        """None accepts with 250 2.1.0; a reply of 400 or more refuses the transaction."""
+
+    def check_recipient(
+        self, session: SessionInfo, envelope: Envelope, address: str, params: dict[str, str]
+    ) -> RcptDecision: ...
+
+
+@dataclass(frozen=True)
+class StartTLS:
+    """The 220 is queued: flush it, upgrade, then call `tls_started` (or close on failure)."""
+
+
+@dataclass(frozen=True)
+class AuthAttempt:
+    """Verify and answer with `auth_result`."""
+
+    mechanism: str
+    authzid: str
+    username: str
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class MessageStarted:
+    """DATA got its 354 or the first BDAT chunk is coming: open a spool file."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class MessageData:
+    """Body bytes to append: dot-unstuffed, LF line ends."""
+
+    data: bytes
+
+
+@dataclass(frozen=True)
+class MessageComplete:
+    """Make the message durable, then answer with `message_result`."""
+
+    envelope: Envelope
+
+
+@dataclass(frozen=True)
+class MessageAborted:
+    """Discard the spool file; the client gets its reply from the session."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """Flush `data_to_send()` and close the connection."""
+
+
+Event = (
+    StartTLS | AuthAttempt | MessageStarted | MessageData | MessageComplete | MessageAborted | Close
+)
+
+
+_Handler = Callable[["ServerSession", str], None]
+_SaslStep = Callable[[], sasl.Challenge | sasl.Credentials]
+
+
+class _State(Enum):
+    COMMAND = auto()
+    SASL = auto()
+    DATA = auto()
+    BDAT = auto()
+    AWAIT_AUTH = auto()
+    AWAIT_MESSAGE = auto()
+    AWAIT_TLS = auto()
+    CLOSED = auto()
+
+
+class ServerSession:
+    """One SMTP connection, from greeting to close."""
+
+    def __init__(self, settings: Settings, policy: Policy, info: SessionInfo) -> None:
+        self.settings = settings
+        self.policy = policy
+        self.info = info
+        self._state = _State.COMMAND
+        self._in = bytearray()
+        self._out = bytearray()
+        self._events: deque[Event] = deque()
+        self._eof = False
+        self._started = False
+        self._discarding = False
+        self._errors = 0
+        self._ehlo = False
+        self._envelope: Envelope | None = None
+        self._exchange: sasl.Exchange | None = None
+        self._auth_username = ""
+        self._dot: DotDecoder | None = None
+        self._too_big = False
+        self._chunks: CrlfDecoder | None = None
+        self._bdat_left = 0
+        self._bdat_size = 0
+        self._bdat_last = False
+        self._bdat_refusal: Reply | None = None
+
+    # ---- the server's side -------------------------------------------------------------
+
+    def start(self) -> None:
+        if not self._started:
+            self._started = True
+            s = self.settings
+            self._send(reply(220, None, f"{s.hostname} {s.greeting_text}"))
+
+    def receive_data(self, data: bytes) -> None:
+        """Bytes from the client; b"" means the client closed its side."""
+        if self._state in (_State.CLOSED, _State.AWAIT_TLS):
+            return
+        if data:
+            self._in += data
+        else:
+            self._eof = True
+
+    def next_event(self) -> Event | None:
+        while not self._events and self._step():
+            pass
+        return self._events.popleft() if self._events else None
+
+    def data_to_send(self) -> bytes:
+        out = bytes(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def closed(self) -> bool:
+        return self._state is _State.CLOSED
+
+    @property
+    def awaiting_result(self) -> bool:
+        """Waiting on tls_started, auth_result or message_result: stop reading meanwhile."""
+        return self._state in (_State.AWAIT_AUTH, _State.AWAIT_MESSAGE, _State.AWAIT_TLS)
+
+    def timeout(self) -> None:
+        if self._state is _State.CLOSED:
+            return
+        self._abort_message("timeout")
+        self._send(reply(421, "4.4.2", f"{self.settings.hostname} Timeout, closing connection"))
+        self._close()
+
+    def tls_started(self) -> None:
+        """The handshake succeeded: forget everything said in plain text (RFC 3207 4.2)."""
+        self._expect(_State.AWAIT_TLS)
+        self.info.tls = True
+        self.info.client_name = ""
+        self.info.authenticated_as = None
+        self._ehlo = False
+        self._envelope = None
+        self._state = _State.COMMAND
+
+    def auth_result(
+        self, ok: bool, identity: str | None = None, error: Reply | None = None
+    ) -> None:
+        """Answer an AuthAttempt; `error` replaces 535 (say 454 4.7.0 when the check failed)."""
+        self._expect(_State.AWAIT_AUTH)
+        self._state = _State.COMMAND
+        if ok:
+            self.info.authenticated_as = identity or self._auth_username
+            self._send(R.AUTH_OK)
+        else:
+            self._error(error or R.AUTH_FAILED)
+
+    def message_result(self, result: Reply) -> None:
+        """Answer a MessageComplete with 250 once durable, or with a 4xx/5xx."""
+        self._expect(_State.AWAIT_MESSAGE)
+        self._state = _State.COMMAND
+        self._envelope = None
+        self._send(result)
+
+    def _expect(self, state: _State) -> None:
+        if self._state is not state:
+            raise RuntimeError(f"session is in state {self._state.name}, not {state.name}")
+
+    # ---- plumbing ----------------------------------------------------------------------
+
+    def _send(self, answer: Reply) -> None:
+        self._out += answer.encode()
+
+    def _error(self, answer: Reply) -> None:
+        """A client mistake: reply, and hang up on a client that keeps making them."""
+        self._send(answer)
+        self._errors += 1
+        if self._errors >= self.settings.max_errors and self._state is not _State.CLOSED:
+            self._abort_message("too many errors")
+            self._send(reply(421, "4.7.0", f"{self.settings.hostname} Too many errors"))
+            self._close()
+
+    def _close(self) -> None:
+        self._state = _State.CLOSED
+        self._in.clear()
+        self._events.append(Close())
+
+    def _abort_message(self, reason: str) -> None:
+        """Drop a message whose body is being received, if there is one."""
+        receiving = (self._state is _State.DATA and not self._too_big) or (
+            self._chunks is not None and self._bdat_refusal is None
+        )
+        if receiving:
+            self._events.append(MessageAborted(reason))
+        self._dot = None
+        self._chunks = None
+        self._envelope = None
+
+    def _step(self) -> bool:
+        """Process one unit of input; False when nothing more can be done now."""
+        state = self._state
+        if state is _State.DATA:
+            return self._step_data()
+        if state is _State.BDAT:
+            return self._step_bdat()
+        if state not in (_State.COMMAND, _State.SASL):
+            return False
+        line = self._read_line()
+        if line is None:
+            if not self._eof:
+                return False
+            self._abort_message("connection closed")
+            self._close()
+        elif isinstance(line, Reply):
+            self._state = _State.COMMAND
+            self._exchange = None
+            self._error(line)
+        elif state is _State.SASL:
+            self._sasl_response(line)
+        else:
+            self._command(line)
+        return True
+
+    def _line_limit(self) -> int:
+        limit = self.settings.max_line_length
+        if self._state is _State.SASL or bytes(self._in[:5]).upper() == b"AUTH ":
+            return max(limit, AUTH_LINE_LIMIT)
+        return limit
+
+    def _read_line(self) -> bytes | Reply | None:
+        """The next CRLF-terminated line without its CRLF, an error reply, or None."""
+        buf = self._in
+        if self._discarding:
+            newline = buf.find(b"\n")
+            if newline < 0:
+                buf.clear()
+                return None
+            del buf[: newline + 1]
+            self._discarding = False
+        limit = self._line_limit()
+        newline = buf.find(b"\n", 0, limit)
+        if newline < 0:
+            if len(buf) < limit:
+                return None
+            self._discarding = True
+            return R.LINE_TOO_LONG
+        line = bytes(buf[: newline + 1])
+        del buf[: newline + 1]
+        if not line.endswith(b"\r\n") or b"\r" in line[:-2]:
+            return R.BARE_LINE_END
+        return line[:-2]
+
+    # ---- commands ----------------------------------------------------------------------
+
+    def _command(self, raw: bytes) -> None:
+        if _CONTROL.search(raw):
+            self._error(R.BAD_CHARACTERS)
+            return
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            self._error(R.BAD_CHARACTERS)
+            return
+        verb, _, arg = line.partition(" ")
+        handler = self._handlers.get(verb.upper())
+        if handler is None:
+            self._error(R.UNKNOWN_COMMAND)
+        else:
+            handler(self, arg)
+
+    def _ehlo_lines(self) -> list[str]:
+        s = self.settings
+        lines = ["PIPELINING", f"SIZE {s.max_message_size}"]
+        if s.eightbitmime:
+            lines.append("8BITMIME")
+        if s.smtputf8:
+            lines.append("SMTPUTF8")
+        lines.append("ENHANCEDSTATUSCODES")
+        if s.starttls_available and not self.info.tls:
+            lines.append("STARTTLS")
+        if s.chunking:
+            lines.append("CHUNKING")
+        if s.dsn:
+            lines.append("DSN")
+        if s.auth_mechanisms and (self.info.tls or not s.auth_requires_tls):
+            lines.append("AUTH " + " ".join(s.auth_mechanisms))
+        return lines
+
+    def _offered(self) -> frozenset[str]:
+        """EHLO keywords in force: none after HELO, so no ESMTP parameters either."""
+        if not self._ehlo:
+            return frozenset()
+        return frozenset(line.split(" ", 1)[0] for line in self._ehlo_lines())
+
+    def _reset_transaction(self) -> None:
+        self._abort_message("reset")
+
+    def _greet(self, arg: str, verb: str) -> bool:
+        name = arg.strip(" ")
+        if not name or " " in name:
+            self._error(R.syntax(f"{verb} hostname"))
+            return False
+        self._reset_transaction()
+        self.info.client_name = name
+        return True
+
+    def _cmd_ehlo(self, arg: str) -> None:
+        if self._greet(arg, "EHLO"):
+            self._ehlo = True
+            self._send(Reply(250, None, (self.settings.hostname, *self._ehlo_lines())))
+
+    def _cmd_helo(self, arg: str) -> None:
+        if self._greet(arg, "HELO"):
+            self._ehlo = False
+            self._send(reply(250, None, self.settings.hostname))
+
+    def _cmd_mail(self, arg: str) -> None:
+        if not self.info.client_name:
+            self._error(R.bad_sequence("Send HELO/EHLO first"))
+        elif self._envelope is not None:
+            self._error(R.bad_sequence("Nested MAIL command"))
+        elif self.settings.require_auth_for_mail and self.info.authenticated_as is None:
+            self._error(R.AUTH_REQUIRED)
+        else:
+            try:
+                args = parse_mail(
+                    arg, offered=self._offered(), max_size=self.settings.max_message_size
+                )
+            except CommandError as exc:
+                self._error(exc.reply)
+                return
+            answer = self.policy.check_sender(self.info, args.sender, args.params)
+            answer = answer or R.SENDER_OK
+            if answer.positive:
+                self._envelope = Envelope(
+                    args.sender, args.params, [], args.body_type, args.smtputf8
+                )
+            self._send(answer)
+
+    def _cmd_rcpt(self, arg: str) -> None:
+        envelope = self._envelope
+        if envelope is None:
+            self._error(R.bad_sequence("Need MAIL command"))
+        elif self._chunks is not None:
+            self._error(R.bad_sequence("RCPT not allowed during BDAT"))
+        else:
+            try:
+                args = parse_rcpt(arg, offered=self._offered(), smtputf8=envelope.smtputf8)
+            except CommandError as exc:
+                self._error(exc.reply)
+                return
+            if len(envelope.recipients) >= self.settings.max_recipients:
+                self._send(R.TOO_MANY_RECIPIENTS)
+                return
+            decision = self.policy.check_recipient(self.info, envelope, args.address, args.params)
+            if decision.accepted:
+                envelope.recipients.append(Recipient(args.address, args.params, decision.target))
+            self._send(decision.reply)
+
+    def _cmd_data(self, arg: str) -> None:
+        envelope = self._envelope
+        if arg.strip(" "):
+            self._error(R.syntax("DATA"))
+        elif envelope is None:
+            self._error(R.bad_sequence("Need MAIL command"))
+        elif self._chunks is not None:
+            self._error(R.bad_sequence("DATA not allowed after BDAT"))
+        elif not envelope.recipients:
+            self._error(R.NO_RECIPIENTS)
+        else:
+            self._send(R.START_DATA)
+            self._state = _State.DATA
+            self._dot = DotDecoder()
+            self._too_big = False
+            self._events.append(MessageStarted(envelope))
+
+    def _cmd_bdat(self, arg: str) -> None:
+        if "CHUNKING" not in self._offered():
+            self._error(R.UNKNOWN_COMMAND)
+            return
+        match = _BDAT.fullmatch(arg)
+        if match is None:
+            self._error(R.syntax("BDAT size [LAST]"))
+            return
+        self._bdat_size = self._bdat_left = int(match.group(1))
+        self._bdat_last = match.group(2) is not None
+        self._bdat_refusal = None
+        envelope = self._envelope
+        if envelope is None:
+            self._bdat_refusal = R.bad_sequence("Need MAIL command")
+        elif not envelope.recipients:
+            self._bdat_refusal = R.NO_RECIPIENTS
+        elif self._chunks is None:
+            self._chunks = CrlfDecoder()
+            self._events.append(MessageStarted(envelope))
+        self._state = _State.BDAT
+
+    def _cmd_rset(self, arg: str) -> None:
+        if arg.strip(" "):
+            self._error(R.syntax("RSET"))
+        else:
+            self._reset_transaction()
+            self._send(R.OK)
+
+    def _cmd_noop(self, arg: str) -> None:
+        self._send(R.OK)
+
+    def _cmd_quit(self, arg: str) -> None:
+        if arg.strip(" "):
+            self._error(R.syntax("QUIT"))
+        else:
+            self._reset_transaction()
+            self._send(reply(221, "2.0.0", f"{self.settings.hostname} Bye"))
+            self._close()
+
+    def _cmd_vrfy(self, arg: str) -> None:
+        if arg.strip(" "):
+            self._send(R.VRFY)
+        else:
+            self._error(R.syntax("VRFY address"))
+
+    def _cmd_help(self, arg: str) -> None:
+        self._send(R.HELP)
+
+    def _cmd_starttls(self, arg: str) -> None:
+        if not self.settings.starttls_available:
+            self._error(R.UNKNOWN_COMMAND)
+        elif arg.strip(" "):
+            self._error(R.syntax("STARTTLS"))
+        elif self.info.tls:
+            self._error(R.bad_sequence("TLS already active"))
+        elif not self._ehlo:
+            self._error(R.bad_sequence("Send EHLO first"))
+        elif self._envelope is not None:
+            self._error(R.bad_sequence("MAIL transaction in progress"))
+        else:
+            self._send(R.READY_TLS)
+            self._in.clear()  # plaintext pipelined after STARTTLS is an injection (CVE-2011-0411)
+            self._state = _State.AWAIT_TLS
+            self._events.append(StartTLS())
+
+    def _cmd_auth(self, arg: str) -> None:
+        s = self.settings
+        words = arg.split(" ")
+        if not s.auth_mechanisms:
+            self._error(R.bad_sequence("Authentication not enabled"))
+        elif not self._ehlo:
+            self._error(R.bad_sequence("Send EHLO first"))
+        elif self.info.authenticated_as is not None:
+            self._error(R.bad_sequence("Already authenticated"))
+        elif self._envelope is not None:
+            self._error(R.bad_sequence("MAIL transaction in progress"))
+        elif s.auth_requires_tls and not self.info.tls:
+            self._error(R.AUTH_NEEDS_TLS)
+        elif not 1 <= len(words) <= 2 or not all(words):
+            self._error(R.syntax("AUTH mechanism [initial-response]"))
+        elif words[0].upper() not in s.auth_mechanisms:
+            self._error(R.AUTH_UNKNOWN_MECH)
+        else:
+            exchange = sasl.new_exchange(words[0])
+            assert exchange is not None
+            self._exchange = exchange
+            self._sasl_step(lambda: exchange.start(words[1] if len(words) == 2 else None))
+
+    def _sasl_response(self, raw: bytes) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        line = raw.decode("ascii", "replace")
+        self._sasl_step(lambda: exchange.respond(line))
+
+    def _sasl_step(self, step: _SaslStep) -> None:
+        exchange = self._exchange
+        assert exchange is not None
+        self._state = _State.COMMAND
+        try:
+            result = step()
+        except sasl.SaslCancelled:
+            self._exchange = None
+            self._error(R.AUTH_CANCELLED)
+            return
+        except sasl.SaslError:
+            self._exchange = None
+            self._error(R.AUTH_BAD_RESPONSE)
+            return
+        if isinstance(result, sasl.Challenge):
+            self._send(reply(334, None, result.data))
+            self._state = _State.SASL
+        else:
+            self._exchange = None
+            self._state = _State.AWAIT_AUTH
+            self._auth_username = result.username
+            self._events.append(
+                AuthAttempt(exchange.mechanism, result.authzid, result.username, result.password)
+            )
+
+    _handlers: ClassVar[dict[str, _Handler]] = {
+        "EHLO": _cmd_ehlo,
+        "HELO": _cmd_helo,
+        "MAIL": _cmd_mail,
+        "RCPT": _cmd_rcpt,
+        "DATA": _cmd_data,
+        "BDAT": _cmd_bdat,
+        "RSET": _cmd_rset,
+        "NOOP": _cmd_noop,
+        "QUIT": _cmd_quit,
+        "VRFY": _cmd_vrfy,
+        "HELP": _cmd_help,
+        "STARTTLS": _cmd_starttls,
+        "AUTH": _cmd_auth,
+    }
+
+    # ---- message bodies ----------------------------------------------------------------
+
+    def _step_data(self) -> bool:
+        decoder = self._dot
+        assert decoder is not None
+        if not self._in:
+            if not self._eof:
+                return False
+            self._abort_message("connection closed")
+            self._close()
+            return True
+        body, rest = decoder.feed(bytes(self._in))
+        self._in = bytearray(rest or b"")
+        if not self._too_big and decoder.size > self.settings.max_message_size:
+            self._events.append(MessageAborted("message too large"))
+            self._too_big = True
+        if not self._too_big and body:
+            self._events.append(MessageData(body))
+        if rest is not None:
+            self._dot = None
+            self._finish_message(decoder.size, refusal=R.MESSAGE_TOO_BIG if self._too_big else None)
+        return True
+
+    def _step_bdat(self) -> bool:
+        if self._bdat_left and not self._in:
+            if not self._eof:
+                return False
+            self._abort_message("connection closed")
+            self._close()
+            return True
+        take = min(self._bdat_left, len(self._in))
+        chunk = bytes(self._in[:take])
+        del self._in[:take]
+        self._bdat_left -= take
+        decoder = self._chunks
+        if self._bdat_refusal is None and decoder is not None:
+            body = decoder.feed(chunk)
+            if decoder.size > self.settings.max_message_size:
+                self._abort_message("message too large")
+                self._bdat_refusal = R.MESSAGE_TOO_BIG
+            elif body:
+                self._events.append(MessageData(body))
+        if self._bdat_left:
+            return True
+        self._state = _State.COMMAND
+        refusal = self._bdat_refusal
+        if refusal is not None:
+            self._bdat_refusal = None
+            self._reset_transaction()
+            if refusal is R.MESSAGE_TOO_BIG:
+                self._send(refusal)
+            else:
+                self._error(refusal)
+        elif self._bdat_last and decoder is not None:
+            tail = decoder.finish()
+            if tail:
+                self._events.append(MessageData(tail))
+            self._chunks = None
+            self._finish_message(decoder.size, refusal=None)
+        else:
+            self._send(reply(250, "2.0.0", f"{self._bdat_size} octets received"))
+        return True
+
+    def _finish_message(self, size: int, refusal: Reply | None) -> None:
+        envelope = self._envelope
+        assert envelope is not None
+        if refusal is not None:
+            self._state = _State.COMMAND
+            self._envelope = None
+            self._send(refusal)
+            return
+        envelope.size = size
+        self._state = _State.AWAIT_MESSAGE
+        self._events.append(MessageComplete(envelope))

@@ -1,0 +1,446 @@
+"""Maildir: lock-free durable delivery, and a locked snapshot view for POP3.
+
+Delivered files are named ``<unique>,S=<file size>,W=<POP3 size>`` in ``new/`` (the W
+field as Dovecot does), so a view learns every size from the name. Files delivered by
+other programs get their W field added on first view, once. The UIDL is the unique part
+of the name (before the first ``,`` or ``:``), which survives moves to ``cur/`` and flag
+changes by other mail readers, unless the Maildir's ``daisymail-uidlist`` names another
+UIDL for it: a converted mbox keeps the UIDLs its POP3 clients saw there.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import itertools
+import os
+import re
+import socket
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+
+from daisymail.store.base import (
+    Delivery,
+    MailboxInUse,
+    MaildropView,
+    MessageInfo,
+    StorageError,
+)
+from daisymail.store.durable import make_dirs, sync_dir, write_all, write_durable, write_file
+
+CHUNK_SIZE = 64 * 1024
+LOCK_NAME = "daisymail-pop3.lock"
+UIDLIST_NAME = "daisymail-uidlist"
+SUBDIRS = ("cur", "new", "tmp")
+
+_counter = itertools.count(1)
+_UIDL_OK = re.compile(rb"[\x21-\x7e]{1,70}")
+# errnos of link() that mean "no hard link here", so the copy is written out instead.
+_NO_LINK = frozenset({errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP})
+
+
+def unique_name(when: float | None = None) -> str:
+    """A Maildir unique name: ``<time>.M<usec>P<pid>Q<counter>.<host>``.
+
+    when: the delivery time to record instead of now (a converted message keeps its
+    date, which orders the view and drives expiry)."""
+    now = time.time_ns() if when is None else int(when * 1e9)
+    seconds, usec = divmod(now // 1000, 1_000_000)
+    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
+    return f"{seconds}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{host}"
+
+
+class Pop3Size:
+    """Counts octets as POP3 sends them: a ``\\n`` not preceded by ``\\r`` counts 2."""
+
+    def __init__(self) -> None:
+        self.octets = 0
+        self.size = 0
+        self._last_cr = False
+
+    def feed(self, data: bytes) -> None:
+        if not data:
+            return
+        bare = data.count(b"\n") - data.count(b"\r\n")
+        if self._last_cr and data[:1] == b"\n":
+            bare -= 1
+        self.size += len(data)
+        self.octets += len(data) + bare
+        self._last_cr = data[-1:] == b"\r"
+
+
+def _read_chunks(path: str) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            yield chunk
+
+
+def ensure_maildir(path: str) -> None:
+    for sub in SUBDIRS:
+        make_dirs(os.path.join(path, sub))
+
+
+class MaildirWriter:
+    """One message streamed into the first Maildir's ``tmp/``; commit() fsyncs it and
+    puts a copy in each Maildir's ``new/`` (hard links where possible), then syncs
+    those directories. On failure nothing is left behind and StorageError is raised.
+    """
+
+    def __init__(self, maildirs: Sequence[str], prefix: bytes = b"") -> None:
+        self.maildirs = list(maildirs)
+        self.counter = Pop3Size()
+        self.created: list[str] = []
+        try:
+            for maildir in self.maildirs:
+                ensure_maildir(maildir)
+            self.tmp = os.path.join(self.maildirs[0], "tmp", unique_name())
+            self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as e:
+            raise StorageError(f"Maildir delivery failed: {e}") from e
+        if prefix:
+            try:
+                self.write(prefix)
+            except OSError as e:
+                self.abort()
+                raise StorageError(f"Maildir delivery failed: {e}") from e
+
+    def write(self, data: bytes) -> None:
+        assert self.fd is not None
+        self.counter.feed(data)
+        write_all(self.fd, data)
+
+    def commit(self) -> list[str]:
+        """The files made, all durable."""
+        assert self.fd is not None
+        try:
+            try:
+                os.fsync(self.fd)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+            name = f"{os.path.basename(self.tmp)},S={self.counter.size},W={self.counter.octets}"
+            for maildir in self.maildirs:
+                dest = os.path.join(maildir, "new", name)
+                _link_or_copy(self.tmp, maildir, dest)
+                self.created.append(dest)
+            os.unlink(self.tmp)
+            for directory in dict.fromkeys(os.path.dirname(p) for p in self.created):
+                sync_dir(directory)
+        except OSError as e:
+            self.abort()
+            raise StorageError(f"Maildir delivery failed: {e}") from e
+        return self.created
+
+    def abort(self) -> None:
+        if self.fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.fd)
+            self.fd = None
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.tmp)
+        remove_files(self.created)
+        self.created = []
+
+
+def deliver_maildirs(maildirs: Sequence[str], delivery: Delivery) -> list[str]:
+    """Store one copy of a spooled message in each Maildir; returns the files made."""
+    writer = MaildirWriter(maildirs, delivery.prefix)
+    try:
+        for chunk in _read_chunks(delivery.source):
+            writer.write(chunk)
+    except OSError as e:
+        writer.abort()
+        raise StorageError(f"Maildir delivery failed: {e}") from e
+    return writer.commit()
+
+
+def add_message(maildir: str, chunks: Iterable[bytes], *, when: float | None = None) -> str:
+    """Write one message into ``new/`` (via ``tmp/``, file fsync'd) and return its unique
+    name. The caller syncs ``new/`` once after a batch."""
+    counter = Pop3Size()
+
+    def counted() -> Iterator[bytes]:
+        for chunk in chunks:
+            counter.feed(chunk)
+            yield chunk
+
+    tmp = os.path.join(maildir, "tmp", unique_name(when))
+    write_file(tmp, counted())
+    try:
+        while True:
+            unique = os.path.basename(tmp)
+            dest = os.path.join(maildir, "new", f"{unique},S={counter.size},W={counter.octets}")
+            try:
+                os.link(tmp, dest)
+                return unique
+            except FileExistsError:
+                renamed = os.path.join(maildir, "tmp", unique_name(when))
+                os.rename(tmp, renamed)
+                tmp = renamed
+    finally:
+        os.unlink(tmp)
+
+
+def read_uidlist(maildir: str) -> dict[str, str]:
+    """``<unique> <uidl>`` lines: the UIDLs that override those derived from names."""
+    try:
+        with open(os.path.join(maildir, UIDLIST_NAME), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return {}
+    entries: dict[str, str] = {}
+    for line in data.split(b"\n"):
+        unique, space, uidl = line.partition(b" ")
+        if space and unique and uidl:
+            entries[os.fsdecode(unique)] = uidl.decode("latin-1")
+    return entries
+
+
+def write_uidlist(maildir: str, entries: Mapping[str, str]) -> None:
+    """Replace the list atomically and durably (an empty list removes the file)."""
+    path = os.path.join(maildir, UIDLIST_NAME)
+    if not entries:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return
+        sync_dir(maildir)
+        return
+    lines = (os.fsencode(u) + b" " + v.encode("latin-1") + b"\n" for u, v in entries.items())
+    write_durable(path, [b"".join(lines)])
+
+
+def _link_or_copy(src: str, maildir: str, dest: str) -> None:
+    try:
+        os.link(src, dest)
+        return
+    except OSError as e:
+        if e.errno not in _NO_LINK:
+            raise
+    copy = os.path.join(maildir, "tmp", unique_name())
+    write_file(copy, _read_chunks(src))
+    try:
+        os.link(copy, dest)
+    except OSError as e:
+        if e.errno not in _NO_LINK:
+            raise
+        os.rename(copy, dest)
+    else:
+        os.unlink(copy)
+
+
+def remove_files(paths: Iterable[str]) -> None:
+    """Best-effort undo of delivered copies: unlink them and sync their directories."""
+    directories: dict[str, None] = {}
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            continue
+        directories[os.path.dirname(path)] = None
+    for directory in directories:
+        try:
+            sync_dir(directory)
+        except OSError:
+            pass
+
+
+def _split_name(name: str) -> tuple[str, str, str]:
+    """(unique, fields, info): ``u,S=1,W=2:2,S`` → (``u``, ``,S=1,W=2``, ``:2,S``)."""
+    head, colon, info = name.partition(":")
+    unique, comma, fields = head.partition(",")
+    return unique, comma + fields, colon + info
+
+
+def uidl_of(unique: str) -> str:
+    """The UIDL a name gives: its unique part, or the MD5 of it when POP3 cannot carry it."""
+    raw = unique.encode("utf-8", "surrogateescape")
+    if _UIDL_OK.fullmatch(raw):
+        return unique
+    return hashlib.md5(raw).hexdigest()
+
+
+def _pop3_size_of_file(path: str) -> int:
+    counter = Pop3Size()
+    for chunk in _read_chunks(path):
+        counter.feed(chunk)
+    return counter.octets
+
+
+_OURS = re.compile(r"(\d+)\.M(\d+)P\d+Q(\d+)\.")
+
+
+def _sort_key(directory: str, name: str) -> tuple[float, int, str]:
+    """Delivery order: our names carry seconds, microseconds and a per-process counter;
+    other names start with seconds at least (else the file's mtime is used)."""
+    ours = _OURS.match(name)
+    if ours:
+        return int(ours[1]) + int(ours[2]) / 1e6, int(ours[3]), name
+    digits = re.match(r"\d+", name)
+    if digits:
+        return float(digits.group()), 0, name
+    return os.stat(os.path.join(directory, name)).st_mtime, 0, name
+
+
+class MaildirEntry:
+    """A message file found in ``new/`` or ``cur/``; received: its delivery time."""
+
+    def __init__(self, directory: str, name: str, received: float) -> None:
+        self.directory = directory
+        self.name = name
+        self.unique = _split_name(name)[0]
+        self.received = received
+
+    @property
+    def path(self) -> str:
+        return os.path.join(self.directory, self.name)
+
+
+def scan_maildir(path: str) -> list[MaildirEntry]:
+    """The messages of a Maildir in delivery order; ``tmp/`` is never looked at.
+
+    new/ is listed before cur/: a file moved between the two listings shows up twice
+    (kept once), not never."""
+    found: dict[str, MaildirEntry] = {}
+    keys: dict[str, tuple[float, int, str]] = {}
+    for sub in ("new", "cur"):
+        directory = os.path.join(path, sub)
+        for name in os.listdir(directory):
+            if name.startswith("."):
+                continue
+            try:
+                key = _sort_key(directory, name)
+            except FileNotFoundError:
+                continue
+            entry = MaildirEntry(directory, name, key[0])
+            keys[entry.unique] = key
+            found[entry.unique] = entry
+    return sorted(found.values(), key=lambda e: keys[e.unique])
+
+
+class MaildirView(MaildropView):
+    """One POP3 session's snapshot of a Maildir, exclusive among Daisy sessions.
+
+    Delivery needs no lock, so mail arriving during the session simply is not in the
+    snapshot and is never touched by commit(). Other mail readers may move or rename
+    files meanwhile; files are found again by their unique name.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        try:
+            ensure_maildir(path)
+            self._lock_fd: int | None = os.open(
+                os.path.join(path, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600
+            )
+        except OSError as e:
+            raise StorageError(f"cannot open Maildir {path}: {e}") from e
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+            raise MailboxInUse(path) from None
+        self._entries: list[MaildirEntry] = []
+        self._messages: list[MessageInfo] = []
+        try:
+            self._uidlist = read_uidlist(path)
+            for entry in scan_maildir(path):
+                try:
+                    size = self._pop3_size(entry)
+                except FileNotFoundError:
+                    continue
+                self._entries.append(entry)
+                uidl = self._uidlist.get(entry.unique) or uidl_of(entry.unique)
+                self._messages.append(MessageInfo(size, uidl, entry.received))
+        except OSError as e:
+            self.close()
+            raise StorageError(f"cannot read Maildir {path}: {e}") from e
+        except BaseException:
+            self.close()
+            raise
+
+    def _pop3_size(self, entry: MaildirEntry) -> int:
+        unique, fields, info = _split_name(entry.name)
+        for field in fields.split(","):
+            if field.startswith("W=") and field[2:].isdigit():
+                return int(field[2:])
+        size = _pop3_size_of_file(self._current_path(entry))
+        cached = f"{unique}{fields},W={size}{info}"
+        try:
+            os.rename(entry.path, os.path.join(entry.directory, cached))
+            entry.name = cached
+        except OSError:
+            pass
+        return size
+
+    def _current_path(self, entry: MaildirEntry) -> str:
+        """The entry's path now, following a move or rename by another mail reader."""
+        if os.path.exists(entry.path):
+            return entry.path
+        for sub in ("cur", "new"):
+            directory = os.path.join(self.path, sub)
+            for name in os.listdir(directory):
+                if _split_name(name)[0] == entry.unique:
+                    entry.directory, entry.name = directory, name
+                    return entry.path
+        raise FileNotFoundError(errno.ENOENT, "message vanished", entry.path)
+
+    @property
+    def messages(self) -> Sequence[MessageInfo]:
+        return self._messages
+
+    def unique(self, index: int) -> str:
+        return self._entries[index].unique
+
+    def file_path(self, index: int) -> str:
+        """Where the message's file is now (other mail readers may have moved it)."""
+        try:
+            return self._current_path(self._entries[index])
+        except OSError as e:
+            raise StorageError(f"cannot find message: {e}") from e
+
+    def lines(self, index: int) -> Iterator[bytes]:
+        try:
+            with open(self._current_path(self._entries[index]), "rb") as f:
+                yield from f
+        except OSError as e:
+            raise StorageError(f"cannot read message: {e}") from e
+
+    def commit(self, deleted: set[int]) -> None:
+        """Unlink the chosen files and sync their directories.
+
+        Several unlinks cannot be one atomic step; a crash midway leaves some of the
+        chosen messages in place, each either whole or gone. UIDL list entries of deleted
+        messages are dropped afterwards, best effort: a stale entry names no file.
+        """
+        directories: dict[str, None] = {}
+        try:
+            for index in sorted(deleted):
+                entry = self._entries[index]
+                try:
+                    os.unlink(self._current_path(entry))
+                except FileNotFoundError:
+                    continue
+                directories[entry.directory] = None
+            for directory in directories:
+                sync_dir(directory)
+        except OSError as e:
+            raise StorageError(f"cannot delete from Maildir {self.path}: {e}") from e
+        gone = {self._entries[i].unique for i in deleted} & self._uidlist.keys()
+        if gone:
+            kept = {u: v for u, v in self._uidlist.items() if u not in gone}
+            try:
+                write_uidlist(self.path, kept)
+                self._uidlist = kept
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None

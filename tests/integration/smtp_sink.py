@@ -1,0 +1,90 @@
+"""A small SMTP server for the other end of outbound delivery, with scripted replies."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+
+from tests.conftest import free_port
+
+
+class Sink:
+    """Records (sender, recipients, data) per accepted message; runs in its own thread."""
+
+    def __init__(
+        self,
+        port: int | None = None,
+        rcpt_reply: bytes = b"250 2.1.5 Ok",
+        data_reply: bytes = b"250 2.0.0 Ok: queued",
+    ) -> None:
+        self.port = port or free_port()
+        self.rcpt_reply = rcpt_reply
+        self.data_reply = data_reply
+        self.messages: list[tuple[str, list[str], bytes]] = []
+        self.rcpt_lines: list[str] = []
+        self._loop = asyncio.new_event_loop()
+        self._server: asyncio.Server | None = None
+        ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
+        self._thread.start()
+        ready.wait(5)
+
+    def _run(self, ready: threading.Event) -> None:
+        asyncio.set_event_loop(self._loop)
+
+        async def start() -> None:
+            self._server = await asyncio.start_server(
+                self._handle, "127.0.0.1", self.port, reuse_address=True
+            )
+            ready.set()
+
+        self._loop.run_until_complete(start())
+        self._loop.run_forever()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"220 sink.test ESMTP\r\n")
+        sender, rcpts = "", []
+        try:
+            while line := await reader.readline():
+                cmd = line.decode().strip()
+                verb = cmd[:4].upper()
+                if verb == "EHLO":
+                    writer.write(b"250-sink.test\r\n250-8BITMIME\r\n250 DSN\r\n")
+                elif verb == "MAIL":
+                    sender, rcpts = cmd[10:].split(">")[0].lstrip("<"), []
+                    writer.write(b"250 2.1.0 Ok\r\n")
+                elif verb == "RCPT":
+                    self.rcpt_lines.append(cmd)
+                    if self.rcpt_reply.startswith(b"2"):
+                        rcpts.append(cmd[8:].split(">")[0].lstrip("<"))
+                    writer.write(self.rcpt_reply + b"\r\n")
+                elif verb == "DATA":
+                    writer.write(b"354 go ahead\r\n")
+                    await writer.drain()
+                    data = bytearray()
+                    while (chunk := await reader.readline()) != b".\r\n":
+                        if not chunk:
+                            return
+                        data += chunk[1:] if chunk.startswith(b"..") else chunk
+                    if self.data_reply.startswith(b"2"):
+                        self.messages.append((sender, rcpts, bytes(data)))
+                    writer.write(self.data_reply + b"\r\n")
+                elif verb == "QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    break
+                else:
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                await writer.drain()
+        finally:
+            writer.close()
+
+    def stop(self) -> None:
+        async def close() -> None:
+            if self._server is not None:
+                self._server.close()
+                await self._server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)

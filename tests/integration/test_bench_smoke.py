@@ -1,0 +1,159 @@
+"""A few seconds of the benchmark against a real server, so bench/ cannot rot."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import Daisy
+
+BENCH = Path(__file__).resolve().parents[2] / "bench"
+
+
+def test_smtp_load_generator_smoke(daisy: Daisy) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "smtp_load.py"),
+            "--port",
+            str(daisy.ports["smtp"]),
+            "--rcpt",
+            "demo@example.test",
+            "--size",
+            "4096",
+            "--concurrency",
+            "1",
+            "4",
+            "--messages",
+            "20",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    results = json.loads(res.stdout)
+    assert [r["concurrency"] for r in results] == [1, 4]
+    assert all(r["messages"] == 20 and r["msg_per_s"] > 0 for r in results)
+    stored = list((daisy.root / "mail/demo.example.test/new").iterdir())
+    assert len(stored) == 40
+
+
+def test_smtp_load_generator_spreads_over_recipients(daisy: Daisy) -> None:
+    daisy.add_user("other@example.test", "other-pw")
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "smtp_load.py"),
+            "--port",
+            str(daisy.ports["smtp"]),
+            "--rcpt",
+            "demo@example.test",
+            "--rcpt",
+            "other@example.test",
+            "--spread",
+            "--concurrency",
+            "2",
+            "--messages",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    for box in ("demo.example.test", "other.example.test"):
+        assert len(list((daisy.root / "mail" / box / "new").iterdir())) == 5
+
+
+def test_pop3_load_generator_smoke(daisy: Daisy) -> None:
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "smtp_load.py"),
+            "--port",
+            str(daisy.ports["smtp"]),
+            "--rcpt",
+            "demo@example.test",
+            "--size",
+            "4096",
+            "--concurrency",
+            "1",
+            "--messages",
+            "10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "pop3_load.py"),
+            "--port",
+            str(daisy.ports["pop3"]),
+            "--user",
+            "demo@example.test:demo-pw",
+            "--concurrency",
+            "1",
+            "--seconds",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 0, res.stderr
+    logins, retrieve = json.loads(res.stdout)
+    assert logins["mode"] == "logins" and logins["sessions"] >= 1
+    assert retrieve["mode"] == "retrieve" and retrieve["mb_per_s"] > 0
+
+
+def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
+    """The whole harness (SMTP waits for stored files, POP3, idle memory) on Daisy alone."""
+    out = tmp_path / "results"
+    docs = BENCH.parent / "docs" / "performance.md"
+    docs_before = docs.read_bytes() if docs.exists() else None
+    env = dict(os.environ, DAISY_BENCH_DIR=str(tmp_path / "work"))
+    res = subprocess.run(
+        [
+            sys.executable,
+            str(BENCH / "run"),
+            "--quick",
+            "--daisy-only",
+            "--fs",
+            "data",
+            "--reps",
+            "1",
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+    )
+    assert res.returncode == 0, res.stderr
+    doc = json.loads(Path(res.stdout.strip()).read_text())
+    smtp = doc["smtp"]
+    assert {(r["size"], r["concurrency"]) for r in smtp} == {
+        (s, c) for s in (4096, 102400) for c in (1, 10, 50, 200)
+    }
+    assert all(r["server"] == "daisy" and r["fs"] == "data" for r in smtp)
+    assert all(r["accepted"] > 0 and r["delivered"] == r["accepted"] for r in smtp)
+    assert all(r["msg_per_s"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in smtp)
+    assert all(r["cpu_s_per_1000"] > 0 for r in smtp)
+    modes = {(r["mode"], r["concurrency"]) for r in doc["pop3"]}
+    assert modes == {("logins", 1), ("logins", 20), ("retrieve", 1), ("retrieve", 20)}
+    assert all(r["sessions"] > 0 for r in doc["pop3"])
+    assert all(r["mb_per_s"] > 0 for r in doc["pop3"] if r["mode"] == "retrieve")
+    (mem,) = doc["memory"]
+    assert mem["smtp_accepted"] == mem["pop3_accepted"] == mem["idle_each"]
+    assert mem["held"]["rss_mb"] > 0 and mem["held"]["processes"] == 1
+    # The Maildirs of every run are gone; the docs are only rewritten by full comparisons.
+    assert not (tmp_path / "work" / "fs" / "data" / "runs").exists()
+    assert (docs.read_bytes() if docs.exists() else None) == docs_before

@@ -1,0 +1,239 @@
+"""The queue's pure parts and its on-disk spool: back-off, DSNs, routes, envelopes."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from daisymail.config import Queue as QueueConfig
+from daisymail.directory.model import Domain, Mailbox, Snapshot
+from daisymail.queue import remote
+from daisymail.queue.bounce import build_dsn, should_notify
+from daisymail.queue.inject import Injector
+from daisymail.queue.runner import Runner, backoff
+from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient
+from daisymail.store.files import FileStore
+
+ORIGINAL = b"From: a@example.test\nSubject: s\n\nbody\n"
+
+
+@pytest.mark.parametrize(
+    ("attempts", "expected"),
+    [(0, 300), (1, 300), (2, 600), (3, 1200), (5, 4000), (6, 4000), (100, 4000)],
+)
+def test_backoff_follows_schedule_and_repeats_last(attempts: int, expected: int) -> None:
+    assert backoff(attempts, [300, 600, 1200, 2400, 4000]) == expected
+
+
+@given(st.lists(st.integers(1, 10**6), min_size=1, max_size=8), st.integers(0, 50))
+def test_backoff_is_always_a_schedule_step(schedule: list[int], attempts: int) -> None:
+    assert backoff(attempts, schedule) in schedule
+
+
+def message(**kw: object) -> QueuedMessage:
+    base: dict[str, object] = {
+        "id": "abc",
+        "sender": "a@example.test",
+        "recipients": [QueuedRecipient("x@remote.test", orcpt="rfc822;fwd@example.test")],
+        "created": 1_700_000_000.0,
+        "envid": "ENV1",
+    }
+    base.update(kw)
+    return QueuedMessage(**base)  # type: ignore[arg-type]
+
+
+def failed(addr: str = "x@remote.test", **kw: str) -> QueuedRecipient:
+    r = QueuedRecipient(addr, state="failed", status="5.1.1", diagnostic="550 5.1.1 no")
+    for k, v in kw.items():
+        setattr(r, k, v)
+    return r
+
+
+def test_dsn_is_a_valid_multipart_report_with_full_message() -> None:
+    msg = message()
+    r = failed(orcpt="rfc822;fwd@example.test", remote_mta="mx.remote.test")
+    raw = build_dsn(msg, [r], ORIGINAL, hostname="mail.test", now=1_700_000_100.0)
+    parsed = email.message_from_bytes(raw)
+    assert parsed.get_content_type() == "multipart/report"
+    assert parsed["To"] == "<a@example.test>"
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    text, status, original = parsed.get_payload()  # type: ignore[misc]
+    assert "<x@remote.test>: 550 5.1.1 no" in text.get_payload()
+    per_msg, per_rcpt = status.get_payload()
+    assert per_msg["Reporting-MTA"] == "dns; mail.test"
+    assert per_msg["Original-Envelope-Id"] == "ENV1"
+    assert dict(per_rcpt.items()) | {"Last-Attempt-Date": ""} == {
+        "Final-Recipient": "rfc822; x@remote.test",
+        "Original-Recipient": "rfc822; fwd@example.test",
+        "Action": "failed",
+        "Status": "5.1.1",
+        "Remote-MTA": "dns; mx.remote.test",
+        "Diagnostic-Code": "smtp; 550 5.1.1 no",
+        "Last-Attempt-Date": "",
+    }
+    assert original.get_content_type() == "message/rfc822"
+    assert raw.endswith(b"\n" + ORIGINAL + b"\n--" + parsed.get_boundary().encode() + b"--\n")
+
+
+def test_dsn_ret_hdrs_returns_only_the_header() -> None:
+    raw = build_dsn(message(ret="HDRS"), [failed()], ORIGINAL, hostname="h", now=0)
+    assert b"Content-Type: text/rfc822-headers" in raw
+    assert b"Subject: s\n" in raw and b"body" not in raw
+
+
+def test_dsn_lists_every_failed_recipient() -> None:
+    raw = build_dsn(
+        message(), [failed("a@r.test"), failed("b@r.test")], ORIGINAL, hostname="h", now=0
+    )
+    status = email.message_from_bytes(raw).get_payload()[1].get_payload()  # type: ignore[index]
+    assert [b["Final-Recipient"] for b in status[1:]] == ["rfc822; a@r.test", "rfc822; b@r.test"]
+
+
+@pytest.mark.parametrize(
+    ("sender", "notify", "notified", "expected"),
+    [
+        ("a@x.test", "", False, True),
+        ("a@x.test", "FAILURE", False, True),
+        ("a@x.test", "SUCCESS,FAILURE", False, True),
+        ("a@x.test", "NEVER", False, False),
+        ("a@x.test", "DELAY", False, False),
+        ("", "", False, False),
+        ("a@x.test", "", True, False),
+    ],
+)
+def test_should_notify(sender: str, notify: str, notified: bool, expected: bool) -> None:
+    r = QueuedRecipient("x@r.test", notify=notify, notified=notified)
+    assert should_notify(message(sender=sender), r) is expected
+
+
+def test_static_route_and_smarthost() -> None:
+    cfg = QueueConfig(routes={"remote.test": "127.0.0.1:2526"}, smarthost="smtp.isp.test:465")
+    route = remote.static_route("remote.test", cfg)
+    assert route == remote.Route("route:remote.test", (remote.Hop("127.0.0.1", 2526),))
+    smart = remote.static_route("other.test", cfg)
+    assert smart is not None and smart.hops[0].tls == "implicit" and smart.hops[0].verify
+    cfg587 = QueueConfig(smarthost="smtp.isp.test:587", smarthost_user="u", smarthost_password="p")
+    hop = remote.static_route("x.test", cfg587).hops[0]  # type: ignore[union-attr]
+    assert (hop.tls, hop.username, hop.password) == ("starttls", "u", "p")
+    assert remote.static_route("x.test", QueueConfig()) is None
+
+
+@pytest.mark.parametrize(
+    ("value", "encoded"),
+    [("abc", "abc"), ("a+b=c", "a+2Bb+3Dc"), ("a b", "a+20b"), ("é", "+C3+A9")],
+)
+def test_xtext(value: str, encoded: str) -> None:
+    assert remote.xtext(value) == encoded
+
+
+def test_spool_write_update_remove_and_recover(tmp_path: Path) -> None:
+    q = Queue(str(tmp_path / "q"))
+    msg_id = q.enqueue([b"Received: x\n", ORIGINAL], "a@x.test", [QueuedRecipient("b@r.test")])
+    assert q.ids() == [msg_id]
+    assert q.read_message(msg_id) == b"Received: x\n" + ORIGINAL
+    msg = q.get(msg_id)
+    assert msg is not None and msg.pending[0].address == "b@r.test"
+    msg.recipients[0].state = "delivered"
+    q.update(msg)
+    assert q.get(msg_id).pending == []  # type: ignore[union-attr]
+    prepared = q.prepare([b"x\n"], "", [QueuedRecipient("c@r.test")])
+    assert q.ids() == [msg_id]  # not visible before commit
+    prepared.abort()
+    orphan = os.path.join(q.msg_dir, "orphan")
+    Path(orphan).write_bytes(b"x")
+    os.utime(orphan, (0, 0))
+    assert q.recover() == [msg_id]
+    assert sorted(os.listdir(q.msg_dir)) == [msg_id]
+    assert q.remove(msg_id) and not q.remove(msg_id)
+    assert q.ids() == [] and os.listdir(q.msg_dir) == []
+
+
+def test_flush_trigger(tmp_path: Path) -> None:
+    q = Queue(str(tmp_path / "q"))
+    assert not q.take_flush_request()
+    q.request_flush()
+    assert q.take_flush_request() and not q.take_flush_request()
+
+
+class FakeDirectory:
+    def __init__(self, snap: Snapshot) -> None:
+        self.snap = snap
+
+    def snapshot(self) -> Snapshot:
+        return self.snap
+
+
+def make_runner(tmp_path: Path, outcomes: list[str], now: list[float]) -> tuple[Runner, Queue]:
+    snap = Snapshot(
+        domains={"example.test": Domain("example.test")},
+        mailboxes={"box": Mailbox("box")},
+        address_rules={"a@example.test": "box"},
+    )
+    q = Queue(str(tmp_path / "q"))
+    injector = Injector(
+        FakeDirectory(snap), FileStore(str(tmp_path / "mail")), q, str(tmp_path / "spool")
+    )  # type: ignore[arg-type]
+
+    async def deliver(
+        route: remote.Route, sender: str, rcpts: Sequence[remote.Outgoing], data: bytes, *rest: str
+    ) -> dict[str, remote.Outcome]:
+        kind = outcomes.pop(0)
+        return {
+            r.address: remote.Outcome(
+                kind, "4.2.1" if kind == "temporary" else "5.1.1", f"{kind} reply"
+            )
+            for r in rcpts
+        }  # type: ignore[arg-type]
+
+    cfg = QueueConfig(
+        lifetime=100,
+        retry_schedule=[10, 20],
+        routes={"r.test": "127.0.0.1:1", "s.test": "127.0.0.1:1"},
+    )
+    runner = Runner(q, lambda: cfg, injector, "mail.test", clock=lambda: now[0], deliver=deliver)
+    return runner, q
+
+
+def test_runner_retries_with_backoff_then_expires_and_bounces(tmp_path: Path) -> None:
+    now = [0.0]
+    runner, q = make_runner(tmp_path, ["temporary", "temporary", "temporary"], now)
+    msg_id = q.enqueue([ORIGINAL], "a@example.test", [QueuedRecipient("x@r.test")])
+    msg = q.get(msg_id)
+    assert msg is not None
+    msg.created = 0.0
+    q.update(msg)
+    for clock, expected_next in [(1.0, 11.0), (12.0, 32.0)]:
+        now[0] = clock
+        m = q.get(msg_id)
+        asyncio.run(runner.process(m))  # type: ignore[arg-type]
+        m = q.get(msg_id)
+        assert m is not None and m.next_attempt == expected_next and m.pending
+    assert not (tmp_path / "mail" / "box" / "new").exists()
+    now[0] = 150.0
+    asyncio.run(runner.process(q.get(msg_id)))  # type: ignore[arg-type]
+    assert q.ids() == []
+    (dsn,) = (tmp_path / "mail" / "box" / "new").iterdir()
+    raw = dsn.read_bytes()
+    assert b"Status: 4.4.7" in raw and b"Action: failed" in raw
+    assert b"last error: temporary reply" in raw
+
+
+def test_runner_delivered_recipient_is_not_tried_again(tmp_path: Path) -> None:
+    now = [0.0]
+    runner, q = make_runner(tmp_path, ["delivered", "permanent"], now)
+    msg_id = q.enqueue(
+        [ORIGINAL], "a@example.test", [QueuedRecipient("x@r.test"), QueuedRecipient("y@s.test")]
+    )
+    asyncio.run(runner.process(q.get(msg_id)))  # type: ignore[arg-type]
+    assert q.ids() == []
+    (dsn,) = (tmp_path / "mail" / "box" / "new").iterdir()
+    raw = dsn.read_bytes()
+    assert b"Final-Recipient: rfc822; y@s.test" in raw
+    assert b"x@r.test" not in raw.split(b"message/delivery-status")[1].split(b"message/rfc822")[0]
