@@ -8,6 +8,7 @@ import itertools
 import os
 import re
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,11 @@ def _delivery(tmp_path: Path, body: bytes, prefix: bytes = b"Return-Path: <s@x>\
 
 def test_unique_name_format_and_host_escaping(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("socket.gethostname", lambda: "ho/st:x")
-    name = maildir.unique_name()
+    maildir._host.cache_clear()
+    try:
+        name = maildir.unique_name()
+    finally:
+        maildir._host.cache_clear()
     m = UNIQUE.fullmatch(name)
     assert m is not None
     assert int(m.group(3)) == os.getpid()
@@ -178,15 +183,19 @@ def test_failure_on_a_later_maildir_leaves_no_copy(
     with pytest.raises(StorageError, match="Input/output error"):
         maildir.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
     for m in mds:
-        assert os.listdir(m / "new") == []
-        assert os.listdir(m / "tmp") == []
+        assert _files(m) == []
 
 
 def test_unreadable_source_leaves_nothing(tmp_path: Path) -> None:
     gone = Delivery(source=str(tmp_path / "gone"), prefix=b"", sender="")
     with pytest.raises(StorageError):
         maildir.deliver_maildirs([str(tmp_path / "a")], gone)
-    assert os.listdir(tmp_path / "a" / "new") == os.listdir(tmp_path / "a" / "tmp") == []
+    assert _files(tmp_path / "a") == []
+
+
+def _files(root: Path) -> list[Path]:
+    """Every file under root (a Maildir is made only when a message first needs it)."""
+    return [p for p in root.rglob("*") if p.is_file()]
 
 
 def _put(md: Path, sub: str, name: str, content: bytes) -> None:
@@ -345,3 +354,17 @@ def test_view_of_a_missing_maildir_is_empty(tmp_path: Path) -> None:
         view.commit(set())
     finally:
         view.close()
+
+
+def test_opening_a_view_removes_stale_tmp_files_only(tmp_path: Path) -> None:
+    """A delivery killed mid-write leaves its tmp/ file; 36 hours later it is swept."""
+    md = tmp_path / "md"
+    maildir.ensure_maildir(str(md))
+    stale, fresh = md / "tmp" / "stale", md / "tmp" / "fresh"
+    stale.write_bytes(b"half a message")
+    fresh.write_bytes(b"being written")
+    old = time.time() - maildir.TMP_MAX_AGE - 60
+    os.utime(stale, (old, old))
+    view = maildir.MaildirView(str(md))
+    view.close()
+    assert sorted(p.name for p in (md / "tmp").iterdir()) == ["fresh"]

@@ -17,7 +17,13 @@ PREFIX = b"Return-Path: <s@x>\n"
 
 
 def _new(root: Path, name: str) -> list[Path]:
-    return sorted((root / name / "new").iterdir())
+    new = root / name / "new"
+    return sorted(new.iterdir()) if new.exists() else []
+
+
+def _tmp(root: Path, name: str) -> list[Path]:
+    tmp = root / name / "tmp"
+    return sorted(tmp.iterdir()) if tmp.exists() else []
 
 
 def test_maildirs_get_the_stream_without_a_staging_copy(tmp_path: Path) -> None:
@@ -33,7 +39,7 @@ def test_maildirs_get_the_stream_without_a_staging_copy(tmp_path: Path) -> None:
     assert a.read_bytes() == PREFIX + b"Subject: hi\n\nbody\n"
     assert os.stat(a).st_ino == os.stat(b).st_ino
     assert a.name.endswith(f",S={len(a.read_bytes())},W={len(a.read_bytes()) + 4}")
-    assert list((tmp_path / "a" / "tmp").iterdir()) == []
+    assert _tmp(tmp_path, "a") == []
     assert not (tmp_path / ".staging").exists()
 
 
@@ -44,7 +50,35 @@ def test_abort_leaves_nothing(tmp_path: Path) -> None:
     pending.abort()
     pending.abort()
     assert _new(tmp_path, "a") == []
-    assert list((tmp_path / "a" / "tmp").iterdir()) == []
+    assert _tmp(tmp_path, "a") == []
+
+
+def test_small_messages_wait_in_memory_and_reach_disk_at_commit(tmp_path: Path) -> None:
+    """The file is made in commit() (a worker thread), not on the event loop."""
+    store = FileStore(str(tmp_path))
+    pending = store.open_delivery([Mailbox("a", "maildir")], PREFIX, "s@x")
+    pending.write(b"Subject: small\n\nbody\n")
+    assert _tmp(tmp_path, "a") == [] and _new(tmp_path, "a") == []
+    pending.commit()
+    (a,) = _new(tmp_path, "a")
+    assert a.read_bytes() == PREFIX + b"Subject: small\n\nbody\n"
+
+
+def test_large_messages_stream_to_their_file(tmp_path: Path) -> None:
+    """Past the buffer limit the message goes to tmp/ as it arrives: memory stays bounded."""
+    store = FileStore(str(tmp_path))
+    pending = store.open_delivery([Mailbox("a", "maildir")], PREFIX, "s@x")
+    chunk = b"x" * 1023 + b"\n"
+    total = PREFIX
+    while len(total) <= maildir_mod.MaildirWriter.BUFFER_LIMIT * 2:
+        pending.write(chunk)
+        total += chunk
+    (tmp,) = _tmp(tmp_path, "a")
+    assert tmp.stat().st_size == len(total)
+    pending.commit()
+    (a,) = _new(tmp_path, "a")
+    assert a.read_bytes() == total
+    assert _tmp(tmp_path, "a") == []
 
 
 def test_write_failure_then_abort_leaves_nothing(
@@ -58,9 +92,9 @@ def test_write_failure_then_abort_leaves_nothing(
 
     monkeypatch.setattr(maildir_mod, "write_all", full)
     with pytest.raises(OSError):
-        pending.write(b"more")
+        pending.write(b"m" * (maildir_mod.MaildirWriter.BUFFER_LIMIT + 1))
     pending.abort()
-    assert list((tmp_path / "a" / "tmp").iterdir()) == []
+    assert _tmp(tmp_path, "a") == []
     assert _new(tmp_path, "a") == []
 
 
@@ -90,13 +124,16 @@ def test_staged_commit_failure_cleans_up(tmp_path: Path) -> None:
     assert not (tmp_path / "m").exists()
 
 
-def test_full_disk_at_the_first_write_leaves_nothing(
+def test_full_disk_at_commit_leaves_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
+    pending = FileStore(str(tmp_path)).open_delivery([Mailbox("a", "maildir")], PREFIX, "s@x")
+    pending.write(b"Subject: x\n\nbody\n")
     monkeypatch.setattr(maildir_mod, "write_all", full)
     with pytest.raises(StorageError):
-        FileStore(str(tmp_path)).open_delivery([Mailbox("a", "maildir")], PREFIX, "s@x")
-    assert list((tmp_path / "a" / "tmp").iterdir()) == []
+        pending.commit()
+    assert _tmp(tmp_path, "a") == []
+    assert _new(tmp_path, "a") == []

@@ -124,7 +124,7 @@ def write_file(path: str, chunks: Iterable[bytes], mode: int = 0o600) -> None:
         raise
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import functools
 import hashlib
 import itertools
 import os
@@ -34,6 +35,7 @@ CHUNK_SIZE = 64 * 1024
 LOCK_NAME = "daisymail-pop3.lock"
 UIDLIST_NAME = "daisymail-uidlist"
 SUBDIRS = ("cur", "new", "tmp")
+TMP_MAX_AGE = 36 * 3600
 
 _counter = itertools.count(1)
 _UIDL_OK = re.compile(rb"[\x21-\x7e]{1,70}")
@@ -48,8 +50,13 @@ def unique_name(when: float | None = None) -> str:
     date, which orders the view and drives expiry)."""
     now = time.time_ns() if when is None else int(when * 1e9)
     seconds, usec = divmod(now // 1000, 1_000_000)
-    host = socket.gethostname().replace("/", "\\057").replace(":", "\\072")
-    return f"{seconds}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{host}"
+    return f"{seconds}.M{usec:06d}P{os.getpid()}Q{next(_counter)}.{_host()}"
+
+
+@functools.cache
+def _host() -> str:
+    """The host part of unique names (looked up once: it is on every delivery's path)."""
+    return socket.gethostname().replace("/", "\\057").replace(":", "\\072")
 
 
 class Pop3Size:
@@ -86,35 +93,56 @@ class MaildirWriter:
     """One message streamed into the first Maildir's ``tmp/``; commit() fsyncs it and
     puts a copy in each Maildir's ``new/`` (hard links where possible), then syncs
     those directories. On failure nothing is left behind and StorageError is raised.
+
+    The first BUFFER_LIMIT bytes are held in memory and the file is made only once
+    more arrives, or at commit: most mail is small, and then creating, writing and
+    fsyncing the file all happen in commit(), which runs in a worker thread, instead
+    of blocking the event loop on the filesystem while other sessions' fsyncs run.
+    Memory stays bounded per session, and a larger message streams to disk as before.
     """
+
+    BUFFER_LIMIT = 64 * 1024
 
     def __init__(self, maildirs: Sequence[str], prefix: bytes = b"") -> None:
         self.maildirs = list(maildirs)
         self.counter = Pop3Size()
         self.created: list[str] = []
-        try:
-            for maildir in self.maildirs:
-                ensure_maildir(maildir)
-            self.tmp = os.path.join(self.maildirs[0], "tmp", unique_name())
-            self.fd: int | None = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        except OSError as e:
-            raise StorageError(f"Maildir delivery failed: {e}") from e
-        if prefix:
-            try:
-                self.write(prefix)
-            except OSError as e:
-                self.abort()
-                raise StorageError(f"Maildir delivery failed: {e}") from e
+        self.tmp = ""
+        self.fd: int | None = None
+        self.buffer = bytearray()
+        self.done = False
+        self.write(prefix)
 
     def write(self, data: bytes) -> None:
-        assert self.fd is not None
+        """Raises OSError (a full disk, say) once the message spills to its file."""
+        assert not self.done
         self.counter.feed(data)
+        if self.fd is None:
+            self.buffer += data
+            if len(self.buffer) <= self.BUFFER_LIMIT:
+                return
+            self.fd = self._open()
+            data, self.buffer = bytes(self.buffer), bytearray()
         write_all(self.fd, data)
+
+    def _open(self) -> int:
+        """Create the tmp/ file; the Maildir itself is made only when it is missing."""
+        self.tmp = os.path.join(self.maildirs[0], "tmp", unique_name())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        try:
+            return os.open(self.tmp, flags, 0o600)
+        except FileNotFoundError:
+            ensure_maildir(self.maildirs[0])
+            return os.open(self.tmp, flags, 0o600)
 
     def commit(self) -> list[str]:
         """The files made, all durable."""
-        assert self.fd is not None
+        assert not self.done
         try:
+            if self.fd is None:
+                self.fd = self._open()
+                write_all(self.fd, self.buffer)
+                self.buffer = bytearray()
             try:
                 os.fsync(self.fd)
             finally:
@@ -123,7 +151,11 @@ class MaildirWriter:
             name = f"{os.path.basename(self.tmp)},S={self.counter.size},W={self.counter.octets}"
             for maildir in self.maildirs:
                 dest = os.path.join(maildir, "new", name)
-                _link_or_copy(self.tmp, maildir, dest)
+                try:
+                    _link_or_copy(self.tmp, maildir, dest)
+                except FileNotFoundError:
+                    ensure_maildir(maildir)
+                    _link_or_copy(self.tmp, maildir, dest)
                 self.created.append(dest)
             os.unlink(self.tmp)
             for directory in dict.fromkeys(os.path.dirname(p) for p in self.created):
@@ -131,15 +163,19 @@ class MaildirWriter:
         except OSError as e:
             self.abort()
             raise StorageError(f"Maildir delivery failed: {e}") from e
+        self.done = True
         return self.created
 
     def abort(self) -> None:
+        self.done = True
+        self.buffer = bytearray()
         if self.fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.fd)
             self.fd = None
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.tmp)
+        if self.tmp:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.tmp)
         remove_files(self.created)
         self.created = []
 
@@ -322,6 +358,26 @@ def scan_maildir(path: str) -> list[MaildirEntry]:
     return sorted(found.values(), key=lambda e: keys[e.unique])
 
 
+def clean_tmp(maildir: str, now: float | None = None) -> list[str]:
+    """Remove what deliveries cut off by a crash or kill left in ``tmp/``.
+
+    Only files untouched for TMP_MAX_AGE go (the Maildir convention's 36 hours): a
+    delivery in progress writes its tmp file continuously, and one never takes that
+    long. Returns the names removed."""
+    cutoff = (time.time() if now is None else now) - TMP_MAX_AGE
+    tmp = os.path.join(maildir, "tmp")
+    removed = []
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(tmp):
+            try:
+                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed.append(entry.name)
+            except FileNotFoundError:
+                continue
+    return removed
+
+
 class MaildirView(MaildropView):
     """One POP3 session's snapshot of a Maildir, exclusive among Daisy sessions.
 
@@ -348,6 +404,7 @@ class MaildirView(MaildropView):
         self._entries: list[MaildirEntry] = []
         self._messages: list[MessageInfo] = []
         try:
+            clean_tmp(path)
             self._uidlist = read_uidlist(path)
             for entry in scan_maildir(path):
                 try:
