@@ -17,6 +17,7 @@ import pwd
 import signal
 import ssl
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -289,10 +290,22 @@ async def serve(cfg: Config, config_path: str | None) -> None:
     event(log, "stopped")
 
 
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when it is installed (less CPU per event than the stdlib loop)."""
+    if os.environ.get("DAISYMAIL_LOOP") == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
+
+
 def run(cfg: Config, config_path: str | None) -> int:
     setup_logging(cfg.log.level)
     try:
-        asyncio.run(serve(cfg, config_path))
+        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+            runner.run(serve(cfg, config_path))
     except StartupError as e:
         event(log, "startup.failed", logging.ERROR, error=str(e))
         return 1

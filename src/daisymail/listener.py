@@ -82,13 +82,15 @@ class Sessions:
         Raises TimeoutError when the client is silent for `timeout` seconds.
         """
         if busy:
-            return await asyncio.wait_for(reader.read(size), timeout)
+            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                return await reader.read(size)
         if self.stopping:
             self._goodbye(writer)
             return b""
         self.idle[id(writer)] = writer
         try:
-            return await asyncio.wait_for(reader.read(size), timeout)
+            async with asyncio.timeout(timeout):
+                return await reader.read(size)
         finally:
             self.idle.pop(id(writer), None)
 

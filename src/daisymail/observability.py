@@ -6,8 +6,11 @@ Values with spaces or quotes are quoted so that a line can be split reliably by 
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import sys
+
+_NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING}
 _LEVELS["error"] = logging.ERROR
@@ -18,6 +21,10 @@ def setup_logging(level: str = "info") -> None:
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
     )
+    # Event lines never show the caller's file and line: skip the stack walk that finds
+    # them (the logging docs' own advice for hot paths), and the process/thread lookups.
+    logging._srcfile = None
+    logging.logProcesses = logging.logThreads = logging.logMultiprocessing = False
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(_LEVELS.get(level, logging.INFO))
@@ -29,7 +36,7 @@ def new_session_id() -> str:
 
 def _fmt(value: object) -> str:
     text = str(value)
-    if text == "" or any(c.isspace() or c in '"=\\' for c in text):
+    if text == "" or _NEEDS_QUOTES.search(text):
         escaped = text.replace("\\", "\\\\").replace('"', '\\"')
         escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
         return f'"{escaped}"'

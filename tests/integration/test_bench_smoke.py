@@ -13,29 +13,25 @@ from tests.conftest import Daisy
 BENCH = Path(__file__).resolve().parents[2] / "bench"
 
 
-def test_smtp_load_generator_smoke(daisy: Daisy) -> None:
+def bench(script: str, *args: object, timeout: int = 120, env: dict[str, str] | None = None) -> str:
+    """Run one bench/ script to completion; its standard output (JSON, or a path)."""
     res = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "smtp_load.py"),
-            "--port",
-            str(daisy.ports["smtp"]),
-            "--rcpt",
-            "demo@example.test",
-            "--size",
-            "4096",
-            "--concurrency",
-            "1",
-            "4",
-            "--messages",
-            "20",
-        ],
+        [sys.executable, str(BENCH / script), *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=timeout,
+        env=env,
     )
     assert res.returncode == 0, res.stderr
-    results = json.loads(res.stdout)
+    return res.stdout
+
+
+def test_smtp_load_generator_smoke(daisy: Daisy) -> None:
+    out = bench(
+        "smtp_load.py", "--port", daisy.ports["smtp"], "--rcpt", "demo@example.test",
+        "--size", 4096, "--concurrency", 1, 4, "--messages", 20,
+    )  # fmt: skip
+    results = json.loads(out)
     assert [r["concurrency"] for r in results] == [1, 4]
     assert all(r["messages"] == 20 and r["msg_per_s"] > 0 for r in results)
     stored = list((daisy.root / "mail/demo.example.test/new").iterdir())
@@ -44,71 +40,24 @@ def test_smtp_load_generator_smoke(daisy: Daisy) -> None:
 
 def test_smtp_load_generator_spreads_over_recipients(daisy: Daisy) -> None:
     daisy.add_user("other@example.test", "other-pw")
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "smtp_load.py"),
-            "--port",
-            str(daisy.ports["smtp"]),
-            "--rcpt",
-            "demo@example.test",
-            "--rcpt",
-            "other@example.test",
-            "--spread",
-            "--concurrency",
-            "2",
-            "--messages",
-            "10",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr
+    bench(
+        "smtp_load.py", "--port", daisy.ports["smtp"], "--rcpt", "demo@example.test",
+        "--rcpt", "other@example.test", "--spread", "--concurrency", 2, "--messages", 10,
+    )  # fmt: skip
     for box in ("demo.example.test", "other.example.test"):
         assert len(list((daisy.root / "mail" / box / "new").iterdir())) == 5
 
 
 def test_pop3_load_generator_smoke(daisy: Daisy) -> None:
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "smtp_load.py"),
-            "--port",
-            str(daisy.ports["smtp"]),
-            "--rcpt",
-            "demo@example.test",
-            "--size",
-            "4096",
-            "--concurrency",
-            "1",
-            "--messages",
-            "10",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "pop3_load.py"),
-            "--port",
-            str(daisy.ports["pop3"]),
-            "--user",
-            "demo@example.test:demo-pw",
-            "--concurrency",
-            "1",
-            "--seconds",
-            "1",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert res.returncode == 0, res.stderr
-    logins, retrieve = json.loads(res.stdout)
+    bench(
+        "smtp_load.py", "--port", daisy.ports["smtp"], "--rcpt", "demo@example.test",
+        "--size", 4096, "--concurrency", 1, "--messages", 10,
+    )  # fmt: skip
+    out = bench(
+        "pop3_load.py", "--port", daisy.ports["pop3"], "--user", "demo@example.test:demo-pw",
+        "--concurrency", 1, "--seconds", 1,
+    )  # fmt: skip
+    logins, retrieve = json.loads(out)
     assert logins["mode"] == "logins" and logins["sessions"] >= 1
     assert retrieve["mode"] == "retrieve" and retrieve["mb_per_s"] > 0
 
@@ -119,26 +68,11 @@ def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
     docs = BENCH.parent / "docs" / "performance.md"
     docs_before = docs.read_bytes() if docs.exists() else None
     env = dict(os.environ, DAISY_BENCH_DIR=str(tmp_path / "work"))
-    res = subprocess.run(
-        [
-            sys.executable,
-            str(BENCH / "run"),
-            "--quick",
-            "--daisy-only",
-            "--fs",
-            "data",
-            "--reps",
-            "1",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env=env,
-    )
-    assert res.returncode == 0, res.stderr
-    doc = json.loads(Path(res.stdout.strip()).read_text())
+    path = bench(
+        "run", "--quick", "--daisy-only", "--fs", "data", "--reps", 1, "--out", out,
+        timeout=600, env=env,
+    )  # fmt: skip
+    doc = json.loads(Path(path.strip()).read_text())
     smtp = doc["smtp"]
     assert {(r["size"], r["concurrency"]) for r in smtp} == {
         (s, c) for s in (4096, 102400) for c in (1, 10, 50, 200)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 
 _ENHANCED = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
 _LINE_BREAKS = str.maketrans({"\r": " ", "\n": " "})
@@ -31,6 +32,10 @@ class Reply:
 
     def encode(self) -> bytes:
         """Wire form; line breaks inside texts become spaces so a reply stays one reply."""
+        return self._wire
+
+    @cached_property
+    def _wire(self) -> bytes:  # the shared constant replies below are encoded once
         lines = self.lines or ("",)
         last = len(lines) - 1
         out = []
