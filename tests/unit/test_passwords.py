@@ -103,6 +103,24 @@ def test_argon2id_round_trip_and_parameters() -> None:
     assert hash_password("s3cret") != stored  # random salt
 
 
+def test_libsodium_and_argon2_cffi_agree_on_current_hashes() -> None:
+    """Current-profile hashes are checked by libsodium; the answers must not change."""
+    from daisymail.directory import passwords
+
+    assert passwords._sodium_verify is not None  # PyNaCl is a dependency
+    stored = hash_password("s3cret")
+    for plain in ("s3cret", "s3cret ", "", "sécret", "S3CRET"):
+        try:
+            expected = argon2.PasswordHasher().verify(stored, plain)
+        except argon2.exceptions.VerifyMismatchError:
+            expected = False
+        assert passwords._sodium_verify(stored, plain) is expected
+        assert verify_password(stored, plain) is expected
+    last = stored[-1]
+    tampered = stored[:-1] + ("A" if last != "A" else "B")
+    assert not verify_password(tampered, "s3cret")
+
+
 def test_argon2i_and_weaker_argon2id_verify_but_need_rehash() -> None:
     argon2i = argon2.PasswordHasher(type=argon2.Type.I).hash("pw")
     assert verify_password(argon2i, "pw")

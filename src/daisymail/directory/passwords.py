@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 from functools import cache
 
 import argon2
@@ -31,6 +32,39 @@ from passlib.hash import (
 PLAIN_PREFIX = "{PLAIN}"
 
 _hasher = argon2.PasswordHasher()
+
+
+def _load_sodium() -> Callable[[str, str], bool] | None:
+    """argon2id verification through libsodium (PyNaCl), when it is installed.
+
+    The computation and the result are the same as argon2-cffi's, but libsodium picks
+    a SIMD implementation at run time: over twice the verifications per second on the
+    same cores, which is what bounds the login rate. libsodium compares in constant
+    time and answers every mismatch or malformed hash alike. It is used only for hashes
+    with the current parameters (what hash_password makes and rehashing converges to);
+    anything else goes to argon2-cffi, which accepts every valid parameter set."""
+    try:
+        from nacl.exceptions import InvalidkeyError
+        from nacl.pwhash import argon2id
+    except ImportError:
+        return None
+
+    def verify(stored: str, plain: str) -> bool:
+        try:
+            return bool(argon2id.verify(stored.encode("ascii"), plain.encode("utf-8")))
+        except InvalidkeyError:
+            return False
+
+    return verify
+
+
+_sodium_verify = _load_sodium()
+
+
+@cache
+def _current_prefix() -> str:
+    """``$argon2id$v=19$m=65536,t=3,p=4$``: the parameter part of a fresh hash."""
+    return hash_password("x").rsplit("$", 2)[0] + "$"
 
 # Checked in order; each prefix belongs to one handler, DES crypt (no prefix) comes last.
 _LEGACY = (
@@ -61,6 +95,8 @@ def verify_password(stored: str, plain: str) -> bool:
 
 
 def _verify(stored: str, plain: str) -> bool:
+    if _sodium_verify is not None and stored.startswith(_current_prefix()):
+        return _sodium_verify(stored, plain)
     if stored.startswith(("$argon2id$", "$argon2i$")):
         try:
             return _hasher.verify(stored, plain)
