@@ -66,6 +66,7 @@ def _current_prefix() -> str:
     """``$argon2id$v=19$m=65536,t=3,p=4$``: the parameter part of a fresh hash."""
     return hash_password("x").rsplit("$", 2)[0] + "$"
 
+
 # Checked in order; each prefix belongs to one handler, DES crypt (no prefix) comes last.
 _LEGACY = (
     ("$1$", md5_crypt),
