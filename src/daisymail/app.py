@@ -160,6 +160,7 @@ class App:
                 on_queued=self.runner.wake,
                 submission=name != "smtp",
                 masquerade_envelope=lambda: self.cfg.rewrite.masquerade_envelope,
+                injector=injector,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):

@@ -78,6 +78,7 @@ class Queue:
     dir: str = "queue"
     lifetime: int = 5 * 24 * 3600
     retry_schedule: list[int] = field(default_factory=lambda: [300, 600, 1200, 2400, 4000])
+    delay_warning: int = 4 * 3600
     smarthost: str = ""
     smarthost_user: str = ""
     smarthost_password: str = ""
@@ -262,6 +263,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError(
             f"{src}: queue.destination_concurrency and queue.lifetime: expected positive integers"
         )
+    if cfg.queue.delay_warning < 0:
+        raise ConfigError(f"{src}: queue.delay_warning: expected seconds >= 0 (0 = never)")
     if any(s <= 0 for s in cfg.queue.retry_schedule):
         raise ConfigError(f"{src}: queue.retry_schedule: expected positive numbers of seconds")
     if cfg.queue.smarthost:

@@ -48,6 +48,7 @@ masquerade_envelope = false      # apply sender rules (genericstable) to the env
 dir = "queue"
 lifetime = 432000                # give up (and bounce) after 5 days
 retry_schedule = [300, 600, 1200, 2400, 4000]
+delay_warning = 14400            # NOTIFY=DELAY: one delay notice after 4 hours (0 = never)
 smarthost = ""                   # "host:port" to send everything through (587: STARTTLS, 465: TLS)
 smarthost_user = ""              # AUTH at the smarthost
 smarthost_password = ""

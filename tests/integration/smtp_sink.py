@@ -16,8 +16,10 @@ class Sink:
         port: int | None = None,
         rcpt_reply: bytes = b"250 2.1.5 Ok",
         data_reply: bytes = b"250 2.0.0 Ok: queued",
+        dsn: bool = True,
     ) -> None:
         self.port = port or free_port()
+        self.dsn = dsn
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
         self.messages: list[tuple[str, list[str], bytes]] = []
@@ -49,7 +51,8 @@ class Sink:
                 cmd = line.decode().strip()
                 verb = cmd[:4].upper()
                 if verb == "EHLO":
-                    writer.write(b"250-sink.test\r\n250-8BITMIME\r\n250 DSN\r\n")
+                    ext = b"250-8BITMIME\r\n250 DSN\r\n" if self.dsn else b"250 8BITMIME\r\n"
+                    writer.write(b"250-sink.test\r\n" + ext)
                 elif verb == "MAIL":
                     sender, rcpts = cmd[10:].split(">")[0].lstrip("<"), []
                     writer.write(b"250 2.1.0 Ok\r\n")

@@ -218,3 +218,47 @@ def test_flush_retries_at_once(daisy_dir: Daisy) -> None:
         wait_for(lambda: len(sink.messages) == 1)
     finally:
         sink.stop()
+
+
+def test_notify_success_for_local_delivery_and_for_a_relay_without_dsn(daisy_dir: Daisy) -> None:
+    """RFC 3461: "delivered" from a local mailbox, "relayed" when the next hop cannot
+    report, and nothing from us when it can (it gets NOTIFY passed on)."""
+    plain, with_dsn = Sink(dsn=False), Sink()
+    try:
+        configure(daisy_dir, plain.port)
+        text = daisy_dir.config.read_text().replace(
+            "[queue.routes]", f'[queue.routes]\n"dsn.test" = "127.0.0.1:{with_dsn.port}"', 1
+        )
+        daisy_dir.config.write_text(text)
+        daisy_dir.add_user("local@example.test", "local-pw")
+        daisy_dir.start()
+        with smtplib.SMTP("127.0.0.1", daisy_dir.ports["smtp"], timeout=10) as s:
+            s.ehlo("c.test")
+            opts = ["NOTIFY=SUCCESS,FAILURE", "ORCPT=rfc822;local@example.test"]
+            s.sendmail("demo@example.test", ["local@example.test"], MSG, rcpt_options=opts)
+            s.sendmail("demo@example.test", ["a@remote.test"], MSG, rcpt_options=["NOTIFY=SUCCESS"])
+            s.sendmail("demo@example.test", ["b@dsn.test"], MSG, rcpt_options=["NOTIFY=SUCCESS"])
+        wait_for(lambda: len(plain.messages) == 1 and len(with_dsn.messages) == 1)
+        wait_for(lambda: queued(daisy_dir) == [])
+        wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 2, timeout=10)
+        time.sleep(1)
+    finally:
+        plain.stop()
+        with_dsn.stop()
+    assert len(maildir_messages(daisy_dir, "local.example.test")) == 1
+    assert "NOTIFY=SUCCESS" in with_dsn.rcpt_lines[0]
+    actions = {}
+    for raw in maildir_messages(daisy_dir, "demo.example.test"):
+        msg = email.message_from_bytes(raw)
+        assert msg["Subject"] == "Successful Mail Delivery Report"
+        assert msg["Return-Path"] == "<>"
+        parts = msg.get_payload()
+        assert isinstance(parts, list)
+        assert parts[2].get_content_type() == "text/rfc822-headers"
+        assert b"Message-ID: <m1@example.test>" in raw and b"\nhello" not in raw
+        (_per_msg, per_rcpt) = parts[1].get_payload()  # type: ignore[misc]
+        actions[per_rcpt["Final-Recipient"]] = (per_rcpt["Action"], per_rcpt["Status"])
+    assert actions == {
+        "rfc822; local@example.test": ("delivered", "2.0.0"),
+        "rfc822; a@remote.test": ("relayed", "2.0.0"),
+    }

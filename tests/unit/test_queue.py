@@ -184,17 +184,17 @@ def make_runner(tmp_path: Path, outcomes: list[str], now: list[float]) -> tuple[
     async def deliver(
         route: remote.Route, sender: str, rcpts: Sequence[remote.Outgoing], data: bytes, *rest: str
     ) -> dict[str, remote.Outcome]:
-        kind = outcomes.pop(0)
+        kind, _, flag = outcomes.pop(0).partition("+")  # "delivered+dsn": NOTIFY passed on
+        status = {"temporary": "4.2.1", "delivered": "2.0.0"}.get(kind, "5.1.1")
         return {
-            r.address: remote.Outcome(
-                kind, "4.2.1" if kind == "temporary" else "5.1.1", f"{kind} reply"
-            )
+            r.address: remote.Outcome(kind, status, f"{kind} reply", "", flag == "dsn")  # type: ignore[arg-type]
             for r in rcpts
-        }  # type: ignore[arg-type]
+        }
 
     cfg = QueueConfig(
         lifetime=100,
         retry_schedule=[10, 20],
+        delay_warning=30,
         routes={"r.test": "127.0.0.1:1", "s.test": "127.0.0.1:1"},
     )
     runner = Runner(q, lambda: cfg, injector, "mail.test", clock=lambda: now[0], deliver=deliver)
@@ -237,3 +237,78 @@ def test_runner_delivered_recipient_is_not_tried_again(tmp_path: Path) -> None:
     raw = dsn.read_bytes()
     assert b"Final-Recipient: rfc822; y@s.test" in raw
     assert b"x@r.test" not in raw.split(b"message/delivery-status")[1].split(b"message/rfc822")[0]
+
+
+def _mailbox(tmp_path: Path) -> list[bytes]:
+    new = tmp_path / "mail" / "box" / "new"
+    return [p.read_bytes() for p in sorted(new.iterdir())] if new.exists() else []
+
+
+@pytest.mark.parametrize(
+    ("notify", "outcome", "action"),
+    [
+        ("SUCCESS", "delivered", b"relayed"),
+        ("SUCCESS,FAILURE", "delivered", b"relayed"),
+        ("SUCCESS", "delivered+dsn", None),  # the next hop reports instead
+        ("", "delivered", None),
+        ("FAILURE", "delivered", None),
+        ("SUCCESS", "permanent", None),  # failed, but only SUCCESS was asked for
+        ("SUCCESS,FAILURE", "permanent", b"failed"),
+    ],
+)
+def test_runner_success_and_failure_notices_follow_notify(
+    tmp_path: Path, notify: str, outcome: str, action: bytes | None
+) -> None:
+    runner, q = make_runner(tmp_path, [outcome], [0.0])
+    msg_id = q.enqueue([ORIGINAL], "a@example.test", [QueuedRecipient("x@r.test", notify=notify)])
+    asyncio.run(runner.process(q.get(msg_id)))  # type: ignore[arg-type]
+    assert q.ids() == []
+    dsns = _mailbox(tmp_path)
+    if action is None:
+        assert dsns == []
+        return
+    (raw,) = dsns
+    assert b"Action: " + action in raw
+    parsed = email.message_from_bytes(raw)
+    if action == b"relayed":
+        assert parsed["Subject"] == "Successful Mail Delivery Report"
+        assert b"Status: 2.0.0" in raw
+        # Only failures return the content (RFC 3461 4.3): here, the header alone.
+        assert b"Content-Type: text/rfc822-headers" in raw and b"body" not in raw
+
+
+def test_runner_sends_one_delay_notice_when_asked(tmp_path: Path) -> None:
+    now = [0.0]
+    runner, q = make_runner(tmp_path, ["temporary"] * 4, now)
+    rcpts = [QueuedRecipient("x@r.test", notify="DELAY,FAILURE"), QueuedRecipient("y@r.test")]
+    msg_id = q.enqueue([ORIGINAL], "a@example.test", rcpts)
+    msg = q.get(msg_id)
+    assert msg is not None
+    msg.created = 0.0
+    q.update(msg)
+    for clock, notices in [(1.0, 0), (40.0, 1), (70.0, 1)]:
+        now[0] = clock
+        asyncio.run(runner.process(q.get(msg_id)))  # type: ignore[arg-type]
+        assert len(_mailbox(tmp_path)) == notices, clock
+    (raw,) = _mailbox(tmp_path)
+    parsed = email.message_from_bytes(raw)
+    assert parsed["Subject"] == "Delayed Mail (still being retried)"
+    status = parsed.get_payload()[1].get_payload()  # type: ignore[index]
+    (block,) = status[1:]  # y@ did not ask for DELAY
+    assert block["Final-Recipient"] == "rfc822; x@r.test"
+    assert block["Action"] == "delayed" and block["Status"] == "4.2.1"
+    assert block["Will-Retry-Until"] == email.utils.formatdate(100, usegmt=True)
+    m = q.get(msg_id)
+    assert m is not None and m.pending and m.recipients[0].delay_notified
+
+
+def test_delay_notices_can_be_turned_off(tmp_path: Path) -> None:
+    now = [0.0]
+    runner, q = make_runner(tmp_path, ["temporary"], now)
+    runner.settings = lambda: QueueConfig(  # type: ignore[method-assign]
+        lifetime=100, retry_schedule=[10], delay_warning=0, routes={"r.test": "127.0.0.1:1"}
+    )
+    msg_id = q.enqueue([ORIGINAL], "a@example.test", [QueuedRecipient("x@r.test", notify="DELAY")])
+    now[0] = 50.0
+    asyncio.run(runner.process(q.get(msg_id)))  # type: ignore[arg-type]
+    assert _mailbox(tmp_path) == []

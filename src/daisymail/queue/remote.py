@@ -60,6 +60,8 @@ class Outcome:
     status: str = ""
     diagnostic: str = ""
     remote_mta: str = ""
+    dsn_passed: bool = False
+    """Delivered with NOTIFY passed on to a server that offers DSN."""
 
 
 @dataclass(frozen=True)
@@ -261,7 +263,7 @@ async def _transaction(
         )
         return outcomes
     text = f"{reply.code} {reply.message}"
-    outcomes.update({a: Outcome("delivered", "2.0.0", text, name) for a in accepted})
+    outcomes.update({a: Outcome("delivered", "2.0.0", text, name, dsn) for a in accepted})
     return outcomes
 
 

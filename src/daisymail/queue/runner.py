@@ -21,7 +21,14 @@ from email.utils import formatdate
 from daisymail.config import Queue as QueueConfig
 from daisymail.observability import event
 from daisymail.queue import remote
-from daisymail.queue.bounce import EXPIRED_STATUS, build_dsn, should_notify
+from daisymail.queue.bounce import (
+    EXPIRED_STATUS,
+    Action,
+    build_dsn,
+    delay_notice_due,
+    should_notify,
+    success_notice_due,
+)
 from daisymail.queue.inject import Injector
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.store.base import StorageError
@@ -161,23 +168,48 @@ class Runner:
         msg.next_attempt = now + backoff(msg.attempts, cfg.retry_schedule)
         if not await self._save(msg):
             return
-        failed = [r for r in msg.recipients if r.state == "failed" and should_notify(msg, r)]
-        if failed:
+        if not await self._notify(msg, data, cfg, now):
+            return
+        if not msg.pending:
+            await asyncio.to_thread(self.queue.remove, msg.id)
+            event(log, "queue.done", id=msg.id)
+
+    async def _notify(self, msg: QueuedMessage, data: bytes, cfg: QueueConfig, now: float) -> bool:
+        """Send the DSNs now due (failure, relayed, delay) and record them; False when one
+        could not be sent, and the message is kept for a retry soon."""
+        due: list[tuple[Action, list[QueuedRecipient]]] = [
+            (
+                "failed",
+                [r for r in msg.recipients if r.state == "failed" and should_notify(msg, r)],
+            ),
+            ("relayed", [r for r in msg.recipients if success_notice_due(msg, r)]),
+            (
+                "delayed",
+                [r for r in msg.pending if delay_notice_due(msg, r, now, cfg.delay_warning)],
+            ),
+        ]
+        sent = False
+        for action, rcpts in due:
+            if not rcpts:
+                continue
             try:
-                await asyncio.to_thread(self.send_dsn, msg, failed, data)
+                await asyncio.to_thread(
+                    self.send_dsn, msg, rcpts, data, action, msg.created + cfg.lifetime
+                )
             except (StorageError, QueueError, OSError) as e:
                 event(log, "queue.bounce_deferred", logging.WARNING, id=msg.id, error=str(e))
                 msg.next_attempt = now + backoff(1, cfg.retry_schedule)
                 await self._save(msg)
-                return
-            for r in failed:
-                r.notified = True
-        if msg.pending:
-            if failed:
-                await self._save(msg)
-        else:
-            await asyncio.to_thread(self.queue.remove, msg.id)
-            event(log, "queue.done", id=msg.id)
+                return False
+            for r in rcpts:
+                if action == "delayed":
+                    r.delay_notified = True
+                else:
+                    r.notified = True
+            sent = True
+        if sent and msg.pending:
+            await self._save(msg)
+        return True
 
     async def _save(self, msg: QueuedMessage) -> bool:
         try:
@@ -223,6 +255,7 @@ class Runner:
         )
         if outcome.kind == "delivered":
             r.state = "delivered"
+            r.dsn_passed = outcome.dsn_passed
         elif outcome.kind == "permanent":
             r.state = "failed"
         event(
@@ -236,8 +269,15 @@ class Runner:
             reply=outcome.diagnostic,
         )
 
-    def send_dsn(self, msg: QueuedMessage, failed: list[QueuedRecipient], data: bytes) -> None:
-        send_dsn(self.injector, self.hostname, msg, failed, data, self.clock())
+    def send_dsn(
+        self,
+        msg: QueuedMessage,
+        rcpts: list[QueuedRecipient],
+        data: bytes,
+        action: Action = "failed",
+        retry_until: float | None = None,
+    ) -> None:
+        send_dsn(self.injector, self.hostname, msg, rcpts, data, self.clock(), action, retry_until)
 
 
 def send_dsn(
@@ -247,9 +287,13 @@ def send_dsn(
     failed: list[QueuedRecipient],
     data: bytes,
     now: float,
+    action: Action = "failed",
+    retry_until: float | None = None,
 ) -> None:
     """Deliver a DSN to the envelope sender, locally or through the queue."""
-    dsn = build_dsn(msg, failed, data, hostname=hostname, now=now)
+    dsn = build_dsn(
+        msg, failed, data, hostname=hostname, now=now, action=action, retry_until=retry_until
+    )
     trace = (
         f"Received: by {hostname} (Daisy) id {msg.id}-dsn;\n"
         f"\t{formatdate(now, localtime=False, usegmt=True)}\n"
@@ -266,8 +310,9 @@ def send_dsn(
     else:
         event(
             log,
-            "queue.bounced",
+            "queue.bounced" if action == "failed" else "queue.dsn",
             id=msg.id,
             to=msg.sender,
+            action=None if action == "failed" else action,
             rcpts=",".join(r.address for r in failed),
         )

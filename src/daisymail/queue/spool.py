@@ -45,11 +45,18 @@ class QueuedRecipient:
     diagnostic: str = ""
     remote_mta: str = ""
     notified: bool = False
+    """The final notice (failure, or success) was sent."""
+    delay_notified: bool = False
+    dsn_passed: bool = False
+    """Delivered to a server that took NOTIFY over (it offered DSN): it reports, not us."""
+
+    def wants(self, word: str) -> bool:
+        """Does NOTIFY name this word (SUCCESS, FAILURE, DELAY)?"""
+        return word in {w.strip().upper() for w in self.notify.split(",")}
 
     @property
     def wants_failure_notice(self) -> bool:
-        words = {w.strip().upper() for w in self.notify.split(",") if w.strip()}
-        return not words or "FAILURE" in words
+        return not self.notify.strip() or self.wants("FAILURE")
 
 
 @dataclass

@@ -27,7 +27,9 @@ from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
 from daisymail.pop3.login import split_login
-from daisymail.queue.spool import Prepared, Queue, QueuedRecipient, QueueError
+from daisymail.queue.inject import Injector
+from daisymail.queue.runner import send_dsn
+from daisymail.queue.spool import Prepared, Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.routing.recipients import Deliver, Forward, Remote
 from daisymail.smtp.protocol import (
     AuthAttempt,
@@ -50,6 +52,7 @@ from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, Storag
 
 log = logging.getLogger("daisymail.smtp")
 READ_SIZE = 256 * 1024
+HEADER_KEEP = 64 * 1024  # of each message, for the header a success DSN returns
 
 
 @dataclass
@@ -73,6 +76,7 @@ class SmtpService:
     on_queued: Callable[[], None] = lambda: None
     submission: bool = False
     masquerade_envelope: Callable[[], bool] = lambda: False
+    injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
     sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -162,6 +166,7 @@ class _Connection:
         self.spool_path = ""
         self.in_message = False
         self.messages = 0
+        self.header = bytearray()  # the message header as it arrives, for DSNs
 
     async def run(self) -> None:
         event(
@@ -225,6 +230,7 @@ class _Connection:
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):
             self._discard_spool()
+            self.header = bytearray()
             self.direct = self._open_direct(ev.envelope)
             if self.direct is None:
                 self._spool_write(b"")
@@ -319,6 +325,8 @@ class _Connection:
             return None
 
     def _message_write(self, data: bytes) -> None:
+        if len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
+            self.header += data[: HEADER_KEEP - len(self.header)]
         if self.write_error is not None:
             return
         try:
@@ -354,6 +362,7 @@ class _Connection:
             "",
         )
         self.messages += 1
+        await self._success_notice(env, env.sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
 
     def _spool_write(self, data: bytes) -> None:
@@ -434,7 +443,48 @@ class _Connection:
             self.svc.on_queued()
         self.messages += 1
         self._log_accepted(env, msg_id, sender, [b.name for b in mailboxes], queue_id)
+        await self._success_notice(env, sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
+
+    async def _success_notice(self, env: Envelope, sender: str, msg_id: str) -> None:
+        """NOTIFY=SUCCESS for recipients stored here: a "delivered" DSN (RFC 3461 5.2.2).
+
+        Best effort: the message itself is safe whatever happens to its notice."""
+        rcpts = [
+            QueuedRecipient(
+                r.address,
+                r.params.get("ORCPT", ""),
+                r.params.get("NOTIFY", ""),
+                state="delivered",
+                status="2.0.0",
+            )
+            for r in env.recipients
+            if isinstance(r.target, Deliver)
+        ]
+        rcpts = [r for r in rcpts if r.wants("SUCCESS")]
+        if not rcpts or not sender or self.svc.injector is None:
+            return
+        msg = QueuedMessage(
+            msg_id,
+            sender,
+            rcpts,
+            time.time(),
+            envid=env.mail_params.get("ENVID", ""),
+            ret=env.mail_params.get("RET", ""),
+        )
+        try:
+            await asyncio.to_thread(
+                send_dsn,
+                self.svc.injector,
+                self.svc.hostname,
+                msg,
+                rcpts,
+                bytes(self.header),
+                msg.created,
+                "delivered",
+            )
+        except (StorageError, QueueError, OSError) as e:
+            event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
 
     def _log_deferred(self, env: Envelope, msg_id: str, error: BaseException | None) -> None:
         event(
