@@ -117,6 +117,7 @@ class App:
             expire_days=c.expire_days or None,
             login_delay=c.login_delay or None,
             delete_after_retr=c.delete_after_retr,
+            delete_after_top=c.delete_after_top,
         )
 
     def view_options(self) -> ViewOptions:

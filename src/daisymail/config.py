@@ -94,6 +94,7 @@ class Pop3:
     default_domain: str = ""
     apop: bool = False
     delete_after_retr: bool = False
+    delete_after_top: bool = False
     expire_days: int = 0
     login_delay: int = 0
 

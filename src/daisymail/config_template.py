@@ -62,6 +62,7 @@ allow_plaintext_auth = false     # allow USER/PASS without TLS from non-loopback
 default_domain = ""              # domain for logins given without one
 apop = false                     # needs clear-text secrets; legacy only
 delete_after_retr = false        # teapop -d
+delete_after_top = false         # teapop -D: also messages sent in full by TOP
 expire_days = 0                  # teapop -e; 0 = never
 login_delay = 0                  # seconds announced in CAPA LOGIN-DELAY; 0 = not announced
 

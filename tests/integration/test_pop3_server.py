@@ -350,3 +350,29 @@ def test_legacy_crypt_hash_is_upgraded_at_the_next_good_login(daisy_dir: Daisy) 
     p.user("c@acme.com")
     p.pass_("old-secret")  # the new hash verifies the same password
     p.quit()
+
+
+def test_delete_after_top_removes_messages_sent_in_full(daisy_dir: Daisy) -> None:
+    """teapop -D: a TOP that sent a whole message counts as reading it; read ones go at
+    QUIT. A TOP that cut the body off keeps the message."""
+    daisy_dir.set_config("[pop3]", "delete_after_top", "true")
+    daisy_dir.cli("domain", "add", "example.test")
+    daisy_dir.add_user("demo@example.test", "demo-pw")
+    daisy_dir.start()
+    send(daisy_dir, "demo@example.test", "topped", n=3)
+    p = pop(daisy_dir)
+    assert p.capa().get("EXPIRE") == ["0"]
+    p.user("demo@example.test")
+    p.pass_("demo-pw")
+    assert p.stat()[0] == 3
+    assert p.top(1, 50)[1][-1] == b"hello 0"  # whole message
+    assert p.top(2, 0)[1][-1] == b""  # header only: its body line was cut off
+    p.retr(3)
+    p.quit()
+    p = pop(daisy_dir)
+    p.user("demo@example.test")
+    p.pass_("demo-pw")
+    (left,) = p.uidl()[1]
+    assert p.retr(1)[1][-1] == b"hello 1"
+    p.quit()
+    assert left.startswith(b"1 ")

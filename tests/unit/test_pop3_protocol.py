@@ -21,6 +21,7 @@ from daisymail.pop3.protocol import (
     LoginFailed,
     LoginOk,
     Pop3Session,
+    ReadToEnd,
     SendMessage,
     Settings,
     StartTLS,
@@ -102,8 +103,11 @@ class Driver:
                     LoginFailed(in_use=good and self.in_use, temporary=self.temporary)
                 )
         elif isinstance(event, SendMessage):
-            self.out += b"".join(format_message(self.bodies[event.index], event.top_lines))
+            body = ReadToEnd(self.bodies[event.index])
+            self.out += b"".join(format_message(body, event.top_lines))
             self.out += b".\r\n"
+            if event.top_lines is not None:
+                self.session.top_sent(event.index, body.whole)
         elif isinstance(event, Commit):
             self.session.commit_result(self.commit_ok)
         elif isinstance(event, StartTLS):
@@ -541,6 +545,29 @@ def test_delete_after_retr() -> None:
     driver = logged_in(replace(SECURE, delete_after_retr=True))
     driver.send(b"RETR 1\r\nTOP 2 5\r\nRSET\r\nRETR 3\r\nQUIT\r\n")
     assert driver.events[-2] == Commit(frozenset({2}))
+
+
+@pytest.mark.parametrize(
+    ("commands", "deleted"),
+    [
+        (b"TOP 3 1\r\n", {2}),  # 1 body line: all of message 3
+        (b"TOP 3 0\r\n", set()),  # its body line was cut off
+        (b"TOP 2 2\r\n", set()),  # 2 of 3 body lines
+        (b"TOP 2 99\r\nRETR 1\r\n", {0, 1}),  # -D includes -d
+        (b"TOP 3 5\r\nRSET\r\n", set()),
+    ],
+)
+def test_delete_after_top(commands: bytes, deleted: set[int]) -> None:
+    """teapop -D: a message sent in full by TOP counts as read, and read ones go at QUIT."""
+    driver = logged_in(replace(SECURE, delete_after_top=True))
+    driver.send(commands + b"QUIT\r\n")
+    assert driver.events[-2] == Commit(frozenset(deleted))
+
+
+def test_top_never_counts_as_read_without_delete_after_top() -> None:
+    driver = logged_in(replace(SECURE, delete_after_retr=True))
+    driver.send(b"TOP 3 5\r\nQUIT\r\n")
+    assert driver.events[-2] == Commit(frozenset())
 
 
 def test_quit_without_deletions_still_commits_nothing() -> None:

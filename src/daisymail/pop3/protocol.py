@@ -44,6 +44,7 @@ class Settings:
     expire_days: int | None = None
     login_delay: int | None = None
     delete_after_retr: bool = False
+    delete_after_top: bool = False
     max_line_length: int = 512
     max_auth_line_length: int = 8192
     implementation: str = "Daisy"
@@ -70,7 +71,8 @@ class LoginAttempt:
 
 @dataclass(frozen=True)
 class SendMessage:
-    """Stream format_message(view.lines(index), top_lines), then ``.\\r\\n``."""
+    """Stream format_message(view.lines(index), top_lines), then ``.\\r\\n``; after a
+    TOP, call top_sent() with whether the whole message went out."""
 
     index: int
     top_lines: int | None
@@ -149,6 +151,19 @@ def _decode_plain(response: str) -> tuple[str, str, str] | None:
     if len(parts) != 3:
         return None
     return parts[0], parts[1], parts[2]
+
+
+class ReadToEnd:
+    """A message's lines that record whether they were all read: after format_message
+    with a TOP limit, ``whole`` says nothing was cut off (see top_sent)."""
+
+    def __init__(self, lines: Iterable[bytes]) -> None:
+        self._lines = lines
+        self.whole = False
+
+    def __iter__(self) -> Iterator[bytes]:
+        yield from self._lines
+        self.whole = True
 
 
 def format_message(lines: Iterable[bytes], top_lines: int | None = None) -> Iterator[bytes]:
@@ -317,6 +332,11 @@ class Pop3Session:
             self._reply("-ERR [SYS/TEMP] Some deleted messages not removed, try again later")
         self._close()
 
+    def top_sent(self, index: int, whole: bool) -> None:
+        """teapop -D: a TOP that sent the whole message counts as reading it."""
+        if whole and self.settings.delete_after_top:
+            self._read.add(index)
+
     def tls_started(self) -> None:
         if not self._expect(_Wait.TLS):
             return
@@ -481,7 +501,7 @@ class Pop3Session:
             caps += ["USER", "SASL PLAIN"]
         if s.stls_available and not self._tls and self._state is _State.AUTHORIZATION:
             caps.append("STLS")
-        if s.delete_after_retr:
+        if s.delete_after_retr or s.delete_after_top:
             caps.append("EXPIRE 0")
         else:
             caps.append("EXPIRE NEVER" if s.expire_days is None else f"EXPIRE {s.expire_days}")
@@ -503,7 +523,7 @@ class Pop3Session:
 
     # -- transaction ------------------------------------------------------------------------
     def _to_remove(self) -> set[int]:
-        if self.settings.delete_after_retr:
+        if self.settings.delete_after_retr or self.settings.delete_after_top:
             return self._deleted | self._read
         return self._deleted
 

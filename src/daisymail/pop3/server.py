@@ -34,6 +34,7 @@ from daisymail.pop3.protocol import (
     LoginFailed,
     LoginOk,
     Pop3Session,
+    ReadToEnd,
     SendMessage,
     Settings,
     StartTLS,
@@ -249,8 +250,8 @@ class _Connection:
     async def _send(self, ev: SendMessage) -> None:
         assert self.view is not None
         await self._flush()
-        view = self.view
-        it = format_message(view.lines(ev.index), ev.top_lines)
+        lines = ReadToEnd(self.view.lines(ev.index))
+        it = format_message(lines, ev.top_lines)
         batch: list[bytes] = []
         size = 0
         for chunk in it:
@@ -263,6 +264,8 @@ class _Connection:
         batch.append(b".\r\n")
         self.writer.write(b"".join(batch))
         await self.writer.drain()
+        if ev.top_lines is not None:
+            self.session.top_sent(ev.index, lines.whole)
 
     def _expired(self) -> set[int]:
         """teapop -e: messages delivered more than expire_days ago go at QUIT."""
