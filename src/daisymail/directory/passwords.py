@@ -61,10 +61,11 @@ def _load_sodium() -> Callable[[str, str], bool] | None:
 _sodium_verify = _load_sodium()
 
 
-@cache
-def _current_prefix() -> str:
-    """``$argon2id$v=19$m=65536,t=3,p=4$``: the parameter part of a fresh hash."""
-    return hash_password("x").rsplit("$", 2)[0] + "$"
+_CURRENT_PREFIX = (
+    f"$argon2id$v={argon2.low_level.ARGON2_VERSION}"
+    f"$m={_hasher.memory_cost},t={_hasher.time_cost},p={_hasher.parallelism}$"
+)
+"""``$argon2id$v=19$m=65536,t=3,p=4$``: how every fresh hash_password() result begins."""
 
 
 # Checked in order; each prefix belongs to one handler, DES crypt (no prefix) comes last.
@@ -96,7 +97,7 @@ def verify_password(stored: str, plain: str) -> bool:
 
 
 def _verify(stored: str, plain: str) -> bool:
-    if _sodium_verify is not None and stored.startswith(_current_prefix()):
+    if _sodium_verify is not None and stored.startswith(_CURRENT_PREFIX):
         return _sodium_verify(stored, plain)
     if stored.startswith(("$argon2id$", "$argon2i$")):
         try:

@@ -33,7 +33,7 @@ class _Wording:
     part: str
 
 
-_WORDING: dict[str, _Wording] = {
+_WORDING: dict[Action, _Wording] = {
     "failed": _Wording(
         "Undelivered Mail Returned to Sender",
         "Your message could not be delivered to one or more recipients.",
@@ -152,8 +152,7 @@ def build_dsn(
         if r.orcpt:
             kind, _, addr = r.orcpt.partition(";")
             head.append(f"Original-Recipient: {kind.strip().lower()}; {addr.strip()}")
-        status = r.status if action != "delivered" and r.status else wording.default_status
-        head += [f"Action: {action}", f"Status: {status}"]
+        head += [f"Action: {action}", f"Status: {r.status or wording.default_status}"]
         if r.remote_mta:
             head.append(f"Remote-MTA: dns; {r.remote_mta}")
         if r.diagnostic:

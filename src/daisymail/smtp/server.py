@@ -166,7 +166,8 @@ class _Connection:
         self.spool_path = ""
         self.in_message = False
         self.messages = 0
-        self.header = bytearray()  # the message header as it arrives, for DSNs
+        self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
+        self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
     async def run(self) -> None:
         event(
@@ -230,6 +231,7 @@ class _Connection:
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):
             self._discard_spool()
+            self.notice_rcpts = _success_notice_rcpts(ev.envelope)
             self.header = bytearray()
             self.direct = self._open_direct(ev.envelope)
             if self.direct is None:
@@ -325,7 +327,7 @@ class _Connection:
             return None
 
     def _message_write(self, data: bytes) -> None:
-        if len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
+        if self.notice_rcpts and len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
             self.header += data[: HEADER_KEEP - len(self.header)]
         if self.write_error is not None:
             return
@@ -362,7 +364,8 @@ class _Connection:
             "",
         )
         self.messages += 1
-        await self._success_notice(env, env.sender, msg_id)
+        if self.notice_rcpts:
+            await self._success_notice(env, env.sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
 
     def _spool_write(self, data: bytes) -> None:
@@ -443,26 +446,16 @@ class _Connection:
             self.svc.on_queued()
         self.messages += 1
         self._log_accepted(env, msg_id, sender, [b.name for b in mailboxes], queue_id)
-        await self._success_notice(env, sender, msg_id)
+        if self.notice_rcpts:
+            await self._success_notice(env, sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
 
     async def _success_notice(self, env: Envelope, sender: str, msg_id: str) -> None:
         """NOTIFY=SUCCESS for recipients stored here: a "delivered" DSN (RFC 3461 5.2.2).
 
         Best effort: the message itself is safe whatever happens to its notice."""
-        rcpts = [
-            QueuedRecipient(
-                r.address,
-                r.params.get("ORCPT", ""),
-                r.params.get("NOTIFY", ""),
-                state="delivered",
-                status="2.0.0",
-            )
-            for r in env.recipients
-            if isinstance(r.target, Deliver)
-        ]
-        rcpts = [r for r in rcpts if r.wants("SUCCESS")]
-        if not rcpts or not sender or self.svc.injector is None:
+        rcpts = self.notice_rcpts
+        if not sender or self.svc.injector is None:
             return
         msg = QueuedMessage(
             msg_id,
@@ -587,6 +580,18 @@ class _Connection:
         for_part = f"\tfor <{env.recipients[0].address}>;" if len(env.recipients) == 1 else "\t;"
         lines.append(f"{for_part} {formatdate(localtime=False, usegmt=True)}")
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
+
+
+def _success_notice_rcpts(env: Envelope) -> list[QueuedRecipient]:
+    """The recipients stored here that asked for NOTIFY=SUCCESS, as their DSN lists them."""
+    rcpts = [
+        QueuedRecipient(
+            r.address, r.params.get("ORCPT", ""), r.params["NOTIFY"], "delivered", "2.0.0"
+        )
+        for r in env.recipients
+        if isinstance(r.target, Deliver) and "NOTIFY" in r.params
+    ]
+    return [r for r in rcpts if r.wants("SUCCESS")]
 
 
 def _chunks(first: bytes, path: str) -> Iterator[bytes]:

@@ -358,24 +358,18 @@ def scan_maildir(path: str) -> list[MaildirEntry]:
     return sorted(found.values(), key=lambda e: keys[e.unique])
 
 
-def clean_tmp(maildir: str, now: float | None = None) -> list[str]:
+def clean_tmp(maildir: str) -> None:
     """Remove what deliveries cut off by a crash or kill left in ``tmp/``.
 
     Only files untouched for TMP_MAX_AGE go (the Maildir convention's 36 hours): a
     delivery in progress writes its tmp file continuously, and one never takes that
-    long. Returns the names removed."""
-    cutoff = (time.time() if now is None else now) - TMP_MAX_AGE
-    tmp = os.path.join(maildir, "tmp")
-    removed = []
+    long."""
+    cutoff = time.time() - TMP_MAX_AGE
     with contextlib.suppress(FileNotFoundError):
-        for entry in os.scandir(tmp):
-            try:
+        for entry in os.scandir(os.path.join(maildir, "tmp")):
+            with contextlib.suppress(FileNotFoundError):
                 if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
                     os.unlink(entry.path)
-                    removed.append(entry.name)
-            except FileNotFoundError:
-                continue
-    return removed
 
 
 class MaildirView(MaildropView):
