@@ -11,6 +11,7 @@ import os
 import poplib
 import smtplib
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from daisymail.directory.sql import SqlDirectory
 from tests.conftest import Daisy
 
 PASSWORD = "s3cret-pw"
-USERS = ("big", "gone", "cut", "fifo", "mcut", "swap", "grow")
+USERS = ("big", "bigtls", "gone", "cut", "fifo", "mcut", "swap", "grow")
 MBOX_USERS = ("mcut", "swap", "grow")
 
 
@@ -153,6 +154,34 @@ def test_pop3_reader_that_stops_reading_is_cut_off_and_the_lock_freed(server: Da
     assert p.stat()[0] == 1
     p.quit()
     client.close()
+
+
+def test_pop3s_reader_that_stops_reading_is_cut_off_and_the_lock_freed(server: Daisy) -> None:
+    line = b"x" * 998 + b"\n"
+    put(server, "bigtls", "1000000000.big2.host", b"Subject: big\n\n" + line * 25_000)
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    raw = small_socket(server.ports["pop3s"])
+    tls = ctx.wrap_socket(raw)
+    reader = tls.makefile("rb")
+    assert reader.readline().startswith(b"+OK")
+    tls.sendall(b"USER bigtls@example.test\r\n")
+    assert reader.readline().startswith(b"+OK")
+    tls.sendall(f"PASS {PASSWORD}\r\n".encode())
+    assert reader.readline().startswith(b"+OK")
+    before = server.logs().count("pop3s.write_timeout")
+    tls.sendall(b"RETR 1\r\n")  # and never read
+    deadline = time.monotonic() + 20
+    while server.logs().count("pop3s.write_timeout") == before:
+        assert time.monotonic() < deadline, server.logs()[-2000:]
+        time.sleep(0.05)
+    p = poplib.POP3_SSL("127.0.0.1", server.ports["pop3s"], context=ctx, timeout=10)
+    p.user("bigtls@example.test")
+    p.pass_(PASSWORD)
+    assert p.stat()[0] == 1
+    p.quit()
+    raw.close()
 
 
 def test_smtp_client_that_never_reads_replies_is_cut_off(server: Daisy) -> None:
