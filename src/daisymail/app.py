@@ -187,6 +187,7 @@ class App:
     ) -> None:
         if not addrs:
             return
+        svc.sessions.write_timeout = self.cfg.limits.write_timeout
         self.services.append(svc)
         for addr in addrs:
             host, port = parse_hostport(addr)
@@ -249,6 +250,8 @@ class App:
         self.cfg.rewrite = new.rewrite
         self.limiter.total = new.limits.max_connections
         self.limiter.per_ip = new.limits.max_connections_per_ip
+        for svc in self.services:
+            svc.sessions.write_timeout = new.limits.write_timeout
         try:
             self.tls.reload()
         except TLSError as e:

@@ -108,6 +108,7 @@ class Limits:
     command_timeout: int = 300
     data_timeout: int = 600
     pop3_timeout: int = 600
+    write_timeout: int = 300  # seconds a write to a client may make no progress
     max_connections: int = 2000
     max_connections_per_ip: int = 50
     auth_failure_delay: float = 2.0
@@ -260,6 +261,8 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{src}: limits.{key}: expected a positive integer")
     if cfg.limits.pop3_timeout < 600:
         raise ConfigError(f"{src}: limits.pop3_timeout: RFC 1939 asks for at least 600 seconds")
+    if cfg.limits.write_timeout <= 0:
+        raise ConfigError(f"{src}: limits.write_timeout: expected a positive number of seconds")
     if cfg.queue.destination_concurrency <= 0 or cfg.queue.lifetime <= 0:
         raise ConfigError(
             f"{src}: queue.destination_concurrency and queue.lifetime: expected positive integers"

@@ -74,6 +74,7 @@ max_errors = 10
 command_timeout = 300
 data_timeout = 600
 pop3_timeout = 600
+write_timeout = 300              # seconds a client may take no data we send before it is cut off
 max_connections = 2000
 max_connections_per_ip = 50
 auth_failure_delay = 2.0

@@ -4,6 +4,10 @@ A stop closes the listening sockets, says goodbye at once to sessions that are i
 (waiting for the client's next command: 421 for SMTP, -ERR for POP3), and lets the
 others finish what they are doing (a message being received, a QUIT being
 committed) before they are told goodbye at their next idle moment.
+
+Every write goes through Sessions.drain, which bounds how long a write may make no
+progress: a client that stops reading (a RETR of a large message, replies to pipelined
+commands) would otherwise hold its session, and the locks that come with it, forever.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ CLOSE_WAIT = 5.0
 """Seconds to wait for a closed connection to finish closing: one whose TLS handshake
 was cut short may never report closed, and would hold up a stop for its whole grace."""
 
+WRITE_TIMEOUT = 300.0
+"""Default seconds a write may make no progress ([limits] write_timeout)."""
+
 Serve = Callable[[asyncio.StreamReader, asyncio.StreamWriter, str, str], Awaitable[None]]
+
+
+class WriteTimeout(ConnectionError):
+    """The client stopped reading: the connection was aborted. A ConnectionError, so
+    that every session treats it as the client going away (nothing is committed)."""
 
 
 @dataclass
@@ -34,6 +46,8 @@ class Sessions:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
     idle: dict[int, asyncio.StreamWriter] = field(default_factory=dict)
     stopping: bool = False
+    write_timeout: float = WRITE_TIMEOUT
+    peers: dict[int, tuple[str, str]] = field(default_factory=dict)  # id(writer): (sid, ip)
 
     async def accept(
         self,
@@ -49,19 +63,21 @@ class Sessions:
         ip = str(peer[0])
         sid = new_session_id()
         refused = limiter.acquire(ip)
+        self.peers[id(writer)] = (sid, ip)
         try:
             if refused or self.stopping:
                 why = refused or "server shutting down"
                 event(self.log, f"{self.name}.refused", sid=sid, client=ip, reason=why)
                 writer.write(self.refusal(why))
                 with contextlib.suppress(OSError):
-                    await writer.drain()
+                    await self.drain(writer)
                 return
             await serve(reader, writer, ip, sid)
         finally:
             if not refused:
                 limiter.release(ip)
             self.idle.pop(id(writer), None)
+            self.peers.pop(id(writer), None)
             writer.close()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(writer.wait_closed(), CLOSE_WAIT)
@@ -93,6 +109,37 @@ class Sessions:
                 return await reader.read(size)
         finally:
             self.idle.pop(id(writer), None)
+
+    async def drain(self, writer: asyncio.StreamWriter) -> None:
+        """Wait until the client has taken what was written (down to the transport's
+        low-water mark), as writer.drain() does, but give up when write_timeout seconds
+        pass without the client taking a single byte: then the connection is aborted
+        (close() would wait for the unsent data) and WriteTimeout is raised.
+
+        A slow reader that keeps making progress is not cut off.
+        """
+        transport = writer.transport
+        while True:
+            before = transport.get_write_buffer_size()
+            try:
+                async with asyncio.timeout(self.write_timeout):
+                    await writer.drain()
+                return
+            except TimeoutError:
+                if transport.get_write_buffer_size() < before:
+                    continue
+            sid, ip = self.peers.get(id(writer), ("", ""))
+            event(
+                self.log,
+                f"{self.name}.write_timeout",
+                logging.WARNING,
+                sid=sid or None,
+                client=ip or None,
+                seconds=self.write_timeout,
+                unsent=transport.get_write_buffer_size(),
+            )
+            transport.abort()
+            raise WriteTimeout(f"the client took nothing for {self.write_timeout:g} seconds")
 
     def stop(self) -> None:
         self.stopping = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import base64
 import enum
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from daisymail.store.base import MessageInfo
@@ -166,7 +166,9 @@ class ReadToEnd:
         self.whole = True
 
 
-def format_message(lines: Iterable[bytes], top_lines: int | None = None) -> Iterator[bytes]:
+def format_message(
+    lines: Iterable[bytes], top_lines: int | None = None
+) -> Generator[bytes, None, None]:
     """The wire form of a message, without the final ``.``: CRLF line ends, dot-stuffing.
 
     lines are stored lines (LF or CRLF; a piece without a line end continues on the next

@@ -111,6 +111,7 @@ class _Connection:
         self.session = Pop3Session(self.settings, timestamp_banner=self.banner)
         self.view: MaildropView | None = None
         self.account = ""
+        self.streaming = False  # a message is going out: no reply line may be written
 
     async def run(self) -> None:
         event(log, "pop3.connect", sid=self.sid, client=self.ip, service=self.svc.name)
@@ -145,9 +146,12 @@ class _Connection:
             pass
         except Exception:
             log.exception("pop3.error sid=%s client=%s", self.sid, self.ip)
-            with contextlib.suppress(Exception):
-                self.writer.write(b"-ERR [SYS/TEMP] internal error, try again later\r\n")
-                await self.writer.drain()
+            if self.streaming:
+                self.writer.transport.abort()
+            else:
+                with contextlib.suppress(Exception):
+                    self.writer.write(b"-ERR [SYS/TEMP] internal error, try again later\r\n")
+                    await self.svc.sessions.drain(self.writer)
         finally:
             if self.view is not None:
                 await asyncio.to_thread(self.view.close)
@@ -158,7 +162,7 @@ class _Connection:
         out = self.session.data_to_send()
         if out:
             self.writer.write(out)
-            await self.writer.drain()
+            await self.svc.sessions.drain(self.writer)
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, StartTLS):
@@ -248,22 +252,43 @@ class _Connection:
         return LoginOk(messages=msgs)
 
     async def _send(self, ev: SendMessage) -> None:
+        """Stream a message, reading it in a worker thread one block at a time.
+
+        The +OK is out before the first byte is read, so a storage error from here on
+        (the file removed or cut short by another program) cannot be told in the
+        protocol: an -ERR line would become part of the message. The connection is
+        aborted instead; the client sees an incomplete response, never a wrong message.
+        """
         assert self.view is not None
         await self._flush()
         lines = ReadToEnd(self.view.lines(ev.index))
-        it = format_message(lines, ev.top_lines)
-        batch: list[bytes] = []
-        size = 0
-        for chunk in it:
-            batch.append(chunk)
-            size += len(chunk)
-            if size >= 65536:
-                self.writer.write(b"".join(batch))
-                batch, size = [], 0
-                await self.writer.drain()
-        batch.append(b".\r\n")
-        self.writer.write(b"".join(batch))
-        await self.writer.drain()
+        blocks = format_message(lines, ev.top_lines)
+        self.streaming = True
+        try:
+            while True:
+                try:
+                    block = await asyncio.to_thread(next, blocks, None)
+                except (StorageError, OSError) as e:
+                    event(
+                        log,
+                        "pop3.send.failed",
+                        logging.ERROR,
+                        sid=self.sid,
+                        user=self.account,
+                        message=ev.index + 1,
+                        error=str(e),
+                    )
+                    self.writer.transport.abort()
+                    raise ConnectionAbortedError("message unreadable after +OK") from None
+                if block is None:
+                    break
+                self.writer.write(block)
+                await self.svc.sessions.drain(self.writer)
+        finally:
+            await asyncio.to_thread(blocks.close)
+        self.writer.write(b".\r\n")
+        await self.svc.sessions.drain(self.writer)
+        self.streaming = False
         if ev.top_lines is not None:
             self.session.top_sent(ev.index, lines.whole)
 

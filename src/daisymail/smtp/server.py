@@ -217,7 +217,7 @@ class _Connection:
                 self.writer.write(
                     Reply(451, "4.3.0", ("Internal error, try again later",)).encode()
                 )
-                await self.writer.drain()
+                await self.svc.sessions.drain(self.writer)
         finally:
             self._discard_spool()
             event(log, "smtp.disconnect", sid=self.sid, client=self.ip, messages=self.messages)
@@ -226,7 +226,7 @@ class _Connection:
         out = self.session.data_to_send()
         if out:
             self.writer.write(out)
-            await self.writer.drain()
+            await self.svc.sessions.drain(self.writer)
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):

@@ -30,6 +30,7 @@ from daisymail.store.base import (
     StorageError,
 )
 from daisymail.store.durable import make_dirs, sync_dir, write_all, write_durable, write_file
+from daisymail.store.lines import split_lines
 
 CHUNK_SIZE = 64 * 1024
 LOCK_NAME = "daisymail-pop3.lock"
@@ -456,9 +457,23 @@ class MaildirView(MaildropView):
             raise StorageError(f"cannot find message: {e}") from e
 
     def lines(self, index: int) -> Iterator[bytes]:
+        """Read in CHUNK_SIZE blocks (memory stays bounded for one huge line). A file
+        that is shorter at its end than when opened was cut short by another program:
+        StorageError, rather than a message silently missing its end."""
         try:
             with open(self._current_path(self._entries[index]), "rb") as f:
-                yield from f
+                size = os.fstat(f.fileno()).st_size
+                read = 0
+
+                def blocks() -> Iterator[bytes]:
+                    nonlocal read
+                    while block := f.read(CHUNK_SIZE):
+                        read += len(block)
+                        yield block
+
+                yield from split_lines(blocks(), CHUNK_SIZE)
+                if read < size:
+                    raise StorageError(f"message file shrank while being read ({read} of {size})")
         except OSError as e:
             raise StorageError(f"cannot read message: {e}") from e
 

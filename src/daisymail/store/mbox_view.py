@@ -11,6 +11,12 @@ the file is scanned and while it is rewritten, so deliveries are never held up f
 whole POP3 session; one session per mailbox is ensured by a separate session lock
 (flock on ``.<name>.daisymail-pop3`` beside the mbox). Mail appended during a session
 lies after the scanned end and is copied over by the rewrite.
+
+Other programs (a teapop still running, a mail reader) may rewrite the file meanwhile,
+even keeping its size and its mtime (mail readers restore it). The scan keeps a digest
+of every byte it counted, and the rewrite recomputes it under the lock while copying:
+any difference refuses the commit and leaves the file alone, so the wrong bytes are
+never deleted. mtime alone cannot decide: a delivery appending changes it too.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import stat
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from daisymail.store.base import (
     MailboxInUse,
@@ -31,6 +38,7 @@ from daisymail.store.base import (
     StorageError,
     ViewOptions,
 )
+from daisymail.store.lines import split_lines
 from daisymail.store.locking import LockBusy, MboxLock
 
 CHUNK = 1023
@@ -96,6 +104,11 @@ def is_separator(chunk: bytes) -> bool:
     return pos <= len(line) and _atoi(line, pos) >= 1970
 
 
+class Digest(Protocol):
+    def update(self, data: bytes, /) -> None: ...
+    def digest(self) -> bytes: ...
+
+
 @dataclass(frozen=True)
 class MboxMessage:
     """Where a visible message lies in the file, and what POP3 reports for it.
@@ -144,7 +157,9 @@ def from_line_time(line: bytes) -> float | None:
         return None
 
 
-def scan_mbox(chunks: Iterator[bytes], options: ViewOptions) -> MboxScan:
+def scan_mbox(
+    chunks: Iterator[bytes], options: ViewOptions, digest: Digest | None = None
+) -> MboxScan:
     """Split an mbox, given as fgets-style chunks, into messages as teapop numbers them.
 
     Reproduced quirks that change numbers or UIDLs: a final chunk cut short by end of
@@ -154,6 +169,8 @@ def scan_mbox(chunks: Iterator[bytes], options: ViewOptions) -> MboxScan:
     holding ``X-IMAP: `` are hidden one after another while none has been shown.
     Not reproduced: an ``X-UIDL:`` seen in the prelude or in a hidden message, which
     gave teapop an empty UIDL; an empty X-UIDL value, which did the same.
+
+    digest: fed every byte up to the returned end (what a later commit must find again).
     """
     found: list[MboxMessage] = []
     current: _Building | None = None
@@ -164,6 +181,8 @@ def scan_mbox(chunks: Iterator[bytes], options: ViewOptions) -> MboxScan:
     for raw in chunks:
         if len(raw) < CHUNK and not raw.endswith(b"\n"):
             break
+        if digest is not None:
+            digest.update(raw)
         start, pos = pos, pos + len(raw)
         if not continuing and is_separator(raw):
             if current is not None and not control:
@@ -234,9 +253,17 @@ class MboxView(MaildropView):
     """An mbox scanned for one POP3 session; the session lock is held until close()."""
 
     def __init__(
-        self, path: str, fd: int | None, session: int, scan: MboxScan, lock_wait: float
+        self,
+        path: str,
+        fd: int | None,
+        session: int,
+        scan: MboxScan,
+        lock_wait: float,
+        digest: bytes,
     ) -> None:
+        """digest: SHA-256 of the file's first scan.end bytes, as scanned."""
         self.path = path
+        self._digest = digest
         self._fd = fd
         self._session = session
         self._scan = scan
@@ -249,37 +276,39 @@ class MboxView(MaildropView):
         return self._infos
 
     def lines(self, index: int) -> Iterator[bytes]:
-        """Lines as stored, NUL bytes sent as ``?``. A line longer than 64 KiB comes in
-        pieces; only its last piece carries the line end, and no piece ends between a
-        CR and its LF."""
+        """Lines as stored, NUL bytes sent as ``?``, read in fixed-size blocks (a line
+        longer than 64 KiB comes in pieces; see split_lines).
+
+        StorageError when the file no longer holds the message where the scan found it
+        (another program rewrote or truncated it): its From line is gone, or the file
+        ends early."""
         msg = self._scan.messages[index]
         if self._fd is None:
             return
-        pending = b""
-        for block in _pread_range(self._fd, msg.body, msg.end):
-            data = pending + block.replace(b"\0", b"?")
-            cut = data.rfind(b"\n") + 1
-            if cut:
-                parts = data[:cut].split(b"\n")
-                yield from (part + b"\n" for part in parts[:-1])
-            elif len(data) >= _READ_BLOCK:
-                cut = len(data) - 1 if data.endswith(b"\r") else len(data)
-                yield data[:cut]
-            pending = data[cut:]
-        if pending:
-            yield pending
+        try:
+            head = os.pread(self._fd, msg.body - msg.start, msg.start)
+        except OSError as e:
+            raise StorageError(f"{self.path}: cannot read: {e.strerror or e}") from e
+        if len(head) != msg.body - msg.start or not is_separator(head):
+            raise StorageError(f"{self.path}: the mailbox was changed during the session")
+        yield from split_lines(self._blocks(msg.body, msg.end), _READ_BLOCK)
+
+    def _blocks(self, start: int, end: int) -> Iterator[bytes]:
+        assert self._fd is not None
+        try:
+            for block in _pread_range(self._fd, start, end):
+                yield block.replace(b"\0", b"?")
+                start += len(block)
+        except OSError as e:
+            raise StorageError(f"{self.path}: cannot read: {e.strerror or e}") from e
+        if start < end:
+            raise StorageError(f"{self.path}: the mailbox was cut short during the session")
 
     def commit(self, deleted: set[int]) -> None:
         """After a rewrite the view describes the old file: the session is over, close it."""
         doomed = sorted(i for i in deleted if 0 <= i < len(self._scan.messages))
         if not doomed or self._fd is None:
             return
-        keep: list[tuple[int, int]] = []
-        pos = 0
-        for i in doomed:
-            msg = self._scan.messages[i]
-            keep.append((pos, msg.start))
-            pos = msg.end
         lock = MboxLock(self.path, self._fd, wait=self._lock_wait)
         try:
             lock.acquire()
@@ -289,7 +318,7 @@ class MboxView(MaildropView):
             raise StorageError(f"{self.path}: cannot lock: {e.strerror or e}") from e
         try:
             self._check_unchanged()
-            self._rewrite(keep, pos)
+            self._rewrite(doomed)
         except OSError as e:
             raise StorageError(f"{self.path}: rewrite failed: {e.strerror or e}") from e
         finally:
@@ -306,17 +335,37 @@ class MboxView(MaildropView):
         if (now.st_dev, now.st_ino) != (mine.st_dev, mine.st_ino) or mine.st_size < self._scan.end:
             raise StorageError(f"{self.path}: the mailbox was rewritten during the session")
 
-    def _rewrite(self, keep: list[tuple[int, int]], tail_from: int) -> None:
+    def _rewrite(self, doomed: list[int]) -> None:
+        """Copy all but the doomed messages to a new file and rename it over the old one,
+        reading every scanned byte on the way: the digest must match the scan's, or
+        the new file is dropped (StorageError) and the mailbox stays as it is."""
         assert self._fd is not None
+        segments: list[tuple[int, int, bool]] = []  # (start, end, keep)
+        pos = 0
+        for i in doomed:
+            msg = self._scan.messages[i]
+            segments += [(pos, msg.start, True), (msg.start, msg.end, False)]
+            pos = msg.end
+        segments.append((pos, self._scan.end, True))
         tmp = self.path + TMP_SUFFIX
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         st = os.fstat(self._fd)
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
-            for start, end in [*keep, (tail_from, os.fstat(self._fd).st_size)]:
+            digest = hashlib.sha256()
+            for start, end, keep in segments:
                 for block in _pread_range(self._fd, start, end):
-                    _write_all(out, block)
+                    digest.update(block)
+                    if keep:
+                        _write_all(out, block)
+            if digest.digest() != self._digest:
+                raise StorageError(
+                    f"{self.path}: the mailbox was changed by another program during the"
+                    " session; nothing was deleted"
+                )
+            for block in _pread_range(self._fd, self._scan.end, os.fstat(self._fd).st_size):
+                _write_all(out, block)
             os.fsync(out)
             os.fchmod(out, st.st_mode & 0o7777)
             _keep_owner(out, st.st_uid, st.st_gid)
@@ -388,6 +437,7 @@ def open_mbox_view(path: str, options: ViewOptions, *, lock_wait: float = LOCK_W
         raise StorageError(f"{path}: {e.strerror or e}") from e
     lock = MboxLock(path, None, wait=lock_wait)
     fd: int | None = None
+    digest = hashlib.sha256()
     try:
         lock.acquire()
         try:
@@ -399,7 +449,7 @@ def open_mbox_view(path: str, options: ViewOptions, *, lock_wait: float = LOCK_W
                 raise StorageError(f"{path}: not a regular file")
             lock.fd = fd
             lock.acquire()
-            scan = scan_mbox(_chunks(fd), options)
+            scan = scan_mbox(_chunks(fd), options, digest)
         else:
             scan = MboxScan((), 0)
         lock.release()
@@ -412,7 +462,7 @@ def open_mbox_view(path: str, options: ViewOptions, *, lock_wait: float = LOCK_W
     except BaseException:
         _abandon(lock, fd, session)
         raise
-    return MboxView(path, fd, session, scan, lock_wait)
+    return MboxView(path, fd, session, scan, lock_wait, digest.digest())
 
 
 def _abandon(lock: MboxLock, fd: int | None, session: int) -> None:
