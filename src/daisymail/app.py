@@ -273,9 +273,10 @@ class App:
 def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:
     """The data folders exist (missing ones made for the service user) and it may write."""
     c = cfg
-    folders = [c.path(c.storage.mail_dir), c.path(c.storage.spool_dir), c.path(c.queue.dir)]
+    queue = Queue(str(c.path(c.queue.dir)))
+    folders = [str(c.path(c.storage.mail_dir)), str(c.path(c.storage.spool_dir)), queue.directory]
     try:
-        make_dirs([str(f) for f in folders], user)
+        make_dirs([*folders, queue.msg_dir, queue.env_dir], user)
     except PrivilegeError as e:
         raise StartupError(str(e)) from None
 

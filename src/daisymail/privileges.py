@@ -110,7 +110,7 @@ def make_dirs(paths: Iterable[str], user: ServiceUser | None) -> None:
             if not user.may(st, 3):
                 raise PrivilegeError(
                     f"{path} is not writable by user {user.name} (owner uid {st.st_uid}, "
-                    f"mode {stat.S_IMODE(st.st_mode):o}): chown -R {user.name} it"
+                    f"mode {stat.S_IMODE(st.st_mode):o}): chown -R {user.name}: {path}"
                 )
 
 
