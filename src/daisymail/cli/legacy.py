@@ -26,7 +26,8 @@ def export_group() -> None:
 @click.option("--teapop-passwd", help="The teapop.passwd file (default: config).")
 @click.option(
     "--spool-dir",
-    help="Where procmail delivered, /var/spool/mail/USER (default: config).",
+    help="Where procmail delivered, /var/spool/mail/USER (default: the base directory "
+    "teapop.passwd names, else the config).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
@@ -66,9 +67,13 @@ def import_legacy(
         sendmail_dir or str(cfg.path(cfg.directory.legacy.sendmail_dir)),
         teapop_passwd or str(cfg.path(cfg.directory.legacy.teapop_passwd)),
         spool_dir or str(cfg.path(cfg.directory.legacy.spool_dir)),
+        spool_from_teapop=spool_dir is None,
     )
     plan = read_legacy(paths)
-    perm_findings, fixes = spool_permissions(plan, spool_group)
+    # Only a server that drops to a service user needs the spool group-writable.
+    perm_findings, fixes = (
+        spool_permissions(plan, spool_group) if cfg.user or fix_permissions else ([], [])
+    )
     fixed: list[str] = []
     if fix_permissions and not dry_run:
         for fix in fixes:
