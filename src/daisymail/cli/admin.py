@@ -364,6 +364,20 @@ def _pattern_domain(pattern: str) -> str:
     return pattern.rsplit("@", 1)[1].lower()
 
 
+def _check_pattern(pattern: str) -> None:
+    """A pattern's user part (``user``, ``user+*``, ``user++``, ``+*``) must be what an
+    address can hold: ``@@example.test`` could never match a recipient."""
+    local, _, domain = pattern.rpartition("@")
+    if not local:
+        return
+    try:
+        addr = parse_path(f"<{local}@{domain}>", smtputf8=True)
+    except AddressError as e:
+        fail(f"bad pattern {pattern!r}: {e.text}", EXIT_USAGE)
+    if addr is None:
+        fail(f"bad pattern {pattern!r}: expected user@domain or @domain", EXIT_USAGE)
+
+
 @alias.command("add")
 @click.argument("pattern")
 @click.argument("target")
@@ -374,6 +388,7 @@ def alias_add(pattern: str, target: str, create_mailbox: bool) -> None:
     d = st.directory
     snap = d.snapshot()
     dom = _pattern_domain(pattern)
+    _check_pattern(pattern)
     _require_domain(snap, dom)
     if not target.strip():
         fail("empty target", EXIT_USAGE)
