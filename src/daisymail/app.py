@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import grp
 import logging
 import os
-import pwd
 import signal
 import ssl
 import time
@@ -30,6 +28,15 @@ from daisymail.limits import ConnectionLimiter
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
+from daisymail.privileges import (
+    PrivilegeError,
+    ServiceUser,
+    check_readable,
+    drop,
+    make_dirs,
+    preload,
+    service_user,
+)
 from daisymail.queue.inject import Injector
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
@@ -180,6 +187,12 @@ class App:
                 timeout=c.limits.pop3_timeout,
             )
             await self._listen(psvc, getattr(c.listen, name), ctx if psvc.implicit_tls else None)
+
+    async def serve_sessions(self) -> None:
+        """Accept connections and run the queue: only after the privileges are dropped."""
+        for server in self.servers:
+            await server.start_serving()
+        assert self.runner is not None
         self.runner_task = asyncio.create_task(self.runner.run())
 
     async def _listen(
@@ -201,6 +214,7 @@ class App:
                     backlog=1024,
                     limit=1 << 20,
                     ssl_handshake_timeout=30 if ctx else None,
+                    start_serving=False,
                 )
             except OSError as e:
                 raise StartupError(f"cannot listen on {addr} ({svc.name}): {e.strerror}") from None
@@ -259,22 +273,32 @@ class App:
         event(log, "reloaded", config=self.cfg.source)
 
 
-def drop_privileges(user: str) -> None:
-    """When root, become `user` (after binding the ports); '' keeps the current user."""
-    if os.getuid() != 0 or not user:
-        return
+def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:
+    """The data folders exist (missing ones made for the service user) and it may write."""
+    c = cfg
+    queue = Queue(str(c.path(c.queue.dir)))
+    folders = [str(c.path(c.storage.mail_dir)), str(c.path(c.storage.spool_dir)), queue.directory]
     try:
-        pw = pwd.getpwnam(user)
-    except KeyError:
-        raise StartupError(
-            f"user {user!r} does not exist: create it (useradd --system {user}) "
-            'or set user = "" in the config to keep running as root'
-        ) from None
-    groups = [g.gr_gid for g in grp.getgrall() if user in g.gr_mem]
-    os.setgroups(sorted({pw.pw_gid, *groups}))
-    os.setgid(pw.pw_gid)
-    os.setuid(pw.pw_uid)
-    event(log, "privileges.dropped", user=user, uid=pw.pw_uid)
+        make_dirs([*folders, queue.msg_dir, queue.env_dir], user)
+    except PrivilegeError as e:
+        raise StartupError(str(e)) from None
+
+
+def drop_privileges(user: ServiceUser | None) -> None:
+    """When root, become the service user: after binding the ports, before any session.
+
+    What a session imports lazily is imported first, and a user that could not read
+    Daisy's code or Python's library afterwards is refused with the path it cannot read.
+    """
+    if user is None:
+        return
+    preload()
+    try:
+        check_readable(user)
+    except PrivilegeError as e:
+        raise StartupError(str(e)) from None
+    drop(user)
+    event(log, "privileges.dropped", user=user.name, uid=user.uid, groups=list(user.groups))
 
 
 async def serve(cfg: Config, config_path: str | None) -> None:
@@ -282,9 +306,15 @@ async def serve(cfg: Config, config_path: str | None) -> None:
     # Deliveries wait on fsync in worker threads; enough of them lets the group commit
     # of directory fsyncs batch many concurrent sessions (the default is cores + 4).
     loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS))
+    try:
+        user = service_user(cfg.user)
+    except PrivilegeError as e:
+        raise StartupError(str(e)) from None
     app = App.build(cfg, config_path)
+    prepare_dirs(cfg, user)
     await app.start()
-    drop_privileges(cfg.user)
+    drop_privileges(user)
+    await app.serve_sessions()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

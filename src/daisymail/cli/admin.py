@@ -23,7 +23,7 @@ from daisymail.cli.common import (
 from daisymail.directory.model import AddressRule, Domain, Login, Mailbox, SenderRule, Snapshot
 from daisymail.directory.passwords import hash_password
 from daisymail.routing.addresses import AddressError, parse_path
-from daisymail.routing.relay import class_entry_from_relay_rule, relay_rule_from_class_entry
+from daisymail.routing.relay import class_entry_from_relay_rule, relay_rule_from_admin_entry
 
 _MAILBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 
@@ -364,6 +364,20 @@ def _pattern_domain(pattern: str) -> str:
     return pattern.rsplit("@", 1)[1].lower()
 
 
+def _check_pattern(pattern: str) -> None:
+    """A pattern's user part (``user``, ``user+*``, ``user++``, ``+*``) must be what an
+    address can hold: ``@@example.test`` could never match a recipient."""
+    local, _, domain = pattern.rpartition("@")
+    if not local:
+        return
+    try:
+        addr = parse_path(f"<{local}@{domain}>", smtputf8=True)
+    except AddressError as e:
+        fail(f"bad pattern {pattern!r}: {e.text}", EXIT_USAGE)
+    if addr is None:
+        fail(f"bad pattern {pattern!r}: expected user@domain or @domain", EXIT_USAGE)
+
+
 @alias.command("add")
 @click.argument("pattern")
 @click.argument("target")
@@ -374,6 +388,7 @@ def alias_add(pattern: str, target: str, create_mailbox: bool) -> None:
     d = st.directory
     snap = d.snapshot()
     dom = _pattern_domain(pattern)
+    _check_pattern(pattern)
     _require_domain(snap, dom)
     if not target.strip():
         fail("empty target", EXIT_USAGE)
@@ -458,7 +473,7 @@ def relay() -> None:
 
 def _relay_rule(entry: str):  # type: ignore[no-untyped-def]
     try:
-        return relay_rule_from_class_entry(entry)
+        return relay_rule_from_admin_entry(entry)
     except ValueError as e:
         fail(f"bad relay entry {entry!r}: {e}", EXIT_USAGE)
 
@@ -466,7 +481,10 @@ def _relay_rule(entry: str):  # type: ignore[no-untyped-def]
 @relay.command("add")
 @click.argument("entry", metavar="DOMAIN-OR-NETWORK")
 def relay_add(entry: str) -> None:
-    """Allow relaying to a domain (and its subdomains) or from a network (192.168.5, 10.0.0.0/8)."""
+    """Allow relaying to a domain (and its subdomains) or from a network.
+
+    Networks in CIDR (10.0.0.0/8, 2001:db8::/32) or sendmail's forms (192.168.5,
+    IPv6:2001:db8::)."""
     rule = _relay_rule(entry)
     with errors_as_messages():
         state().directory.add_relay_rule(rule)

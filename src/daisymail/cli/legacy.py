@@ -26,11 +26,24 @@ def export_group() -> None:
 @click.option("--teapop-passwd", help="The teapop.passwd file (default: config).")
 @click.option(
     "--spool-dir",
-    help="Where procmail delivered, /var/spool/mail/USER (default: config).",
+    help="Where procmail delivered, /var/spool/mail/USER (default: the base directory "
+    "teapop.passwd names, else the config).",
 )
 @click.option("--dry-run", is_flag=True, help="Print the plan; change nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict", is_flag=True, help="Change nothing and fail when there are findings.")
+@click.option(
+    "--spool-group",
+    default="mail",
+    show_default=True,
+    help="The group Daisy's service user is in; spool files must be group read-write.",
+)
+@click.option(
+    "--fix-permissions",
+    is_flag=True,
+    help="Make each spool file and directory the report names usable by --spool-group "
+    "(chgrp, chmod g+rw; owners are kept). Needs root.",
+)
 def import_legacy(
     sendmail_dir: str | None,
     teapop_passwd: str | None,
@@ -38,10 +51,13 @@ def import_legacy(
     dry_run: bool,
     as_json: bool,
     strict: bool,
+    spool_group: str,
+    fix_permissions: bool,
 ) -> None:
     """Import sendmail's and teapop's files; safe to run again (changes only what differs)."""
     from daisymail.directory.legacy.apply import apply_plan, plan_changes
     from daisymail.directory.legacy.importer import read_legacy
+    from daisymail.directory.legacy.permissions import spool_permissions
 
     st = state()
     cfg = st.config
@@ -51,8 +67,23 @@ def import_legacy(
         sendmail_dir or str(cfg.path(cfg.directory.legacy.sendmail_dir)),
         teapop_passwd or str(cfg.path(cfg.directory.legacy.teapop_passwd)),
         spool_dir or str(cfg.path(cfg.directory.legacy.spool_dir)),
+        spool_from_teapop=spool_dir is None,
     )
     plan = read_legacy(paths)
+    # Only a server that drops to a service user needs the spool group-writable.
+    perm_findings, fixes = (
+        spool_permissions(plan, spool_group) if cfg.user or fix_permissions else ([], [])
+    )
+    fixed: list[str] = []
+    if fix_permissions and not dry_run:
+        for fix in fixes:
+            try:
+                fix.apply()
+            except OSError as e:
+                fail(f"cannot fix the permissions of {fix.path}: {e.strerror}", EXIT_FAILURE)
+            fixed.append(fix.path)
+    else:
+        plan.findings.extend(perm_findings)
     refused = strict and bool(plan.findings)
     with errors_as_messages():
         directory = st.directory
@@ -72,11 +103,14 @@ def import_legacy(
                     for c in changes
                 ],
                 "findings": plan.findings,
+                "permissions_fixed": fixed,
             }
         )
     else:
         for finding in plan.findings:
             click.echo(str(finding))
+        for path in fixed:
+            click.echo(f"fixed: {path} is now usable by group {spool_group}")
         verb = "would" if not applied else "did"
         for change in changes:
             click.echo(f"{verb}: {change}")

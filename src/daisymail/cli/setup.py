@@ -6,6 +6,7 @@ import datetime
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,6 +15,9 @@ from daisymail.cli.common import fail, state
 from daisymail.config import Config, ConfigError
 from daisymail.config_template import render
 from daisymail.tls import certificate_expiry, make_self_signed
+
+if TYPE_CHECKING:
+    from daisymail.directory.model import Snapshot
 
 
 def prepare_data_dir(cfg: Config) -> None:
@@ -112,6 +116,7 @@ def check() -> None:
     for login in snap.logins:
         if login.mailbox not in snap.mailboxes:
             problems.append(f"user {login.address}: its mailbox {login.mailbox} does not exist")
+    problems.extend(_mailbox_path_problems(cfg, snap))
     for n in notes:
         click.echo(n)
     for problem in problems:
@@ -119,3 +124,16 @@ def check() -> None:
     if problems:
         fail(f"{len(problems)} problem(s) found")
     click.echo("ok")
+
+
+def _mailbox_path_problems(cfg: Config, snap: Snapshot) -> list[str]:
+    from daisymail.cli.mailbox_paths import mailbox_path_problem
+    from daisymail.store.files import FileStore
+
+    store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
+    found = []
+    for box in sorted(snap.mailboxes.values(), key=lambda b: b.name):
+        why = mailbox_path_problem(store, box)
+        if why is not None:
+            found.append(f"mailbox {box.name}: {why}")
+    return found

@@ -99,6 +99,28 @@ def relay_rule_from_class_entry(entry: str) -> RelayRule:
     return RelayRule(name, "domain")
 
 
+def relay_rule_from_admin_entry(entry: str) -> RelayRule:
+    """Read a relay rule as an admin types it: everything a relay-domains line may hold,
+    plus the CIDR form ``relay list`` prints (``192.168.77.0/24``, ``2001:db8::/32``,
+    optionally after ``IPv6:``) and a bare IPv6 address (one host).
+
+    Host bits after the prefix are dropped (``10.1.2.3/8`` is ``10.0.0.0/8``), as the
+    directory stores networks. Raises ValueError with the reason.
+    """
+    text = entry.strip()
+    tagged = text[:5].lower() == "ipv6:"
+    bare = text[5:] if tagged else text
+    if "/" in bare or (":" in bare and not tagged):
+        try:
+            net = ipaddress.ip_network(bare, strict=False)
+        except ValueError as e:
+            raise ValueError(f"{entry!r}: not an IP network ({e})") from None
+        if tagged and not isinstance(net, ipaddress.IPv6Network):
+            raise ValueError(f"{entry!r}: IPv6: must be followed by an IPv6 network")
+        return RelayRule(str(net), "network")
+    return relay_rule_from_class_entry(text)
+
+
 def class_entry_from_relay_rule(rule: RelayRule) -> str:
     """Write a rule as a relay-domains line; ValueError when the legacy form cannot say it
     (a network whose prefix is not on an octet (IPv4) or group (IPv6) boundary)."""

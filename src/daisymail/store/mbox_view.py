@@ -40,6 +40,8 @@ from daisymail.store.base import (
 )
 from daisymail.store.lines import split_lines
 from daisymail.store.locking import LockBusy, MboxLock
+from daisymail.store.mbox_inplace import can_keep_owner, copy_into_place
+from daisymail.store.mbox_inplace import recover as recover_in_place
 
 CHUNK = 1023
 """fgets(buf, 1024, f) returns at most this many bytes."""
@@ -367,9 +369,13 @@ class MboxView(MaildropView):
             for block in _pread_range(self._fd, self._scan.end, os.fstat(self._fd).st_size):
                 _write_all(out, block)
             os.fsync(out)
-            os.fchmod(out, st.st_mode & 0o7777)
-            _keep_owner(out, st.st_uid, st.st_gid)
-            os.rename(tmp, self.path)
+            if not can_keep_owner(st):
+                # A service user cannot give a new file to the mailbox's owner.
+                copy_into_place(self._fd, self.path, tmp, out, segments[0][1])
+            else:
+                os.fchmod(out, st.st_mode & 0o7777)
+                _keep_owner(out, st.st_uid, st.st_gid)
+                os.rename(tmp, self.path)
         except BaseException:
             os.close(out)
             with contextlib.suppress(FileNotFoundError):
@@ -449,6 +455,7 @@ def open_mbox_view(path: str, options: ViewOptions, *, lock_wait: float = LOCK_W
                 raise StorageError(f"{path}: not a regular file")
             lock.fd = fd
             lock.acquire()
+            recover_in_place(fd, path)
             scan = scan_mbox(_chunks(fd), options, digest)
         else:
             scan = MboxScan((), 0)

@@ -73,6 +73,12 @@ def _relay_entries(snapshot: Snapshot, warnings: list[str]) -> list[str]:
 
 def _teapop(snapshot: Snapshot, out: Path, mail_dir: str, warnings: list[str]) -> dict[str, bytes]:
     by_domain: dict[str, list[Login]] = {}
+    # A strict legacy domain is hosted only through its teapop.passwd line (it is not in
+    # local-host-names): written with an empty password file even when it has no logins,
+    # or the round trip would lose it.
+    for d in snapshot.domains.values():
+        if not d.fallback and d.origin != "native":
+            by_domain[d.name] = []
     for login in snapshot.logins:
         by_domain.setdefault(login.domain, []).append(login)
     order = sorted(by_domain, key=lambda d: (d == DEFAULT_ENTRY, d == "", d))

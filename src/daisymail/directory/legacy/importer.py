@@ -7,6 +7,7 @@ keep their legacy paths and are served in place.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from types import MappingProxyType
 
 from daisymail.directory.legacy.findings import Finding, Severity
 from daisymail.directory.legacy.maps import _parse_map, parse_access_relays, parse_class_file
-from daisymail.directory.legacy.sources import LegacyPaths, Reader
+from daisymail.directory.legacy.sources import MAX_FILE_SIZE, LegacyPaths, Reader
 from daisymail.directory.legacy.teapop import (
     DEFAULT_ENTRY,
     EMPTY_ENTRY,
@@ -96,11 +97,15 @@ class _Builder:
         self.spool = posixpath.normpath(paths.spool_dir or "/")
         self.crlf_noted: dict[str, bool] = {}
         self.vut_path = "virtusertable"
+        self.vut_lines: dict[str, int] = {}
+        self.login_lines: dict[tuple[str, str], tuple[str, int]] = {}
 
     def note(self, source: str, line: int, severity: Severity, message: str) -> None:
         self.plan.findings.append(Finding(source, line, severity, message))
 
     def build(self, *, drift: bool) -> Plan:
+        if self.paths.spool_from_teapop:
+            self.spool_from_teapop()
         local = self.class_file_first(("local-host-names", "sendmail.cw"), "class w")
         generics = {n.lower() for n in self.class_file_first(("sendmail.cG",), "class G")}
         for name in local:
@@ -122,6 +127,44 @@ class _Builder:
         self.plan.findings[:0] = self.reader.findings
         self.plan.watched = dict(self.reader.watched)
         return self.plan
+
+    def spool_from_teapop(self) -> None:
+        """Take the spool directory from teapop.passwd's base directory field, when its
+        entries name one: one spool file is one mailbox, whichever program names it."""
+        try:
+            with open(self.paths.teapop_passwd, "rb") as f:
+                data = f.read(MAX_FILE_SIZE)
+        except OSError:
+            return  # read_teapop reports it
+        entries, _ = parse_teapop_passwd(data, self.paths.teapop_passwd)
+        bases: dict[str, list[int]] = {}
+        for entry in entries:
+            if entry.method in ("textfile", "htpasswd") and entry.maildir and not entry.hash:
+                base = posixpath.normpath(entry.maildir)
+                if base.startswith("/"):
+                    bases.setdefault(base, []).append(entry.line)
+        if not bases:
+            return
+        chosen = max(bases, key=lambda b: len(bases[b]))  # the first of the most used
+        source, line = self.paths.teapop_passwd, bases[chosen][0]
+        others = [b for b in bases if b != chosen]
+        if others:
+            self.note(
+                source,
+                line,
+                "info",
+                f"teapop.passwd names several spool directories; {chosen} is used for "
+                f"virtusertable's mailbox names (also named: {', '.join(others)})",
+            )
+        if _real(chosen) != _real(self.spool):
+            self.note(
+                source,
+                line,
+                "info",
+                f"spool directory taken from teapop.passwd: {chosen} (not {self.spool}); "
+                "give --spool-dir to choose another",
+            )
+        self.spool = chosen
 
     # -- sendmail ---------------------------------------------------------------------------
     def find(self, name: str) -> str | None:
@@ -220,6 +263,7 @@ class _Builder:
             if target is None:
                 continue
             self.plan.address_rules[key] = target
+            self.vut_lines[key] = line
             if domain not in self.plan.domains:
                 self.note(
                     path,
@@ -254,10 +298,10 @@ class _Builder:
     def mailbox_for(self, path: str, *, maildir: bool, preferred: str | None = None) -> str:
         """The mailbox name for a legacy path, the same name for the same path every time."""
         key = path.rstrip("/")
-        known = self.by_path.get(key)
+        known = self.by_path.get(_real(key))
         if known is not None:
             return known
-        rel = posixpath.relpath(key, self.spool)
+        rel = posixpath.relpath(_real(key), _real(self.spool))
         if preferred is None:
             preferred = (rel if not rel.startswith("..") else key.lstrip("/")).replace("/", ".")
             preferred = _BAD_NAME_RE.sub("_", preferred.lower()) or "mailbox"
@@ -270,7 +314,7 @@ class _Builder:
         self.plan.mailboxes[name] = Mailbox(
             name, "maildir" if maildir else "mbox", key + ("/" if maildir else "")
         )
-        self.by_path[key] = name
+        self.by_path[_real(key)] = name
         return name
 
     def read_genericstable(self) -> None:
@@ -391,6 +435,7 @@ class _Builder:
                 )
                 return
         mailbox = self.mailbox_for(account.path, maildir=account.maildir)
+        self.login_lines[(account.user, domain)] = (account.source, account.line)
         self.plan.logins.append(
             PlannedLogin(account.user, domain, account.secret, account.hashed, mailbox)
         )
@@ -409,7 +454,7 @@ class _Builder:
                 if name not in login_boxes:
                     self.note(
                         self.vut_path,
-                        0,
+                        self.vut_lines.get(key, 0),
                         "warning",
                         f"drift: {key} delivers to {self.plan.mailboxes[name].path}, which no "
                         "POP3 login reads",
@@ -421,18 +466,20 @@ class _Builder:
         ]
         for pl in self.plan.logins:
             box = self.plan.mailboxes[pl.mailbox]
-            in_spool = box.path.rstrip("/") == posixpath.join(self.spool, pl.mailbox)
+            in_spool = _real(box.path.rstrip("/")) == _real(posixpath.join(self.spool, pl.mailbox))
+            source, line = self.login_lines.get((pl.user, pl.domain), (self.paths.teapop_passwd, 0))
             if pl.mailbox not in targeted and not (in_spool and open_domains):
                 self.note(
-                    self.paths.teapop_passwd,
-                    0,
+                    source,
+                    line,
                     "warning",
                     f"drift: login {pl.address} reads {box.path}, but no address delivers there",
                 )
             hosted = snap.domains.get(pl.domain)
             if hosted is None or not hosted.fallback:
                 continue
-            decision = resolve_recipient(Address(pl.user, pl.domain), snap).decision
+            resolution = resolve_recipient(Address(pl.user, pl.domain), snap)
+            decision = resolution.decision
             if isinstance(decision, Deliver) and decision.mailbox == pl.mailbox:
                 continue
             if isinstance(decision, Deliver):
@@ -443,10 +490,22 @@ class _Builder:
                 where = f"a rejection ({decision.code} {decision.enhanced})"
             else:
                 where = "another server"
-            self.note(
-                self.paths.teapop_passwd,
-                0,
-                "warning",
-                f"drift: mail to {pl.address} goes to {where}, but the login {pl.address} "
-                f"reads {box.path}",
+            rule = resolution.rule
+            by = (
+                f"by {self.vut_path}:{self.vut_lines[rule]} ({rule})"
+                if rule in self.vut_lines
+                else "by sendmail's local-user rule"
             )
+            self.note(
+                source,
+                line,
+                "warning",
+                f"drift: mail to {pl.address} goes to {where} {by}, but the login "
+                f"{pl.address} reads {box.path}",
+            )
+
+
+def _real(path: str) -> str:
+    """The path with symlinks resolved (/var/spool/mail -> /var/mail on Debian), so two
+    spellings of one spool file make one mailbox."""
+    return os.path.realpath(path)

@@ -22,9 +22,14 @@ Signature = tuple[int, int, int, int] | None
 
 @dataclass(frozen=True)
 class LegacyPaths:
+    """spool_dir is where procmail delivered. With spool_from_teapop (an import without
+    --spool-dir, and live mode), the base directory teapop.passwd names wins: on the
+    legacy box teapop read the very files procmail wrote, so that is where they are."""
+
     sendmail_dir: str = "/etc/mail"
     teapop_passwd: str = "/etc/teapop.passwd"
     spool_dir: str = DEFAULT_SPOOL
+    spool_from_teapop: bool = True
 
     def candidates(self, name: str) -> list[str]:
         """The sendmail dir, then its parent (for ``/etc/sendmail.cw``)."""
