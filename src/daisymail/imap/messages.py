@@ -1,0 +1,186 @@
+"""Message commands on the selected folder: FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE.
+
+Each returns the whole reply (untagged data, news of other sessions' changes, tagged
+status). The UID forms differ only in reading UID sets and adding UIDs to the replies.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from daisymail.imap import fetch
+from daisymail.imap.parser import ParseError, Token, atom, sequence_set
+from daisymail.imap.protocol import Execute
+from daisymail.imap.responses import flag_list, tagged
+from daisymail.imap.search import Target, parse_search
+from daisymail.imap.selected import SelectedView
+from daisymail.store.imap_folders import Message
+
+if TYPE_CHECKING:
+    from daisymail.imap.commands import MailSession
+
+MAX_KEYWORD = 100
+_SYSTEM = {"\\ANSWERED", "\\FLAGGED", "\\DELETED", "\\SEEN", "\\DRAFT"}
+
+
+def parse_flags(tokens: list[Token]) -> frozenset[str]:
+    out = set()
+    for tok in tokens:
+        flag = atom(tok)
+        if flag.startswith("\\"):
+            if flag.upper() not in _SYSTEM:
+                raise ParseError(f"unknown flag {flag[:30]}")
+            flag = "\\" + flag[1:].capitalize()
+        elif len(flag) > MAX_KEYWORD or any(c in flag for c in "*%]"):
+            raise ParseError("bad keyword")
+        out.add(flag)
+    return frozenset(out)
+
+
+def _view(session: MailSession) -> SelectedView:
+    if session.view is None:
+        raise ParseError("no folder selected")
+    return session.view
+
+
+def _tail(
+    session: MailSession, ev: Execute, allow_expunge: bool, text: str, code: str = ""
+) -> bytes:
+    news = _view(session).refresh(allow_expunge)
+    return news + tagged(ev.tag, "OK", text, code)
+
+
+def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
+    if len(ev.args) != 2:
+        raise ParseError("FETCH needs a set and items")
+    view = _view(session)
+    which = sequence_set(ev.args[0])  # type: ignore[arg-type]
+    items = fetch.parse_items(ev.args[1])  # type: ignore[arg-type]
+    if ev.uid and not any(i.name == "UID" for i in items):
+        items.insert(0, fetch.Item("UID", label="UID"))
+    chosen = view.select(which, ev.uid)
+    if not view.readonly and any(i.sets_seen for i in items):
+        unseen = [m.uid for _, m in chosen if "\\Seen" not in m.flags]
+        if unseen:
+            view.folder.store_flags(unseen, "+", frozenset({"\\Seen"}))
+            view.refresh(False)
+            chosen = view.select(which, ev.uid)
+            if not any(i.name == "FLAGS" for i in items):
+                items.append(fetch.Item("FLAGS", label="FLAGS"))
+    out: list[bytes] = []
+    for seq, msg in chosen:
+        loaded = fetch.Loaded(msg)
+        try:
+            parts = [fetch.render(item, msg, loaded) for item in items]
+        except FileNotFoundError:
+            continue  # expunged by another session meanwhile; announced later
+        if any(i.name == "FLAGS" for i in items):
+            view.told[msg.uid] = msg.flags
+        out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
+    return b"".join(out) + _tail(session, ev, ev.uid, "FETCH completed")
+
+
+def cmd_store(session: MailSession, ev: Execute) -> bytes:
+    if len(ev.args) < 3:
+        raise ParseError("STORE needs a set, an item and flags")
+    view = _view(session)
+    which = sequence_set(ev.args[0])  # type: ignore[arg-type]
+    item = atom(ev.args[1]).upper()  # type: ignore[arg-type]
+    silent = item.endswith(".SILENT")
+    item = item.removesuffix(".SILENT")
+    modes = {"FLAGS": "=", "+FLAGS": "+", "-FLAGS": "-"}
+    if item not in modes:
+        raise ParseError("STORE item must be FLAGS, +FLAGS or -FLAGS")
+    raw = ev.args[2] if len(ev.args) == 3 and isinstance(ev.args[2], list) else ev.args[2:]
+    flags = parse_flags(raw)  # type: ignore[arg-type]
+    if view.readonly:
+        return view.refresh(False) + tagged(ev.tag, "NO", "the folder is read-only")
+    chosen = view.select(which, ev.uid)
+    view.folder.store_flags([m.uid for _, m in chosen], modes[item], flags)
+    news = view.refresh(False)
+    out = [news]
+    if not silent:
+        for seq, msg in chosen:
+            now = view.messages.get(msg.uid, msg)
+            if news and b"* %d FETCH (UID %d FLAGS" % (seq, msg.uid) in news:
+                continue
+            view.told[msg.uid] = now.flags
+            uid_part = b"UID %d " % msg.uid if ev.uid else b""
+            out.append(b"* %d FETCH (%sFLAGS %s)\r\n" % (seq, uid_part, flag_list(now.flags)))
+    return b"".join(out) + tagged(ev.tag, "OK", "STORE completed")
+
+
+def cmd_search(session: MailSession, ev: Execute) -> bytes:
+    view = _view(session)
+    args = list(ev.args)
+    if args and isinstance(args[0], str) and args[0].upper() == "RETURN":
+        raise ParseError("SEARCH RETURN is not supported yet")
+    predicate = parse_search(args)  # type: ignore[arg-type]
+    largest_seq = len(view.uids)
+    largest_uid = view.uids[-1] if view.uids else 0
+    hits: list[int] = []
+    for seq, uid in enumerate(view.uids, 1):
+        msg = view.messages[uid]
+        target = Target(seq, largest_seq, largest_uid, fetch.Loaded(msg))
+        try:
+            if predicate(target):
+                hits.append(uid if ev.uid else seq)
+        except FileNotFoundError:
+            continue
+    line = b"* SEARCH" + b"".join(b" %d" % n for n in hits) + b"\r\n"
+    return line + _tail(session, ev, ev.uid, "SEARCH completed")
+
+
+def _copy(session: MailSession, ev: Execute) -> tuple[SelectedView, list[Message], str, list[int]]:
+    if len(ev.args) != 2:
+        raise ParseError(f"{ev.name} needs a set and a folder name")
+    from daisymail.imap.commands import CommandFailed, mailbox_name
+
+    view = _view(session)
+    which = sequence_set(ev.args[0])  # type: ignore[arg-type]
+    name = mailbox_name(ev.args[1])  # type: ignore[arg-type]
+    if not session.folders.exists(name):
+        raise CommandFailed("no such folder", "TRYCREATE")
+    dest = session.folders.folder(name)
+    chosen = [m for _, m in view.select(which, ev.uid)]
+    new_uids = dest.add_files([(m.path, m.flags) for m in chosen])
+    validity = dest.sync().uidvalidity
+    code = ""
+    if chosen:
+        src = ",".join(str(m.uid) for m in chosen)
+        dst = ",".join(str(u) for u in new_uids)
+        code = f"COPYUID {validity} {src} {dst}"
+    return view, chosen, code, new_uids
+
+
+def cmd_copy(session: MailSession, ev: Execute) -> bytes:
+    code = _copy(session, ev)[2]
+    return _tail(session, ev, ev.uid, "COPY completed", code)
+
+
+def cmd_move(session: MailSession, ev: Execute) -> bytes:
+    view = _view(session)
+    if view.readonly:
+        return view.refresh(False) + tagged(ev.tag, "NO", "the folder is read-only")
+    view, chosen, code, _ = _copy(session, ev)
+    view.folder.expunge([m.uid for m in chosen])
+    head = f"* OK [{code}] moved\r\n".encode() if code else b""
+    return head + _tail(session, ev, True, "MOVE completed")
+
+
+def cmd_expunge(session: MailSession, ev: Execute) -> bytes:
+    view = _view(session)
+    if view.readonly:
+        return view.refresh(False) + tagged(ev.tag, "NO", "the folder is read-only")
+    snap = view.folder.sync()
+    doomed = {m.uid for m in snap.messages if "\\Deleted" in m.flags}
+    if ev.uid:
+        if len(ev.args) != 1:
+            raise ParseError("UID EXPUNGE needs a UID set")
+        which = sequence_set(ev.args[0])  # type: ignore[arg-type]
+        largest = snap.messages[-1].uid if snap.messages else 0
+        doomed = {u for u in doomed if which.contains(u, largest)}
+    elif ev.args:
+        raise ParseError("EXPUNGE takes no arguments")
+    view.folder.expunge(doomed)
+    return _tail(session, ev, True, "EXPUNGE completed")
