@@ -136,7 +136,7 @@ def header_fields(header: bytes, names: list[str], exclude: bool) -> bytes:
 
 def _raw(value: str) -> bytes:
     """A header value as octets, folding removed."""
-    data = value.encode("ascii", "surrogateescape")
+    data = value.encode("utf-8", "surrogateescape")
     return re.sub(rb"\r?\n(?=[ \t])", b"", data).strip()
 
 
@@ -168,7 +168,9 @@ def _addresses(fields: Message, name: str) -> Value:
                 _raw(domain) if domain else None,
             ]
         )
-    return out or None
+    if not out:
+        return None
+    return Raw(b"(" + b"".join(serialize(a) for a in out) + b")")  # no spaces: 1*address
 
 
 def envelope(fields: Message) -> Value:

@@ -166,6 +166,8 @@ class ImapSession:
             if self.state is State.LOGOUT or self.mode is _Mode.WAITING:
                 return None
             if not self._step():
+                if self._events:
+                    break
                 if self._eof:
                     self.state = State.LOGOUT
                     self._events.append(Close())
@@ -270,7 +272,7 @@ class ImapSession:
                 self._scan = 0
                 return data
             size, nonsync = int(m[1]), bool(m[2])
-            if size > self.settings.max_literal or end + 1 + size > 2 * self.settings.max_literal:
+            if size > self._literal_limit() or end + 1 + size > 2 * self.settings.max_literal:
                 tag = tag_of(bytes(self._in[:end]))
                 if nonsync:
                     self._in.clear()
@@ -285,6 +287,12 @@ class ImapSession:
             self._literal_left = size
             if not nonsync and len(self._in) - self._scan < size:
                 self._send(b"+ Ready for literal data\r\n")
+
+    def _literal_limit(self) -> int:
+        """Messages (APPEND) only after login: before it, a literal is a name or password."""
+        if self.state in (State.AUTHENTICATED, State.SELECTED):
+            return self.settings.max_literal
+        return min(self.settings.max_literal, 8192)
 
     def _fatal(self, why: str) -> None:
         self._send(untagged(f"BYE {why}"))

@@ -340,6 +340,11 @@ class AccountFolders:
         if self.exists(name):
             raise FolderError("folder exists")
         path = self.path_of(name)
+        parts = name.split(SEPARATOR)
+        for i in range(1, len(parts)):  # parents too, so that LIST shows the hierarchy
+            parent = self.path_of(SEPARATOR.join(parts[:i]))
+            if not os.path.isdir(parent):
+                self._make(parent)
         self._make(path)
 
     def delete(self, name: str) -> None:
