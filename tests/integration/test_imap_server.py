@@ -5,46 +5,18 @@ from __future__ import annotations
 import imaplib
 import poplib
 import re
-import smtplib
-import ssl
 import time
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import Daisy
-
-
-def _ctx() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-def send(daisy: Daisy, rcpt: str, subject: str, body: str = "hello") -> None:
-    with smtplib.SMTP("127.0.0.1", daisy.ports["smtp"], timeout=10) as s:
-        s.sendmail(
-            "s@example.net",
-            [rcpt],
-            f"From: Sender <s@example.net>\r\nTo: {rcpt}\r\nSubject: {subject}\r\n\r\n{body}\r\n",
-        )
-
-
-def imap(daisy: Daisy, user: str = "demo@example.test", password: str = "demo-pw") -> imaplib.IMAP4:
-    m = imaplib.IMAP4("127.0.0.1", daisy.ports["imap"], timeout=10)
-    m.login(user, password)
-    return m
+from tests.integration.imap_support import imap, send, start_server, tls_context
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daisy]:
-    d = Daisy(tmp_path_factory.mktemp("imap") / "daisy")
-    d.init()
-    d.cli("domain", "add", "example.test")
-    d.add_user("demo@example.test", "demo-pw")
-    d.add_user("other@example.test", "other-pw")
-    d.start()
+    d = start_server(Daisy(tmp_path_factory.mktemp("imap") / "daisy"))
     yield d
     d.stop()
 
@@ -66,7 +38,7 @@ def test_login_both_spellings_and_failures_look_alike(server: Daisy) -> None:
 
 
 def test_authenticate_plain_with_initial_response_over_imaps(server: Daisy) -> None:
-    m = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=_ctx(), timeout=10)
+    m = imaplib.IMAP4_SSL("127.0.0.1", server.ports["imaps"], ssl_context=tls_context(), timeout=10)
     assert "AUTH=PLAIN" in m.capabilities
     typ, _ = m.authenticate("PLAIN", lambda _: b"\0demo@example.test\0demo-pw")
     assert typ == "OK"
@@ -76,7 +48,7 @@ def test_authenticate_plain_with_initial_response_over_imaps(server: Daisy) -> N
 def test_starttls_then_login(server: Daisy) -> None:
     m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
     assert "STARTTLS" in m.capabilities
-    m.starttls(_ctx())
+    m.starttls(tls_context())
     m.login("demo@example.test", "demo-pw")
     m.logout()
 

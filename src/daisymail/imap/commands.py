@@ -141,15 +141,9 @@ class MailSession:
     def cmd_close(self, ev: Execute) -> Result:
         view, self.view = self.view, None
         if view is not None and not view.readonly:
-            doomed = [u for u, m in view.messages.items() if "\\Deleted" in m.flags]
-            view.folder.expunge(self._deleted_now(view, doomed))
+            snap = view.folder.sync()
+            view.folder.expunge([m.uid for m in snap.messages if "\\Deleted" in m.flags])
         return tagged(ev.tag, "OK", "CLOSE completed"), False
-
-    @staticmethod
-    def _deleted_now(view: SelectedView, uids: list[int]) -> list[int]:
-        snap = view.folder.sync()
-        wanted = set(uids) | {m.uid for m in snap.messages if "\\Deleted" in m.flags}
-        return [m.uid for m in snap.messages if m.uid in wanted and "\\Deleted" in m.flags]
 
     def cmd_unselect(self, ev: Execute) -> Result:
         self.view = None

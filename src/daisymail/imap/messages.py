@@ -69,15 +69,29 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
                 items.append(fetch.Item("FLAGS", label="FLAGS"))
     out: list[bytes] = []
     for seq, msg in chosen:
-        loaded = fetch.Loaded(msg)
         try:
-            parts = [fetch.render(item, msg, loaded) for item in items]
+            parts = _render(view, msg, items)
         except FileNotFoundError:
             continue  # expunged by another session meanwhile; announced later
         if any(i.name == "FLAGS" for i in items):
             view.told[msg.uid] = msg.flags
         out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
     return b"".join(out) + _tail(session, ev, ev.uid, "FETCH completed")
+
+
+def _render(view: SelectedView, msg: Message, items: list[fetch.Item]) -> list[bytes]:
+    """The items of one message; a file renamed meanwhile (another reader set flags,
+    POP3 added its size field) is looked up again once."""
+    try:
+        loaded = fetch.Loaded(msg)
+        return [fetch.render(item, msg, loaded) for item in items]
+    except FileNotFoundError:
+        fresh = {m.uid: m for m in view.folder.sync().messages}.get(msg.uid)
+        if fresh is None:
+            raise
+        view.messages[msg.uid] = fresh
+        loaded = fetch.Loaded(fresh)
+        return [fetch.render(item, fresh, loaded) for item in items]
 
 
 def cmd_store(session: MailSession, ev: Execute) -> bytes:

@@ -29,6 +29,7 @@ from daisymail.imap.protocol import (
     Settings,
     StartTLS,
 )
+from daisymail.imap.responses import tagged
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
@@ -175,7 +176,12 @@ class _Connection:
         elif isinstance(ev, Execute):
             assert self.mail is not None
             mail = self.mail
-            output, selected = await asyncio.to_thread(mail.run_safely, ev)
+            try:
+                output, selected = await asyncio.to_thread(mail.run_safely, ev)
+            except Exception:
+                # A bug must cost one command, not the session (and never a traceback).
+                log.exception("imap.command.error sid=%s command=%s", self.sid, ev.name)
+                output, selected = tagged(ev.tag, "NO", "internal error", "SERVERBUG"), None
             if ev.name in ("SELECT", "EXAMINE", "CLOSE", "UNSELECT"):
                 event(log, f"imap.{ev.name.lower()}", sid=self.sid, user=self.account)
             self.session.executed(output, selected)

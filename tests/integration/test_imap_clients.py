@@ -1,0 +1,158 @@
+"""IMAP with other clients and from other places: curl, a non-loopback address, raw bytes,
+an mbox mailbox, and two sessions on one folder."""
+
+from __future__ import annotations
+
+import imaplib
+import re
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.conftest import Daisy, require_tool
+from tests.integration.imap_support import imap, send, start_server
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daisy]:
+    d = start_server(Daisy(tmp_path_factory.mktemp("imapc") / "daisy"))
+    yield d
+    d.stop()
+
+
+def _raw(daisy: Daisy, source: str = "127.0.0.1") -> socket.socket:
+    s = socket.create_connection(
+        ("127.0.0.1", daisy.ports["imap"]), timeout=10, source_address=(source, 0)
+    )
+    return s
+
+
+def _until(s: socket.socket, pattern: bytes) -> bytes:
+    data = b""
+    while not re.search(pattern, data):
+        chunk = s.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_curl_lists_folders_and_fetches(server: Daisy) -> None:
+    curl = require_tool("curl")
+    send(server, "demo@example.test", "for curl", "curl body")
+    base = f"imap://127.0.0.1:{server.ports['imap']}/"
+    res = subprocess.run(
+        [curl, "-s", "--user", "demo@example.test:demo-pw", base],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stderr
+    for name in ("INBOX", "Sent", "Drafts", "Junk", "Trash", "Archive"):
+        assert f'"{name}"' in res.stdout
+    res = subprocess.run(
+        [curl, "-s", "--user", "demo%example.test:demo-pw", base + "INBOX;UID=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stderr
+    assert "Subject: for curl" in res.stdout and "curl body" in res.stdout
+
+
+def test_curl_over_imaps(server: Daisy) -> None:
+    curl = require_tool("curl")
+    res = subprocess.run(
+        [
+            curl,
+            "-s",
+            "-k",
+            "--user",
+            "demo@example.test:demo-pw",
+            f"imaps://127.0.0.1:{server.ports['imaps']}/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert res.returncode == 0, res.stderr
+    assert '"Archive"' in res.stdout
+
+
+def test_no_plaintext_login_from_other_addresses(server: Daisy) -> None:
+    s = _raw(server, source="127.0.0.2")
+    greeting = _until(s, b"\r\n")
+    assert b"LOGINDISABLED" in greeting and b"AUTH=PLAIN" not in greeting
+    s.sendall(b"a LOGIN demo@example.test demo-pw\r\n")
+    assert _until(s, b"a (OK|NO|BAD)").endswith(
+        b"a NO [PRIVACYREQUIRED] use STARTTLS before logging in\r\n"
+    )
+    s.sendall(b"b AUTHENTICATE PLAIN AGRlbW9AZXhhbXBsZS50ZXN0AGRlbW8tcHc=\r\n")
+    assert b"b NO [PRIVACYREQUIRED]" in _until(s, b"b (OK|NO|BAD)")
+    s.close()
+
+
+def test_malformed_commands_get_bad_not_a_dropped_session(server: Daisy) -> None:
+    s = _raw(server)
+    _until(s, b"\r\n")
+    s.sendall(b'a LOGIN "demo@example.test" demo-pw\r\n')
+    assert b"a OK" in _until(s, b"a (OK|NO)")
+    bad = [
+        b"b FETCH\r\n",
+        b"c SELECT\r\n",
+        b'd LIST "unterminated\r\n',
+        b"e FETCH 1 (BODY[1.x])\r\n",
+        b"f UID\r\n",
+        b"g STATUS INBOX (NOPE)\r\n",
+        b"h SEARCH FROM\r\n",
+        b"i APPEND INBOX (\\Bogus) {3+}\r\nabc\r\n",
+        b"j STORE 1 +FLAGS (\\Seen)\r\n",  # not selected yet
+    ]
+    for line in bad:
+        s.sendall(line)
+        tag = line.split(b" ")[0]
+        reply = _until(s, tag + b" (OK|NO|BAD)")
+        assert re.search(tag + rb" BAD ", reply), (line, reply)
+    s.sendall(b"z NOOP\r\n")
+    assert b"z OK" in _until(s, b"z (OK|NO|BAD)")
+    s.close()
+
+
+def test_mbox_mailbox_refused_with_the_fix_named(server: Daisy) -> None:
+    m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
+    with pytest.raises(imaplib.IMAP4.error) as e:
+        m.login("old@example.test", "old-pw")
+    assert "UNAVAILABLE" in str(e.value) and "mailbox convert" in str(e.value)
+    m.logout()
+    assert "imap.login.mbox" in server.logs()
+
+
+def test_other_sessions_changes_announced_at_next_command(server: Daisy) -> None:
+    send(server, "other@example.test", "one")
+    send(server, "other@example.test", "two")
+    a = imap(server, "other@example.test", "other-pw")
+    b = imap(server, "other@example.test", "other-pw")
+    _, data = a.select("INBOX")
+    count = int(data[0])
+    a.untagged_responses.clear()
+    b.select("INBOX")
+    b.store("1", "+FLAGS", "(\\Deleted \\Flagged)")
+    b.expunge()
+    b.store("1", "+FLAGS", "($Work)")
+    send(server, "other@example.test", "three")
+    deadline = time.monotonic() + 5
+    responses: dict[str, list[object]] = {}
+    while time.monotonic() < deadline:
+        a.noop()
+        responses = a.untagged_responses
+        if {"EXISTS", "EXPUNGE", "FETCH"} <= responses.keys():
+            break
+        time.sleep(0.1)
+    assert responses.get("EXPUNGE") == [b"1"]
+    assert any(b"$Work" in f for f in responses["FETCH"])  # type: ignore[operator]
+    assert responses.get("EXISTS") == [str(count).encode()]  # one gone, one new
+    a.logout()
+    b.logout()
