@@ -156,3 +156,20 @@ def test_other_sessions_changes_announced_at_next_command(server: Daisy) -> None
     assert responses.get("EXISTS") == [str(count).encode()]  # one gone, one new
     a.logout()
     b.logout()
+
+
+def test_folder_deleted_under_a_selected_session(server: Daisy) -> None:
+    a = imap(server)
+    b = imap(server)
+    assert a.create("Doomed")[0] == "OK"
+    a.append("Doomed", None, None, b"Subject: x\r\n\r\nx\r\n")
+    a.select("Doomed")
+    a.untagged_responses.clear()
+    assert b.delete("Doomed")[0] == "OK"
+    typ, _ = a.noop()
+    assert typ == "OK"
+    assert a.untagged_responses.get("EXPUNGE") == [b"1"]
+    _, listing = b.list()
+    assert not any(b'"Doomed"' in line for line in listing)  # type: ignore[operator]
+    a.logout()
+    b.logout()

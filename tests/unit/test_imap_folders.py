@@ -176,3 +176,25 @@ def test_create_rename_delete_subscribe(root: Path) -> None:
     for bad in ("", ".x", "a..b", "a/b", "INBOX.x", "\x01"):
         with pytest.raises(FolderError):
             f.create(bad)
+
+
+def test_unique_names_with_spaces_survive_the_state_file(root: Path) -> None:
+    (root / "cur" / "17 odd name:2,S").write_bytes(b"Subject: x\n\nbody\n")
+    (root / "new" / "18%two").write_bytes(b"Subject: y\n\nbody\n")
+    inbox = folders(root).folder("INBOX")
+    first = inbox.sync()
+    again = folders(root).folder("INBOX").sync()
+    assert [(m.uid, m.unique) for m in again.messages] == [(1, "17 odd name"), (2, "18%two")]
+    assert again.uidnext == first.uidnext == 3
+    assert again.messages[0].flags == {"\\Seen"}
+
+
+def test_deleted_folder_is_not_made_again_by_a_sync(root: Path) -> None:
+    f = folders(root)
+    f.create("Gone")
+    gone = f.folder("Gone")
+    gone.sync()
+    f.delete("Gone")
+    with pytest.raises(FileNotFoundError):
+        gone.sync()
+    assert "Gone" not in f.names()

@@ -30,7 +30,7 @@ SIMPLE = frozenset(
     }
 )
 _BODY_ITEM = re.compile(
-    r"(BODY|BODY\.PEEK|BINARY|BINARY\.PEEK)\[([^\]]*)\](?:<(\d{1,10})\.(\d{1,10})>)?\Z", re.I
+    r"(BODY|BODY\.PEEK)\[([^\]]*)\](?:<(\d{1,10})\.(\d{1,10})>)?\Z", re.I
 )
 _NUMBERS = re.compile(r"((?:[1-9]\d{0,5}\.)*[1-9]\d{0,5})(?:\.|\Z)")
 _TEXTS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
@@ -74,7 +74,7 @@ def _section(kind: str, section: str, origin: str | None, length: str | None) ->
         elif tail:
             raise ParseError("bad section")
     partial = None
-    label = f"BODY[{section}]" if kind.upper().startswith("BODY") else f"BINARY[{section}]"
+    label = f"BODY[{section}]"
     if origin is not None and length is not None:
         partial = (int(origin), int(length))
         label += f"<{origin}>"

@@ -33,7 +33,6 @@ FLAG_KEYS = {
     "UNDRAFT": ("\\Draft", False),
     "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
-    "NEW": ("\\Seen", False),
     "OLD": ("", True),
 }
 ADDRESS_KEYS = {"FROM", "TO", "CC", "BCC", "SUBJECT"}
@@ -151,7 +150,7 @@ class _Keys:
         key = tok.upper()
         if key == "ALL":
             return lambda t: True
-        if key in ("RECENT",):
+        if key in ("RECENT", "NEW"):  # nothing is Recent here (IMAP4rev2 dropped it)
             return lambda t: False
         if key in FLAG_KEYS:
             flag, want = FLAG_KEYS[key]

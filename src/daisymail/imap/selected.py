@@ -57,7 +57,11 @@ class SelectedView:
 
     def refresh(self, allow_expunge: bool = True) -> bytes:
         self.fingerprint = self.folder.fingerprint()
-        return self.apply(self.folder.sync(), allow_expunge)
+        try:
+            snap = self.folder.sync()
+        except FileNotFoundError:  # the folder was deleted or renamed by another session
+            snap = FolderSnapshot(self.uidvalidity, self.max_uid + 1, 0, [])
+        return self.apply(snap, allow_expunge)
 
     def changed(self) -> bool:
         """A cheap look (a few stats) whether a refresh would find anything."""

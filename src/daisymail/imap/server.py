@@ -150,7 +150,11 @@ class _Connection:
     async def _idle_news(self) -> None:
         if self.mail is None:
             return
-        news = await asyncio.to_thread(self.mail.idle_news)
+        try:
+            news = await asyncio.to_thread(self.mail.idle_news)
+        except OSError as e:  # a full disk or a vanished folder: try again at the next poll
+            event(log, "imap.idle.error", logging.WARNING, sid=self.sid, error=str(e))
+            return
         if news:
             self.session.updates(news)
             await self._flush()

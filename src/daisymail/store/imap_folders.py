@@ -119,8 +119,10 @@ class ImapFolder:
         try:
             scanned = scan_maildir(self.path)
         except FileNotFoundError:
+            if not os.path.isdir(self.path):
+                raise  # deleted or renamed meanwhile: never made again behind the client
             ensure_maildir(self.path)
-            scanned = []
+            scanned = scan_maildir(self.path)
         present: dict[str, MaildirEntry] = {}
         for found in scanned:
             present[found.unique] = found

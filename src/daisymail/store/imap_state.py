@@ -14,6 +14,7 @@ import contextlib
 import fcntl
 import os
 import time
+import urllib.parse
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -72,7 +73,8 @@ def new_uidvalidity() -> int:
 
 
 class FileMailboxState(MailboxState):
-    """One text file per folder: a header line, then ``uid modseq unique flags...``."""
+    """One text file per folder: a header line, then ``uid modseq unique flags...``
+    (the unique name %-escaped: Maildir allows spaces in it, other writers use them)."""
 
     def _path(self, folder: str) -> str:
         return os.path.join(folder, STATE_NAME)
@@ -103,7 +105,7 @@ class FileMailboxState(MailboxState):
                 if len(parts) < 3:
                     continue
                 flags = frozenset(p.decode("ascii", "replace") for p in parts[3:] if p)
-                unique = os.fsdecode(parts[2])
+                unique = os.fsdecode(urllib.parse.unquote_to_bytes(parts[2]))
                 state.entries[unique] = Entry(int(parts[0]), int(parts[1]), flags)
         except ValueError:
             return None
@@ -113,7 +115,8 @@ class FileMailboxState(MailboxState):
         out = [b"%s %d %d %d\n" % (_HEADER, state.uidvalidity, state.uidnext, state.highestmodseq)]
         for unique, e in sorted(state.entries.items(), key=lambda item: item[1].uid):
             flags = " ".join(sorted(e.flags)).encode("ascii", "replace")
-            out.append(b"%d %d %s %s\n" % (e.uid, e.modseq, os.fsencode(unique), flags))
+            name = urllib.parse.quote_from_bytes(os.fsencode(unique), safe="").encode()
+            out.append(b"%d %d %s %s\n" % (e.uid, e.modseq, name, flags))
         write_durable(self._path(folder), [b"".join(out)])
 
     def version(self, folder: str) -> object:
