@@ -29,9 +29,7 @@ SIMPLE = frozenset(
         "RFC822.TEXT",
     }
 )
-_BODY_ITEM = re.compile(
-    r"(BODY|BODY\.PEEK)\[([^\]]*)\](?:<(\d{1,10})\.(\d{1,10})>)?\Z", re.I
-)
+_BODY_ITEM = re.compile(r"(BODY|BODY\.PEEK)\[([^\]]*)\](?:<(\d{1,10})\.(\d{1,10})>)?\Z", re.I)
 _NUMBERS = re.compile(r"((?:[1-9]\d{0,5}\.)*[1-9]\d{0,5})(?:\.|\Z)")
 _TEXTS = ("HEADER.FIELDS.NOT", "HEADER.FIELDS", "HEADER", "TEXT", "MIME")
 
