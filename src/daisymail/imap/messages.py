@@ -14,7 +14,7 @@ from daisymail.imap.protocol import Execute
 from daisymail.imap.responses import flag_list, tagged
 from daisymail.imap.search import Target, parse_search
 from daisymail.imap.selected import SelectedView
-from daisymail.store.imap_folders import Message
+from daisymail.store.imap_folders import FolderSnapshot, Message
 
 if TYPE_CHECKING:
     from daisymail.imap.commands import MailSession
@@ -59,15 +59,15 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
     if ev.uid and not any(i.name == "UID" for i in items):
         items.insert(0, fetch.Item("UID", label="UID"))
     chosen = view.select(which, ev.uid)
+    out: list[bytes] = []
     if not view.readonly and any(i.sets_seen for i in items):
         unseen = [m.uid for _, m in chosen if "\\Seen" not in m.flags]
         if unseen:
-            view.folder.store_flags(unseen, "+", frozenset({"\\Seen"}))
-            view.refresh(False)
+            _own_change(view, view.folder.store_flags(unseen, "+", frozenset({"\\Seen"})), unseen)
+            out.append(view.refresh(False))  # others' news; ours is in the FETCH below
             chosen = view.select(which, ev.uid)
             if not any(i.name == "FLAGS" for i in items):
                 items.append(fetch.Item("FLAGS", label="FLAGS"))
-    out: list[bytes] = []
     for seq, msg in chosen:
         try:
             parts = _render(view, msg, items)
@@ -77,6 +77,15 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
             view.told[msg.uid] = msg.flags
         out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
     return b"".join(out) + _tail(session, ev, ev.uid, "FETCH completed")
+
+
+def _own_change(view: SelectedView, snap: FolderSnapshot, uids: list[int]) -> None:
+    """Record flags this session just set, so that the refresh after it reports only
+    what other sessions changed (and .SILENT stays silent)."""
+    after = {m.uid: m for m in snap.messages}
+    for uid in uids:
+        if uid in after:
+            view.told[uid] = after[uid].flags
 
 
 def _render(view: SelectedView, msg: Message, items: list[fetch.Item]) -> list[bytes]:
@@ -110,15 +119,14 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
     if view.readonly:
         return view.refresh(False) + tagged(ev.tag, "NO", "the folder is read-only")
     chosen = view.select(which, ev.uid)
-    view.folder.store_flags([m.uid for _, m in chosen], modes[item], flags)
-    news = view.refresh(False)
-    out = [news]
+    uids = [m.uid for _, m in chosen]
+    _own_change(view, view.folder.store_flags(uids, modes[item], flags), uids)
+    out = [view.refresh(False)]  # sequence numbers below stay valid: no EXPUNGE here
     if not silent:
         for seq, msg in chosen:
-            now = view.messages.get(msg.uid, msg)
-            if news and b"* %d FETCH (UID %d FLAGS" % (seq, msg.uid) in news:
+            now = view.messages.get(msg.uid)
+            if now is None or msg.uid not in view.told:
                 continue
-            view.told[msg.uid] = now.flags
             uid_part = b"UID %d " % msg.uid if ev.uid else b""
             out.append(b"* %d FETCH (%sFLAGS %s)\r\n" % (seq, uid_part, flag_list(now.flags)))
     return b"".join(out) + tagged(ev.tag, "OK", "STORE completed")
@@ -169,7 +177,7 @@ def _copy(session: MailSession, ev: Execute) -> tuple[SelectedView, list[Message
 
 def cmd_copy(session: MailSession, ev: Execute) -> bytes:
     code = _copy(session, ev)[2]
-    return _tail(session, ev, ev.uid, "COPY completed", code)
+    return _tail(session, ev, True, "COPY completed", code)
 
 
 def cmd_move(session: MailSession, ev: Execute) -> bytes:

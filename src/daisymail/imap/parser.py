@@ -34,7 +34,7 @@ class Command:
 
 
 def _atom_text(raw: bytes) -> str:
-    return raw.decode("ascii", "surrogateescape")
+    return raw.decode("utf-8", "surrogateescape")
 
 
 class _Reader:
