@@ -4,11 +4,13 @@ an mbox mailbox, and two sessions on one folder."""
 from __future__ import annotations
 
 import imaplib
+import os
 import re
 import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -173,3 +175,64 @@ def test_folder_deleted_under_a_selected_session(server: Daisy) -> None:
     assert not any(b'"Doomed"' in line for line in listing)  # type: ignore[operator]
     a.logout()
     b.logout()
+
+
+def _fetchmail(daisy: Daisy, tmp: Path, tls: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    fetchmail = require_tool("fetchmail")
+    out = tmp / "fetched"
+    out.mkdir(exist_ok=True)
+    rc = tmp / "fetchmailrc"
+    port = daisy.ports["imaps" if tls.startswith("ssl ") else "imap"]
+    rc.write_text(
+        f"poll 127.0.0.1 service {port} protocol imap\n"
+        f'  user "fm%example.test" password "fm-pw" is root here\n'
+        f"  mda \"/bin/sh -c 'cat > {out}/$$.$(date +%s%N)'\" {tls}\n"
+    )
+    rc.chmod(0o600)
+    env = dict(os.environ, HOME=str(tmp), FETCHMAILHOME=str(tmp))
+    return subprocess.run(
+        [fetchmail, "-f", str(rc), "--nodetach", "--nosyslog", *extra],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+
+def test_fetchmail_over_imap_keep_then_flush(server: Daisy, tmp_path: Path) -> None:
+    for i in range(2):
+        send(server, "fm@example.test", f"fm {i}")
+    res = _fetchmail(server, tmp_path, "sslproto '' ", "--keep")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(list((tmp_path / "fetched").iterdir())) == 2
+    res = _fetchmail(server, tmp_path, "ssl no sslcertck", "--keep")
+    assert res.returncode == 1, res.stdout + res.stderr  # 1: no new (unseen) mail
+    send(server, "fm@example.test", "fm later")
+    res = _fetchmail(server, tmp_path, "ssl no sslcertck", "--all", "--nokeep")
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert len(list((tmp_path / "fetched").iterdir())) == 5
+    m = imap(server, "fm@example.test", "fm-pw")
+    _, data = m.select("INBOX")
+    assert data == [b"0"]
+    m.logout()
+
+
+def test_sslscan_imap_and_imaps(server: Daisy) -> None:
+    sslscan = require_tool("sslscan")
+    for service, extra in (("imap", ["--starttls-imap"]), ("imaps", [])):
+        res = subprocess.run(
+            [
+                sslscan,
+                "--no-colour",
+                "--no-heartbleed",
+                "--no-groups",
+                *extra,
+                f"127.0.0.1:{server.ports[service]}",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        protocols = dict(re.findall(r"^(SSLv\d|TLSv1\.\d)\s+(enabled|disabled)$", res.stdout, re.M))
+        enabled = sorted(p for p, state in protocols.items() if state == "enabled")
+        assert enabled == ["TLSv1.2", "TLSv1.3"], res.stdout
