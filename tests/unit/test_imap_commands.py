@@ -186,3 +186,22 @@ def test_append_and_readonly(session: MailSession) -> None:
     when = internal_date(append_date("02-Nov-2026 10:00:00 +0100"))  # in the local zone
     assert b"INTERNALDATE " + when in out and b"\\Seen" not in out
     assert append_date("02-Nov-2026 10:00:00 +0100") == 1_793_610_000
+
+
+def test_copy_finds_files_renamed_by_another_reader(root: Path, session: MailSession) -> None:
+    for path in (root / "new").iterdir():  # another mail reader marks everything read
+        path.rename(root / "cur" / (path.name + ":2,S"))
+    out = run(session, "a COPY 1:3 Archive")
+    assert re.match(
+        rb"(\* \d FETCH \(UID \d FLAGS \(\\Seen\)\)\r\n){3}a OK \[COPYUID \d+ 1,2,3 1,2,3\]", out
+    )
+
+
+def test_failed_copy_leaves_no_copies(root: Path, session: MailSession) -> None:
+    (root / "new").iterdir().__next__().unlink()
+    folders = AccountFolders(str(root), FileMailboxState())
+    with pytest.raises(FileNotFoundError):
+        folders.folder("Archive").add_files([(str(root / "new" / "gone"), frozenset())])
+    assert list((root / ".Archive" / "cur").iterdir()) == []
+    out = run(session, "a COPY 1:3 Archive")  # the vanished one is skipped on the second look
+    assert re.search(rb"a OK \[COPYUID \d+ \d,\d 1,2\]", out), out

@@ -165,7 +165,12 @@ def _copy(session: MailSession, ev: Execute) -> tuple[SelectedView, list[Message
         raise CommandFailed("no such folder", "TRYCREATE")
     dest = session.folders.folder(name)
     chosen = [m for _, m in view.select(which, ev.uid)]
-    new_uids = dest.add_files([(m.path, m.flags) for m in chosen])
+    try:
+        new_uids = dest.add_files([(m.path, m.flags) for m in chosen])
+    except FileNotFoundError:  # a file renamed or removed since the last look: look again
+        current = {m.uid: m for m in view.folder.sync().messages}
+        chosen = [current[m.uid] for m in chosen if m.uid in current]
+        new_uids = dest.add_files([(m.path, m.flags) for m in chosen])
     validity = dest.sync().uidvalidity
     code = ""
     if chosen:

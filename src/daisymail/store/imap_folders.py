@@ -24,6 +24,7 @@ from daisymail.store.maildir import (
     _pop3_size_of_file,
     _split_name,
     ensure_maildir,
+    remove_files,
     scan_maildir,
     unique_name,
 )
@@ -218,18 +219,27 @@ class ImapFolder:
         return sorted(gone)
 
     def add_files(self, sources: Sequence[tuple[str, frozenset[str]]]) -> list[int]:
-        """Copy message files (hard links where possible) in, with flags; their new UIDs."""
+        """Copy message files (hard links where possible) in, with flags; their new UIDs.
+
+        All or nothing: when one source cannot be read (another session expunged or
+        renamed it), the copies made so far are removed and the OSError raised."""
         made: list[tuple[str, frozenset[str]]] = []
-        for src, flags in sources:
-            unique = unique_name()
-            fields = _split_name(os.path.basename(src))[1]
-            if _size_field(os.path.basename(src)) is None:
-                fields += f",W={_pop3_size_of_file(src)}"
-            dest = os.path.join(self.path, "cur", name_with_flags(unique + fields, flags))
-            _link_or_copy(src, self.path, dest)
-            made.append((unique, flags))
-        if made:
-            sync_dir(os.path.join(self.path, "cur"))
+        paths: list[str] = []
+        try:
+            for src, flags in sources:
+                unique = unique_name()
+                fields = _split_name(os.path.basename(src))[1]
+                if _size_field(os.path.basename(src)) is None:
+                    fields += f",W={_pop3_size_of_file(src)}"
+                dest = os.path.join(self.path, "cur", name_with_flags(unique + fields, flags))
+                _link_or_copy(src, self.path, dest)
+                made.append((unique, flags))
+                paths.append(dest)
+            if made:
+                sync_dir(os.path.join(self.path, "cur"))
+        except OSError:
+            remove_files(paths)
+            raise
         return self._register(made)
 
     def append(self, data: bytes, flags: frozenset[str], when: float | None) -> int:
