@@ -6,6 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from daisymail.imap.commands import MailSession, append_date
 from daisymail.imap.parser import parse_command
@@ -205,3 +207,31 @@ def test_failed_copy_leaves_no_copies(root: Path, session: MailSession) -> None:
     assert list((root / ".Archive" / "cur").iterdir()) == []
     out = run(session, "a COPY 1:3 Archive")  # the vanished one is skipped on the second look
     assert re.search(rb"a OK \[COPYUID \d+ \d,\d 1,2\]", out), out
+
+
+_NAMES = ["FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE", "LIST", "LSUB", "STATUS",
+          "SELECT", "EXAMINE", "CREATE", "DELETE", "RENAME", "SUBSCRIBE", "APPEND", "CLOSE",
+          "UNSELECT", "NOOP"]  # fmt: skip
+_ARGS = st.sampled_from(
+    ["1", "1:*", "*", "0", "4294967295", "INBOX", "Archive", '""', '"*"', "%", "()", "(FLAGS)",
+     "BODY[1.2.MIME]<0.5>", "(\\Seen)", "+FLAGS", "-FLAGS.SILENT", "ALL", "NOT", "OR",
+     "(MESSAGES SIZE)", "{3+}\r\nabc", "UID", "Work.x", "(SUBSCRIBED)", "RETURN", "BODY[]",
+     "HEADER", "SINCE", "1-Jan-2020", "nil", "(1 (2 (3)))", '"x"', "ENVELOPE", "FAST"]
+)  # fmt: skip
+
+
+@settings(
+    max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.sampled_from(_NAMES), st.booleans(), st.lists(_ARGS, max_size=5))
+def test_random_commands_never_raise(
+    session: MailSession, name: str, uid: bool, args: list[str]
+) -> None:
+    prefix = (
+        "UID " if uid and name in ("FETCH", "STORE", "SEARCH", "COPY", "MOVE", "EXPUNGE") else ""
+    )
+    line = f"t {prefix}{name} {' '.join(args)}".rstrip()
+    out = run(session, line)
+    assert re.search(rb"(^|\r\n)t (OK|NO|BAD) ", out), out
+    if session.view is None:
+        run(session, "s SELECT INBOX")
