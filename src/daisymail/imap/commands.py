@@ -107,7 +107,7 @@ class MailSession:
     def cmd_select(self, ev: Execute, readonly: bool = False) -> Result:
         if len(ev.args) != 1:
             raise ParseError(f"{ev.name} needs a folder name")
-        name = mailbox_name(ev.args[0])  # type: ignore[arg-type]
+        name = mailbox_name(ev.args[0])
         self.view = None
         try:
             folder = self.folders.folder(name)
@@ -152,13 +152,13 @@ class MailSession:
     def cmd_create(self, ev: Execute) -> Result:
         if len(ev.args) != 1:
             raise ParseError("CREATE needs a folder name")
-        self.folders.create(mailbox_name(ev.args[0]))  # type: ignore[arg-type]
+        self.folders.create(mailbox_name(ev.args[0]))
         return self._news(ev) + tagged(ev.tag, "OK", "CREATE completed"), None
 
     def cmd_delete(self, ev: Execute) -> Result:
         if len(ev.args) != 1:
             raise ParseError("DELETE needs a folder name")
-        name = mailbox_name(ev.args[0])  # type: ignore[arg-type]
+        name = mailbox_name(ev.args[0])
         if self.view is not None and self.view.folder.name == name:
             raise CommandFailed("the folder is selected")
         self.folders.delete(name)
@@ -167,14 +167,14 @@ class MailSession:
     def cmd_rename(self, ev: Execute) -> Result:
         if len(ev.args) != 2:
             raise ParseError("RENAME needs two folder names")
-        old, new = (mailbox_name(a) for a in ev.args)  # type: ignore[arg-type]
+        old, new = (mailbox_name(a) for a in ev.args)
         self.folders.rename(old, new)
         return self._news(ev) + tagged(ev.tag, "OK", "RENAME completed"), None
 
     def cmd_subscribe(self, ev: Execute, on: bool = True) -> Result:
         if len(ev.args) != 1:
             raise ParseError(f"{ev.name} needs a folder name")
-        self.folders.subscribe(mailbox_name(ev.args[0]), on)  # type: ignore[arg-type]
+        self.folders.subscribe(mailbox_name(ev.args[0]), on)
         return tagged(ev.tag, "OK", f"{ev.name} completed"), None
 
     def cmd_unsubscribe(self, ev: Execute) -> Result:
@@ -211,32 +211,31 @@ class MailSession:
         args = list(ev.args)
         subscribed = False
         if args and isinstance(args[0], list):
-            options = [atom(o).upper() for o in token_list(args.pop(0))]  # type: ignore[arg-type]
+            options = [atom(o).upper() for o in token_list(args.pop(0))]
             subscribed = "SUBSCRIBED" in options
         if len(args) == 4 and isinstance(args[2], str) and args[2].upper() == "RETURN":
             args = args[:2]
         if len(args) != 2:
             raise ParseError("LIST needs a reference and a pattern")
-        reference = astring(args[0])  # type: ignore[arg-type]
+        reference = astring(args[0])
         patterns = args[1] if isinstance(args[1], list) else [args[1]]
         body = b"".join(
-            self._list_lines("LIST", reference, astring(p), subscribed)  # type: ignore[arg-type]
-            for p in patterns
+            self._list_lines("LIST", reference, astring(p), subscribed) for p in patterns
         )
         return body + tagged(ev.tag, "OK", "LIST completed"), None
 
     def cmd_lsub(self, ev: Execute) -> Result:
         if len(ev.args) != 2:
             raise ParseError("LSUB needs a reference and a pattern")
-        reference, pattern = (astring(a) for a in ev.args)  # type: ignore[arg-type]
+        reference, pattern = (astring(a) for a in ev.args)
         body = self._list_lines("LSUB", reference, pattern, True)
         return body + tagged(ev.tag, "OK", "LSUB completed"), None
 
     def cmd_status(self, ev: Execute) -> Result:
         if len(ev.args) != 2:
             raise ParseError("STATUS needs a folder name and items")
-        name = mailbox_name(ev.args[0])  # type: ignore[arg-type]
-        items = [atom(i).upper() for i in token_list(ev.args[1])]  # type: ignore[arg-type]
+        name = mailbox_name(ev.args[0])
+        items = [atom(i).upper() for i in token_list(ev.args[1])]
         if not items or any(i not in STATUS_ITEMS for i in items):
             raise ParseError("unknown STATUS item")
         try:
@@ -261,7 +260,7 @@ class MailSession:
         args = list(ev.args)
         if len(args) < 2 or not isinstance(args[-1], bytes):
             raise ParseError("APPEND needs a folder name and a message literal")
-        name = mailbox_name(args[0])  # type: ignore[arg-type]
+        name = mailbox_name(args[0])
         data: bytes = args[-1]
         flags: frozenset[str] = frozenset()
         when: float | None = None

@@ -54,8 +54,8 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
     if len(ev.args) != 2:
         raise ParseError("FETCH needs a set and items")
     view = _view(session)
-    which = sequence_set(ev.args[0])  # type: ignore[arg-type]
-    items = fetch.parse_items(ev.args[1])  # type: ignore[arg-type]
+    which = sequence_set(ev.args[0])
+    items = fetch.parse_items(ev.args[1])
     if ev.uid and not any(i.name == "UID" for i in items):
         items.insert(0, fetch.Item("UID", label="UID"))
     chosen = view.select(which, ev.uid)
@@ -107,15 +107,15 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
     if len(ev.args) < 3:
         raise ParseError("STORE needs a set, an item and flags")
     view = _view(session)
-    which = sequence_set(ev.args[0])  # type: ignore[arg-type]
-    item = atom(ev.args[1]).upper()  # type: ignore[arg-type]
+    which = sequence_set(ev.args[0])
+    item = atom(ev.args[1]).upper()
     silent = item.endswith(".SILENT")
     item = item.removesuffix(".SILENT")
     modes = {"FLAGS": "=", "+FLAGS": "+", "-FLAGS": "-"}
     if item not in modes:
         raise ParseError("STORE item must be FLAGS, +FLAGS or -FLAGS")
     raw = ev.args[2] if len(ev.args) == 3 and isinstance(ev.args[2], list) else ev.args[2:]
-    flags = parse_flags(raw)  # type: ignore[arg-type]
+    flags = parse_flags(raw)
     if view.readonly:
         return view.refresh(False) + tagged(ev.tag, "NO", "the folder is read-only")
     chosen = view.select(which, ev.uid)
@@ -137,7 +137,7 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
     args = list(ev.args)
     if args and isinstance(args[0], str) and args[0].upper() == "RETURN":
         raise ParseError("SEARCH RETURN is not supported yet")
-    predicate = parse_search(args)  # type: ignore[arg-type]
+    predicate = parse_search(args)
     largest_seq = len(view.uids)
     largest_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
@@ -159,8 +159,8 @@ def _copy(session: MailSession, ev: Execute) -> tuple[SelectedView, list[Message
     from daisymail.imap.commands import CommandFailed, mailbox_name
 
     view = _view(session)
-    which = sequence_set(ev.args[0])  # type: ignore[arg-type]
-    name = mailbox_name(ev.args[1])  # type: ignore[arg-type]
+    which = sequence_set(ev.args[0])
+    name = mailbox_name(ev.args[1])
     if not session.folders.exists(name):
         raise CommandFailed("no such folder", "TRYCREATE")
     dest = session.folders.folder(name)
@@ -204,7 +204,7 @@ def cmd_expunge(session: MailSession, ev: Execute) -> bytes:
     if ev.uid:
         if len(ev.args) != 1:
             raise ParseError("UID EXPUNGE needs a UID set")
-        which = sequence_set(ev.args[0])  # type: ignore[arg-type]
+        which = sequence_set(ev.args[0])
         largest = snap.messages[-1].uid if snap.messages else 0
         doomed = {u for u in doomed if which.contains(u, largest)}
     elif ev.args:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from daisymail.imap.parser import Command, ParseError, astring, parse_command, tag_of
+from daisymail.imap.parser import Command, ParseError, Token, astring, parse_command, tag_of
 from daisymail.imap.responses import string, tagged, untagged
 from daisymail.sasl import Challenge, Credentials, Exchange, SaslError, new_exchange
 
@@ -65,7 +65,7 @@ class Execute:
     tag: str
     name: str
     uid: bool
-    args: list[object] = field(hash=False)
+    args: list[Token] = field(hash=False)
     state: State = State.AUTHENTICATED
 
 
@@ -360,7 +360,7 @@ class ImapSession:
             handler(cmd)
             return
         uid = False
-        args: list[object] = list(cmd.args)
+        args: list[Token] = list(cmd.args)
         if name == "UID":
             if not args or not isinstance(args[0], str) or args[0].upper() not in UID_COMMANDS:
                 raise ParseError("UID needs FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE")
