@@ -10,10 +10,10 @@ outstanding, later pipelined commands wait in the buffer: replies stay in order.
 from __future__ import annotations
 
 import enum
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from daisymail.imap.framing import FrameError, Framer
 from daisymail.imap.parser import Command, ParseError, Token, astring, parse_command, tag_of
 from daisymail.imap.responses import string, tagged, untagged
 from daisymail.sasl import Challenge, Credentials, Exchange, SaslError, new_exchange
@@ -114,8 +114,6 @@ CAPS_AFTER_LOGIN = (
     "SPECIAL-USE STATUS=SIZE"
 )
 
-_LITERAL_END = re.compile(rb"~?\{(\d{1,10})(\+?)\}\r?\n\Z")
-
 
 class _Mode(enum.Enum):
     COMMAND = 1
@@ -130,9 +128,7 @@ class ImapSession:
         self.server_id = server_id
         self.state = State.NOT_AUTHENTICATED
         self.mode = _Mode.COMMAND
-        self._in = bytearray()
-        self._scan = 0  # where the current command's unread part starts in _in
-        self._literal_left = 0
+        self._framer = Framer(settings.max_line)
         self._out: list[bytes] = []
         self._events: list[Event] = []
         self._errors = 0
@@ -150,7 +146,7 @@ class ImapSession:
         """Feed client bytes; b"" means the client closed the connection."""
         if not data:
             self._eof = True
-        self._in += data
+        self._framer.feed(data)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -232,61 +228,19 @@ class ImapSession:
         return " ".join(caps)
 
     # -- framing --------------------------------------------------------------------------
-    def _line(self) -> bytes | None:
-        """The next complete line (no literal handling), removed from the buffer."""
-        end = self._in.find(b"\n")
-        if end < 0:
-            if len(self._in) > self.settings.max_line:
-                self._in.clear()
-                self._fatal("line too long")
-            return None
-        line = bytes(self._in[: end + 1])
-        del self._in[: end + 1]
-        return line
-
-    def _command_bytes(self) -> bytes | None:
-        """A whole command with its literals, or None until more data comes."""
-        while True:
-            if self._literal_left:
-                have = len(self._in) - self._scan
-                if have < self._literal_left:
-                    return None
-                self._scan += self._literal_left
-                self._literal_left = 0
-            end = self._in.find(b"\n", self._scan)
-            if end < 0:
-                if len(self._in) - self._scan > self.settings.max_line:
-                    self._in.clear()
-                    self._scan = 0
-                    self._fatal("line too long")
-                return None
-            if end - self._scan > self.settings.max_line:
-                self._in.clear()
-                self._scan = 0
-                self._fatal("line too long")
-                return None
-            m = _LITERAL_END.search(self._in, max(self._scan, end - 20), end + 1)
-            if m is None:
-                data = bytes(self._in[: end + 1])
-                del self._in[: end + 1]
-                self._scan = 0
-                return data
-            size, nonsync = int(m[1]), bool(m[2])
-            if size > self._literal_limit() or end + 1 + size > 2 * self.settings.max_literal:
-                tag = tag_of(bytes(self._in[:end]))
-                if nonsync:
-                    self._in.clear()
-                    self._scan = 0
-                    self._fatal("literal too big")
-                    return None
-                del self._in[: end + 1]
-                self._scan = 0
-                self._send(tagged(tag, "BAD", "literal too big", "TOOBIG"))
-                continue
-            self._scan = end + 1
-            self._literal_left = size
-            if not nonsync and len(self._in) - self._scan < size:
-                self._send(b"+ Ready for literal data\r\n")
+    def _framed(self, line_only: bool) -> bytes | None:
+        """The next line (IDLE, SASL) or whole command, or None; a broken stream ends
+        the session."""
+        error = None
+        try:
+            data = self._framer.line() if line_only else self._framer.command(self._literal_limit())
+        except FrameError as e:
+            data, error = None, str(e)
+        self._out.extend(self._framer.replies)
+        self._framer.replies.clear()
+        if error is not None:
+            self._fatal(error)
+        return data
 
     def _literal_limit(self) -> int:
         """Messages (APPEND) only after login: before it, a literal is a name or password."""
@@ -303,7 +257,7 @@ class ImapSession:
     def _step(self) -> bool:
         """Handle one line or command if a whole one is buffered; False if none is."""
         if self.mode is _Mode.IDLE:
-            line = self._line()
+            line = self._framed(line_only=True)
             if line is None:
                 return False
             self.mode = _Mode.COMMAND
@@ -313,12 +267,12 @@ class ImapSession:
                 self._send(tagged(self._tag, "BAD", "expected DONE"))
             return True
         if self.mode is _Mode.SASL:
-            line = self._line()
+            line = self._framed(line_only=True)
             if line is None:
                 return False
             self._sasl_step(line.rstrip(b"\r\n").decode("ascii", "replace"))
             return True
-        data = self._command_bytes()
+        data = self._framed(line_only=False)
         if data is None:
             return False
         if not data.strip():
@@ -413,8 +367,7 @@ class ImapSession:
             self._send(tagged(cmd.tag, "NO", "TLS is not available here"))
             return
         self._send(tagged(cmd.tag, "OK", "begin TLS negotiation now"))
-        self._in.clear()  # nothing sent before the handshake may be acted on after it
-        self._scan = 0
+        self._framer.clear()  # nothing sent before the handshake may be acted on after it
         self.mode = _Mode.WAITING
         self._events.append(StartTLS())
 
