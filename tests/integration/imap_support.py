@@ -17,12 +17,13 @@ def tls_context() -> ssl.SSLContext:
 
 
 def start_server(root: Daisy) -> Daisy:
-    """demo@, other@ and fm@example.test on Maildirs, old@example.test on an mbox file."""
+    """demo@, other@, fm@ and sync@example.test on Maildirs, old@example.test on an mbox file."""
     root.init()
     root.cli("domain", "add", "example.test")
     root.add_user("demo@example.test", "demo-pw")
     root.add_user("other@example.test", "other-pw")
     root.add_user("fm@example.test", "fm-pw")
+    root.add_user("sync@example.test", "sync-pw")
     root.cli("mailbox", "add", "oldbox", "--format", "mbox")
     root.add_user("old@example.test", "old-pw", "--mailbox", "oldbox")
     root.start()

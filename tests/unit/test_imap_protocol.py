@@ -124,6 +124,9 @@ def test_commands_checked_against_state() -> None:
     assert events == [Execute("c", "SELECT", False, ["INBOX"], State.AUTHENTICATED)]
     s.executed(b"c OK [READ-WRITE] done\r\n", selected=True)
     assert s.state is State.SELECTED
+    _, events = talk(s, b"e CHECK\r\n")
+    assert events == [Execute("e", "CHECK", False, [], State.SELECTED)]
+    s.executed(b"e OK CHECK completed\r\n")
     _, events = talk(s, b"d UID FETCH 1:* FLAGS\r\n")
     assert events == [Execute("d", "FETCH", True, ["1:*", "FLAGS"], State.SELECTED)]
 

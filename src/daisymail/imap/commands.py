@@ -100,6 +100,10 @@ class MailSession:
     def cmd_noop(self, ev: Execute) -> Result:
         return self._news(ev) + tagged(ev.tag, "OK", "NOOP completed"), None
 
+    def cmd_check(self, ev: Execute) -> Result:
+        """RFC 3501 CHECK: every change is durable when answered already, so a NOOP."""
+        return self._news(ev) + tagged(ev.tag, "OK", "CHECK completed"), None
+
     def cmd_idle(self, ev: Execute) -> Result:
         return self._news(ev), None
 

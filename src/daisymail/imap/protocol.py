@@ -104,7 +104,7 @@ AUTH = frozenset(
     }
 )
 SELECTED = frozenset(
-    {"CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID"}
+    {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID"}
 )
 UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})
 KNOWN = ANY_STATE | NOT_AUTH | AUTH | SELECTED
