@@ -235,3 +235,36 @@ def test_random_commands_never_raise(
     assert re.search(rb"(^|\r\n)t (OK|NO|BAD) ", out), out
     if session.view is None:
         run(session, "s SELECT INBOX")
+
+
+def test_condstore(session: MailSession) -> None:
+    out = run(session, "a SELECT INBOX (CONDSTORE)")
+    highest = int(re.search(rb"\[HIGHESTMODSEQ (\d+)\]", out).group(1))  # type: ignore[union-attr]
+    out = run(session, "b FETCH 1:* (MODSEQ)")
+    modseqs = [int(n) for n in re.findall(rb"MODSEQ \((\d+)\)", out)]
+    assert len(modseqs) == 3 and max(modseqs) <= highest
+    out = run(session, "c STORE 2 +FLAGS (\\Seen)")
+    assert re.match(rb"\* 2 FETCH \(FLAGS \(\\Seen\) MODSEQ \((\d+)\)\)\r\n", out)
+    after = int(re.search(rb"MODSEQ \((\d+)\)", out).group(1))  # type: ignore[union-attr]
+    assert after > highest
+    out = run(session, f"d UID FETCH 1:* (FLAGS) (CHANGEDSINCE {highest})")
+    assert out.count(b"FETCH (") == 1 and b"UID 2 " in out and b"MODSEQ" in out
+    out = run(session, f"e STORE 1:3 (UNCHANGEDSINCE {highest}) +FLAGS (\\Flagged)")
+    assert out.endswith(b"e OK [MODIFIED 2] STORE completed\r\n")
+    assert out.count(b"FETCH (") == 2 and b"* 2 FETCH" not in out
+    out = run(session, f"f SEARCH MODSEQ {after + 1}")
+    assert re.match(rb"\* SEARCH 1 3 \(MODSEQ \d+\)\r\n", out)
+    out = run(session, 'g SEARCH MODSEQ "/flags/\\\\seen" all 1')
+    assert out.startswith(b"* SEARCH 1 2 3 (MODSEQ ")
+    out = run(session, "h STATUS INBOX (HIGHESTMODSEQ)")
+    assert re.match(rb'\* STATUS "INBOX" \(HIGHESTMODSEQ \d+\)', out)
+    assert run(session, "i FETCH 1 FLAGS (CHANGEDSINCE x)").startswith(b"i BAD")
+    assert run(session, "j SELECT INBOX (QRESYNC)").startswith(b"j BAD")
+
+
+def test_enable(session: MailSession) -> None:
+    assert run(session, "a ENABLE UTF8=ACCEPT") == b"* ENABLED\r\na OK ENABLE completed\r\n"
+    out = run(session, "b ENABLE CONDSTORE X")
+    assert out == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    out = run(session, "c STORE 1 +FLAGS (\\Seen)")
+    assert b"MODSEQ (" in out

@@ -13,7 +13,7 @@ from email.utils import parsedate_to_datetime
 from daisymail.imap import messages
 from daisymail.imap.parser import ParseError, Token, astring, atom, token_list
 from daisymail.imap.protocol import Execute
-from daisymail.imap.responses import flag_list, string, tagged
+from daisymail.imap.responses import flag_list, string, tagged, untagged
 from daisymail.imap.selected import SelectedView
 from daisymail.store.base import StorageError
 from daisymail.store.imap_folders import (
@@ -26,7 +26,7 @@ from daisymail.store.imap_folders import (
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 STATUS_ITEMS = frozenset(
-    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "RECENT", "DELETED"}
+    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "RECENT", "DELETED", "HIGHESTMODSEQ"}
 )
 _APPEND_DATE = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-]\d{4})$")
 
@@ -53,6 +53,12 @@ class MailSession:
         self.folders = folders
         self.append_limit = append_limit
         self.view: SelectedView | None = None
+        self.condstore = False  # RFC 7162: MODSEQ in flag updates once a client asked
+
+    def enable_condstore(self) -> None:
+        self.condstore = True
+        if self.view is not None:
+            self.view.condstore = True
 
     def run(self, ev: Execute) -> Result:
         handler = getattr(self, "cmd_" + ev.name.lower(), None)
@@ -100,6 +106,16 @@ class MailSession:
     def cmd_noop(self, ev: Execute) -> Result:
         return self._news(ev) + tagged(ev.tag, "OK", "NOOP completed"), None
 
+    def cmd_enable(self, ev: Execute) -> Result:
+        if not ev.args:
+            raise ParseError("ENABLE needs a capability")
+        names = [atom(a).upper() for a in ev.args]
+        enabled = ""
+        if "CONDSTORE" in names:
+            self.enable_condstore()
+            enabled = " CONDSTORE"
+        return untagged("ENABLED" + enabled) + tagged(ev.tag, "OK", "ENABLE completed"), None
+
     def cmd_check(self, ev: Execute) -> Result:
         """RFC 3501 CHECK: every change is durable when answered already, so a NOOP."""
         return self._news(ev) + tagged(ev.tag, "OK", "CHECK completed"), None
@@ -109,8 +125,13 @@ class MailSession:
 
     # -- folders --------------------------------------------------------------------------
     def cmd_select(self, ev: Execute, readonly: bool = False) -> Result:
-        if len(ev.args) != 1:
+        if len(ev.args) not in (1, 2):
             raise ParseError(f"{ev.name} needs a folder name")
+        if len(ev.args) == 2:
+            params = [atom(p).upper() for p in token_list(ev.args[1])]
+            if params != ["CONDSTORE"]:
+                raise ParseError(f"unknown {ev.name} parameter")
+            self.condstore = True
         name = mailbox_name(ev.args[0])
         self.view = None
         try:
@@ -120,6 +141,7 @@ class MailSession:
         snap = folder.sync()
         view = SelectedView(folder, readonly, snap)
         view.fingerprint = folder.fingerprint()
+        view.condstore = self.condstore
         self.view = view
         keywords = {f for m in snap.messages for f in m.flags if not f.startswith("\\")}
         flags = flag_list([*SYSTEM_FLAGS, *keywords])
@@ -135,6 +157,7 @@ class MailSession:
             out.append(b"* OK [UNSEEN %d] first unseen\r\n" % unseen)
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % snap.uidvalidity)
         out.append(b"* OK [UIDNEXT %d] predicted next UID\r\n" % snap.uidnext)
+        out.append(b"* OK [HIGHESTMODSEQ %d] highest\r\n" % snap.highestmodseq)
         mode = "READ-ONLY" if readonly else "READ-WRITE"
         out.append(tagged(ev.tag, "OK", f"{ev.name} completed", mode))
         return b"".join(out), True
@@ -253,6 +276,7 @@ class MailSession:
             "UNSEEN": sum(1 for m in snap.messages if "\\Seen" not in m.flags),
             "RECENT": 0,
             "DELETED": sum(1 for m in snap.messages if "\\Deleted" in m.flags),
+            "HIGHESTMODSEQ": snap.highestmodseq,
         }
         if "SIZE" in items:
             values["SIZE"] = sum(m.size for m in snap.messages)

@@ -18,6 +18,7 @@ MACROS = {
 SIMPLE = frozenset(
     {
         "FLAGS",
+        "MODSEQ",
         "UID",
         "RFC822.SIZE",
         "INTERNALDATE",
@@ -162,6 +163,8 @@ def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
         return b"FLAGS " + flag_list(msg.flags)
     if name == "UID":
         return b"UID %d" % msg.uid
+    if name == "MODSEQ":
+        return b"MODSEQ (%d)" % msg.modseq
     if name == "RFC822.SIZE":
         return b"RFC822.SIZE %d" % msg.size
     if name == "INTERNALDATE":

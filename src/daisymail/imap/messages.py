@@ -9,9 +9,16 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from daisymail.imap import fetch
-from daisymail.imap.parser import ParseError, Token, atom, sequence_set
+from daisymail.imap.parser import (
+    ParseError,
+    Token,
+    atom,
+    mod_sequence,
+    sequence_set,
+    token_list,
+)
 from daisymail.imap.protocol import Execute
-from daisymail.imap.responses import flag_list, tagged
+from daisymail.imap.responses import tagged
 from daisymail.imap.search import Target, parse_search
 from daisymail.imap.selected import SelectedView
 from daisymail.store.imap_folders import FolderSnapshot, Message
@@ -51,11 +58,16 @@ def _tail(
 
 
 def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
-    if len(ev.args) != 2:
+    if len(ev.args) not in (2, 3):
         raise ParseError("FETCH needs a set and items")
     view = _view(session)
     which = sequence_set(ev.args[0])
     items = fetch.parse_items(ev.args[1])
+    changed_since = _modifier(ev.args[2], "CHANGEDSINCE") if len(ev.args) == 3 else None
+    if changed_since is not None and not any(i.name == "MODSEQ" for i in items):
+        items.append(fetch.Item("MODSEQ", label="MODSEQ"))
+    if any(i.name == "MODSEQ" for i in items):
+        session.enable_condstore()
     if ev.uid and not any(i.name == "UID" for i in items):
         items.insert(0, fetch.Item("UID", label="UID"))
     chosen = view.select(which, ev.uid)
@@ -68,6 +80,8 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
             chosen = view.select(which, ev.uid)
             if not any(i.name == "FLAGS" for i in items):
                 items.append(fetch.Item("FLAGS", label="FLAGS"))
+    if changed_since is not None:
+        chosen = [(seq, m) for seq, m in chosen if m.modseq > changed_since]
     for seq, msg in chosen:
         try:
             parts = _render(view, msg, items)
@@ -77,6 +91,14 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
             view.told[msg.uid] = msg.flags
         out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
     return b"".join(out) + _tail(session, ev, ev.uid, "FETCH completed")
+
+
+def _modifier(tok: Token, name: str) -> int:
+    """``(CHANGEDSINCE n)`` or ``(UNCHANGEDSINCE n)``: CONDSTORE's only modifiers here."""
+    mods = token_list(tok)
+    if len(mods) != 2 or atom(mods[0]).upper() != name:
+        raise ParseError(f"unknown modifier, expected ({name} mod-sequence)")
+    return mod_sequence(mods[1])
 
 
 def _own_change(view: SelectedView, snap: FolderSnapshot, uids: list[int]) -> None:
@@ -104,32 +126,44 @@ def _render(view: SelectedView, msg: Message, items: list[fetch.Item]) -> list[b
 
 
 def cmd_store(session: MailSession, ev: Execute) -> bytes:
-    if len(ev.args) < 3:
+    args = list(ev.args)
+    unchanged_since = None
+    if len(args) >= 2 and isinstance(args[1], list):
+        unchanged_since = _modifier(args.pop(1), "UNCHANGEDSINCE")
+        session.enable_condstore()
+    if len(args) < 3:
         raise ParseError("STORE needs a set, an item and flags")
     view = _view(session)
-    which = sequence_set(ev.args[0])
-    item = atom(ev.args[1]).upper()
+    which = sequence_set(args[0])
+    item = atom(args[1]).upper()
     silent = item.endswith(".SILENT")
     item = item.removesuffix(".SILENT")
     modes = {"FLAGS": "=", "+FLAGS": "+", "-FLAGS": "-"}
     if item not in modes:
         raise ParseError("STORE item must be FLAGS, +FLAGS or -FLAGS")
-    raw = ev.args[2] if len(ev.args) == 3 and isinstance(ev.args[2], list) else ev.args[2:]
+    raw = args[2] if len(args) == 3 and isinstance(args[2], list) else args[2:]
     flags = parse_flags(raw)
     if view.readonly:
         return view.refresh(False) + tagged(ev.tag, "NO", "the folder is read-only")
     chosen = view.select(which, ev.uid)
     uids = [m.uid for _, m in chosen]
-    _own_change(view, view.folder.store_flags(uids, modes[item], flags), uids)
+    failed: list[int] = []
+    snap = view.folder.store_flags(
+        uids, modes[item], flags, unchanged_since=unchanged_since, failed=failed
+    )
+    _own_change(view, snap, uids)
     out = [view.refresh(False)]  # sequence numbers below stay valid: no EXPUNGE here
     if not silent:
         for seq, msg in chosen:
             now = view.messages.get(msg.uid)
-            if now is None or msg.uid not in view.told:
+            if now is None or msg.uid not in view.told or msg.uid in failed:
                 continue
-            uid_part = b"UID %d " % msg.uid if ev.uid else b""
-            out.append(b"* %d FETCH (%sFLAGS %s)\r\n" % (seq, uid_part, flag_list(now.flags)))
-    return b"".join(out) + tagged(ev.tag, "OK", "STORE completed")
+            out.append(b"* %d FETCH (%s)\r\n" % (seq, view.flags_data(now, uid=ev.uid)))
+    code = ""
+    if failed:
+        numbers = failed if ev.uid else [seq for seq, m in chosen if m.uid in failed]
+        code = "MODIFIED " + ",".join(str(n) for n in numbers)
+    return b"".join(out) + tagged(ev.tag, "OK", "STORE completed", code)
 
 
 def cmd_search(session: MailSession, ev: Execute) -> bytes:
@@ -137,19 +171,26 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
     args = list(ev.args)
     if args and isinstance(args[0], str) and args[0].upper() == "RETURN":
         raise ParseError("SEARCH RETURN is not supported yet")
-    predicate = parse_search(args)
+    predicate, modseq = parse_search(args)
+    if modseq:
+        session.enable_condstore()
     largest_seq = len(view.uids)
     largest_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
+    highest = 0
     for seq, uid in enumerate(view.uids, 1):
         msg = view.messages[uid]
         target = Target(seq, largest_seq, largest_uid, fetch.Loaded(msg))
         try:
             if predicate(target):
                 hits.append(uid if ev.uid else seq)
+                highest = max(highest, msg.modseq)
         except FileNotFoundError:
             continue
-    line = b"* SEARCH" + b"".join(b" %d" % n for n in hits) + b"\r\n"
+    line = b"* SEARCH" + b"".join(b" %d" % n for n in hits)
+    if modseq and hits:
+        line += b" (MODSEQ %d)" % highest
+    line += b"\r\n"
     return line + _tail(session, ev, ev.uid, "SEARCH completed")
 
 

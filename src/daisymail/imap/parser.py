@@ -190,6 +190,16 @@ def number(tok: Token, *, nonzero: bool = False) -> int:
     return n
 
 
+def mod_sequence(tok: Token) -> int:
+    """A CONDSTORE mod-sequence value (up to 2^63 - 1)."""
+    if not isinstance(tok, str) or not tok.isdigit() or len(tok) > 19:
+        raise ParseError("expected a mod-sequence value")
+    n = int(tok)
+    if n >= 1 << 63:
+        raise ParseError("mod-sequence value out of range")
+    return n
+
+
 # -- sequence sets ---------------------------------------------------------------------------
 
 # A range of a set; None stands for ``*`` (the largest number in use).

@@ -111,7 +111,7 @@ KNOWN = ANY_STATE | NOT_AUTH | AUTH | SELECTED
 
 CAPS_AFTER_LOGIN = (
     "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
-    "SPECIAL-USE STATUS=SIZE"
+    "SPECIAL-USE STATUS=SIZE CONDSTORE"
 )
 
 
@@ -349,12 +349,6 @@ class ImapSession:
             raise ParseError("ID takes one argument")
         self._send(untagged(b'ID ("name" ' + string(self.server_id) + b")"))
         self._send(tagged(cmd.tag, "OK", "ID completed"))
-
-    def _cmd_enable(self, cmd: Command) -> None:
-        if not cmd.args:
-            raise ParseError("ENABLE needs a capability")
-        self._send(untagged("ENABLED"))
-        self._send(tagged(cmd.tag, "OK", "ENABLE completed"))
 
     def _cmd_namespace(self, cmd: Command) -> None:
         self._no_args(cmd)

@@ -18,6 +18,7 @@ from daisymail.imap.parser import (
     Token,
     astring,
     is_sequence_set,
+    mod_sequence,
     number,
     sequence_set,
 )
@@ -116,9 +117,10 @@ def _sent(t: Target) -> datetime.date | None:
 
 
 class _Keys:
-    def __init__(self, tokens: list[Token]) -> None:
+    def __init__(self, tokens: list[Token], used: set[str] | None = None) -> None:
         self.tokens = tokens
         self.pos = 0
+        self.used = used if used is not None else set()  # MODSEQ: the reply says more
 
     def next(self) -> Token:
         if self.pos >= len(self.tokens):
@@ -143,7 +145,7 @@ class _Keys:
             raise ParseError("search nested too deeply")
         tok = self.next()
         if isinstance(tok, list):
-            sub = _Keys(tok)
+            sub = _Keys(tok, self.used)
             return sub.all(depth + 1)
         if isinstance(tok, bytes):
             raise ParseError("unexpected string in SEARCH")
@@ -186,6 +188,14 @@ class _Keys:
             )
         if key in ("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"):
             return _date_key(key, _date(self.next()))
+        if key == "MODSEQ":  # RFC 7162: [entry-name entry-type] mod-sequence
+            value = self.next()
+            if isinstance(value, bytes):
+                self.next()
+                value = self.next()
+            least = mod_sequence(value)
+            self.used.add("MODSEQ")
+            return lambda t: t.loaded.msg.modseq >= least
         if key in ("LARGER", "SMALLER"):
             size, larger = number(self.next()), key == "LARGER"
             return lambda t: t.loaded.msg.size > size if larger else t.loaded.msg.size < size
@@ -212,11 +222,14 @@ def _date_key(key: str, when: datetime.date) -> Predicate:
     return check
 
 
-def parse_search(args: list[Token]) -> Predicate:
-    """The predicate for SEARCH arguments (an optional CHARSET first)."""
+def parse_search(args: list[Token]) -> tuple[Predicate, bool]:
+    """The predicate for SEARCH arguments (an optional CHARSET first), and whether
+    it uses MODSEQ (the reply then gives the highest MODSEQ found)."""
     if len(args) >= 2 and isinstance(args[0], str) and args[0].upper() == "CHARSET":
         charset = astring(args[1]).upper()
         if charset not in ("UTF-8", "US-ASCII"):
             raise ParseError("[BADCHARSET (UTF-8 US-ASCII)] unsupported charset")
         args = args[2:]
-    return _Keys(args).all(0)
+    keys = _Keys(args)
+    predicate = keys.all(0)
+    return predicate, "MODSEQ" in keys.used

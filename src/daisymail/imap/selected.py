@@ -24,6 +24,7 @@ class SelectedView:
         self.told = {m.uid: m.flags for m in snap.messages}
         self.max_uid = max(self.uids, default=0)
         self.fingerprint: object = None
+        self.condstore = False
 
     def apply(self, snap: FolderSnapshot, allow_expunge: bool) -> bytes:
         """Bring the view up to date with a snapshot; the untagged lines that says."""
@@ -44,7 +45,7 @@ class SelectedView:
             self.messages[uid] = msg
             if msg.flags != self.told.get(uid):
                 self.told[uid] = msg.flags
-                out.append(b"* %d FETCH (UID %d FLAGS %s)\r\n" % (seq, uid, flag_list(msg.flags)))
+                out.append(b"* %d FETCH (%s)\r\n" % (seq, self.flags_data(msg)))
         new = [m for m in snap.messages if m.uid > self.max_uid]
         if new:
             for m in new:
@@ -54,6 +55,15 @@ class SelectedView:
             self.max_uid = new[-1].uid
             out.append(b"* %d EXISTS\r\n" % len(self.uids))
         return b"".join(out)
+
+    def flags_data(self, msg: Message, uid: bool = True) -> bytes:
+        """``UID n FLAGS (...)`` and, once CONDSTORE is on, ``MODSEQ (m)``."""
+        data = b"FLAGS " + flag_list(msg.flags)
+        if uid:
+            data = b"UID %d " % msg.uid + data
+        if self.condstore:
+            data += b" MODSEQ (%d)" % msg.modseq
+        return data
 
     def refresh(self, allow_expunge: bool = True) -> bytes:
         self.fingerprint = self.folder.fingerprint()

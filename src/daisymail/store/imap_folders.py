@@ -159,8 +159,19 @@ class ImapFolder:
         messages.sort(key=lambda m: m.uid)
         return FolderSnapshot(st.uidvalidity, st.uidnext, st.highestmodseq, messages)
 
-    def store_flags(self, uids: Sequence[int], mode: str, flags: frozenset[str]) -> FolderSnapshot:
-        """mode: ``+`` adds, ``-`` removes, ``=`` replaces. Renames cur/ files; durable."""
+    def store_flags(
+        self,
+        uids: Sequence[int],
+        mode: str,
+        flags: frozenset[str],
+        *,
+        unchanged_since: int | None = None,
+        failed: list[int] | None = None,
+    ) -> FolderSnapshot:
+        """mode: ``+`` adds, ``-`` removes, ``=`` replaces. Renames cur/ files; durable.
+
+        unchanged_since (CONDSTORE): messages changed after that MODSEQ are left alone
+        and their UIDs appended to failed; the check and the change are one step."""
         with self.state.lock(self.path):
             st, present = self._sync_locked()
             by_uid = {e.uid: u for u, e in st.entries.items()}
@@ -171,6 +182,10 @@ class ImapFolder:
                 if unique is None:
                     continue
                 entry = st.entries[unique]
+                if unchanged_since is not None and entry.modseq > unchanged_since:
+                    if failed is not None:
+                        failed.append(uid)
+                    continue
                 if mode == "+":
                     new = entry.flags | flags
                 elif mode == "-":
