@@ -236,3 +236,16 @@ def test_sslscan_imap_and_imaps(server: Daisy) -> None:
         protocols = dict(re.findall(r"^(SSLv\d|TLSv1\.\d)\s+(enabled|disabled)$", res.stdout, re.M))
         enabled = sorted(p for p, state in protocols.items() if state == "enabled")
         assert enabled == ["TLSv1.2", "TLSv1.3"], res.stdout
+
+
+def test_stop_says_bye_to_an_idling_client(daisy: Daisy) -> None:
+    m = imap(daisy)
+    m.select("INBOX")
+    tag = m._new_tag()
+    m.send(tag + b" IDLE\r\n")
+    assert m.readline().startswith(b"+")
+    start = time.monotonic()
+    assert daisy.stop() == 0
+    assert time.monotonic() - start < 10
+    m.sock.settimeout(5)
+    assert m.readline().startswith(b"* BYE")
