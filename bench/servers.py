@@ -88,7 +88,7 @@ class Daisy:
         )
         text = self.conf.read_text()
         ports = {"smtp": self.smtp_port, "pop3": self.pop3_port}
-        for svc in ("smtp", "submission", "submissions", "pop3", "pop3s"):
+        for svc in ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps"):
             value = f'["127.0.0.1:{ports[svc]}"]' if svc in ports else "[]"
             text = re.sub(rf"^{svc} = \[.*?\]", f"{svc} = {value}", text, flags=re.M)
         for key, value in DAISY_LIMITS.items():

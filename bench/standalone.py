@@ -87,7 +87,7 @@ def main() -> int:
     text = conf.read_text()
     text = text.replace('smtp = ["127.0.0.1:2525"]', f'smtp = ["127.0.0.1:{smtp_port}"]')
     text = text.replace('pop3 = ["127.0.0.1:2110"]', f'pop3 = ["127.0.0.1:{pop3_port}"]')
-    for name in ("submission", "submissions", "pop3s"):
+    for name in ("submission", "submissions", "pop3s", "imap", "imaps"):
         text = text.replace(f'{name} = ["127.0.0.1:', f'{name} = [] # ["127.0.0.1:', 1)
     conf.write_text(text)
     daisymail(conf, "domain", "add", "bench.test")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
 
 
 def require_tool(name: str) -> str:

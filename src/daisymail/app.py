@@ -24,6 +24,8 @@ from daisymail.auth import Authenticator
 from daisymail.config import Config, ConfigError, parse_hostport
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
+from daisymail.imap import protocol as imap_protocol
+from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
@@ -46,6 +48,7 @@ from daisymail.smtp.server import SmtpService
 from daisymail.smtp.submission import SubmissionPolicy
 from daisymail.store.base import ViewOptions
 from daisymail.store.files import FileStore
+from daisymail.store.imap_state import FileMailboxState
 from daisymail.throttle import AuthThrottle
 from daisymail.tls import ServerTLS, TLSError
 
@@ -67,7 +70,7 @@ class App:
     limiter: ConnectionLimiter
     auth: Authenticator
     servers: list[asyncio.Server] = field(default_factory=list)
-    services: list[SmtpService | Pop3Service] = field(default_factory=list)
+    services: list[SmtpService | Pop3Service | ImapService] = field(default_factory=list)
     runner: Runner | None = None
     runner_task: asyncio.Task[None] | None = None
 
@@ -125,6 +128,18 @@ class App:
             login_delay=c.login_delay or None,
             delete_after_retr=c.delete_after_retr,
             delete_after_top=c.delete_after_top,
+        )
+
+    def imap_settings(self, ip: str, tls_active: bool) -> imap_protocol.Settings:
+        """Plaintext logins follow the POP3 rule and setting: TLS, loopback, or allowed."""
+        return imap_protocol.Settings(
+            hostname=self.cfg.hostname,
+            tls_active=tls_active,
+            starttls_available=not tls_active,
+            allow_plaintext=tls_active or is_loopback(ip) or self.cfg.pop3.allow_plaintext_auth,
+            max_line=max(self.cfg.limits.max_line_length, 64 * 1024),
+            max_literal=self.cfg.limits.max_message_size,
+            max_errors=self.cfg.limits.max_errors,
         )
 
     def view_options(self) -> ViewOptions:
@@ -187,6 +202,23 @@ class App:
                 timeout=c.limits.pop3_timeout,
             )
             await self._listen(psvc, getattr(c.listen, name), ctx if psvc.implicit_tls else None)
+        imap_state = FileMailboxState()
+        for name in ("imap", "imaps"):
+            isvc = ImapService(
+                name=name,
+                settings=self.imap_settings,
+                directory=self.directory,
+                store=store,
+                state=imap_state,
+                default_domain=lambda: self.cfg.pop3.default_domain,
+                hostname=c.hostname,
+                limiter=self.limiter,
+                auth=self.auth,
+                tls_context=ctx,
+                implicit_tls=name == "imaps",
+                append_limit=c.limits.max_message_size,
+            )
+            await self._listen(isvc, getattr(c.listen, name), ctx if isvc.implicit_tls else None)
 
     async def serve_sessions(self) -> None:
         """Accept connections and run the queue: only after the privileges are dropped."""
@@ -196,7 +228,10 @@ class App:
         self.runner_task = asyncio.create_task(self.runner.run())
 
     async def _listen(
-        self, svc: SmtpService | Pop3Service, addrs: list[str], ctx: ssl.SSLContext | None
+        self,
+        svc: SmtpService | Pop3Service | ImapService,
+        addrs: list[str],
+        ctx: ssl.SSLContext | None,
     ) -> None:
         if not addrs:
             return

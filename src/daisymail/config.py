@@ -31,6 +31,8 @@ class Listen:
     submissions: list[str] = field(default_factory=lambda: ["0.0.0.0:465"])
     pop3: list[str] = field(default_factory=lambda: ["0.0.0.0:110"])
     pop3s: list[str] = field(default_factory=lambda: ["0.0.0.0:995"])
+    imap: list[str] = field(default_factory=lambda: ["0.0.0.0:143"])
+    imaps: list[str] = field(default_factory=lambda: ["0.0.0.0:993"])
 
 
 @dataclass

@@ -16,6 +16,8 @@ submission = [{submission}]      # STARTTLS + AUTH for users sending mail
 submissions = [{submissions}]    # implicit TLS + AUTH
 pop3 = [{pop3}]                  # STLS
 pop3s = [{pop3s}]                # implicit TLS
+imap = [{imap}]                  # STARTTLS
+imaps = [{imaps}]                # implicit TLS
 
 [directory]
 backend = "sql"                  # "sql": SQLite or PostgreSQL
@@ -100,4 +102,6 @@ def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
         submissions=addrs(465, 2465),
         pop3=addrs(110, 2110),
         pop3s=addrs(995, 2995),
+        imap=addrs(143, 2143),
+        imaps=addrs(993, 2993),
     )

@@ -1,0 +1,1 @@
+"""The IMAP4rev1 server: sans-I/O protocol core, commands over Maildir++ folders, glue."""

@@ -1,0 +1,437 @@
+"""The IMAP session as a sans-I/O state machine: bytes in, events and reply bytes out.
+
+It frames commands (lines and their literals, answering ``+`` to synchronizing ones),
+parses them, checks them against the session state (not authenticated, authenticated,
+selected, logout), answers what needs no mailbox (CAPABILITY, ID, ENABLE, NAMESPACE,
+LOGOUT, a refused login) and hands the rest to the server as events. While an event is
+outstanding, later pipelined commands wait in the buffer: replies stay in order.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from daisymail.imap.framing import FrameError, Framer
+from daisymail.imap.parser import Command, ParseError, Token, astring, parse_command, tag_of
+from daisymail.imap.responses import string, tagged, untagged
+from daisymail.sasl import Challenge, Credentials, Exchange, SaslError, new_exchange
+
+
+class State(enum.Enum):
+    NOT_AUTHENTICATED = "not authenticated"
+    AUTHENTICATED = "authenticated"
+    SELECTED = "selected"
+    LOGOUT = "logout"
+
+
+@dataclass
+class Settings:
+    hostname: str = "localhost"
+    tls_active: bool = False
+    starttls_available: bool = True
+    allow_plaintext: bool = False  # LOGIN / AUTHENTICATE before TLS (loopback, or the setting)
+    max_line: int = 64 * 1024
+    max_literal: int = 50 * 1024 * 1024
+    max_errors: int = 20
+    max_commands: int = 1_000_000
+
+
+# -- events the server answers -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StartTLS:
+    """Send what is queued, then start TLS and call tls_started()."""
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    """Check these credentials; answer with login_result()."""
+
+    tag: str
+    user: str
+    password: str
+    mechanism: str  # "LOGIN" or "PLAIN"
+
+
+@dataclass(frozen=True)
+class Execute:
+    """A command that needs the mailboxes; answer with executed().
+
+    name is the command (``FETCH``), uid tells ``UID FETCH`` from ``FETCH``."""
+
+    tag: str
+    name: str
+    uid: bool
+    args: list[Token] = field(hash=False)
+    state: State = State.AUTHENTICATED
+
+
+@dataclass(frozen=True)
+class IdleStart:
+    """Announce mailbox changes as they happen until the client ends the IDLE."""
+
+    tag: str
+
+
+@dataclass(frozen=True)
+class Close:
+    """Send what is queued and close the connection."""
+
+
+Event = StartTLS | LoginAttempt | Execute | IdleStart | Close
+
+ANY_STATE = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
+NOT_AUTH = frozenset({"STARTTLS", "LOGIN", "AUTHENTICATE"})
+AUTH = frozenset(
+    {
+        "ENABLE",
+        "SELECT",
+        "EXAMINE",
+        "CREATE",
+        "DELETE",
+        "RENAME",
+        "SUBSCRIBE",
+        "UNSUBSCRIBE",
+        "LIST",
+        "LSUB",
+        "STATUS",
+        "APPEND",
+        "NAMESPACE",
+        "IDLE",
+    }
+)
+SELECTED = frozenset(
+    {"CHECK", "CLOSE", "UNSELECT", "EXPUNGE", "SEARCH", "FETCH", "STORE", "COPY", "MOVE", "UID"}
+)
+UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"})
+KNOWN = ANY_STATE | NOT_AUTH | AUTH | SELECTED
+
+CAPS_AFTER_LOGIN = (
+    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
+    "SPECIAL-USE STATUS=SIZE CONDSTORE"
+)
+
+
+class _Mode(enum.Enum):
+    COMMAND = 1
+    SASL = 2  # waiting for a line answering an AUTHENTICATE challenge
+    IDLE = 3  # waiting for DONE
+    WAITING = 4  # an event is with the server
+
+
+class ImapSession:
+    def __init__(self, settings: Settings, *, server_id: str = "Daisy") -> None:
+        self.settings = settings
+        self.server_id = server_id
+        self.state = State.NOT_AUTHENTICATED
+        self.mode = _Mode.COMMAND
+        self._framer = Framer(settings.max_line)
+        self._out: list[bytes] = []
+        self._events: list[Event] = []
+        self._errors = 0
+        self._commands = 0
+        self._tag = ""
+        self._sasl: Exchange | None = None
+        self._eof = False
+
+    # -- I/O side -------------------------------------------------------------------------
+    def start(self) -> None:
+        caps = self.capabilities()
+        self._send(untagged(f"OK [CAPABILITY {caps}] {self.settings.hostname} Daisy IMAP ready"))
+
+    def receive_data(self, data: bytes) -> None:
+        """Feed client bytes; b"" means the client closed the connection."""
+        if not data:
+            self._eof = True
+        self._framer.feed(data)
+
+    def data_to_send(self) -> bytes:
+        out = b"".join(self._out)
+        self._out.clear()
+        return out
+
+    @property
+    def idling(self) -> bool:
+        return self.mode is _Mode.IDLE
+
+    def next_event(self) -> Event | None:
+        while not self._events:
+            if self.state is State.LOGOUT or self.mode is _Mode.WAITING:
+                return None
+            if not self._step():
+                if self._events:
+                    break
+                if self._eof:
+                    self.state = State.LOGOUT
+                    self._events.append(Close())
+                    break
+                return None
+        return self._events.pop(0)
+
+    def _send(self, data: bytes) -> None:
+        self._out.append(data)
+
+    # -- answers from the server ----------------------------------------------------------
+    def tls_started(self) -> None:
+        self.settings.tls_active = True
+        self.settings.starttls_available = False
+        self.settings.allow_plaintext = True
+        self.mode = _Mode.COMMAND
+
+    def login_result(self, ok: bool, code: str = "", text: str = "") -> None:
+        """A failed login says the same whether the user or the password was wrong."""
+        if ok:
+            self.state = State.AUTHENTICATED
+            self._send(tagged(self._tag, "OK", "logged in", f"CAPABILITY {self.capabilities()}"))
+        else:
+            reason = text or "invalid credentials"
+            self._send(tagged(self._tag, "NO", reason, code or "AUTHENTICATIONFAILED"))
+        self.mode = _Mode.COMMAND
+
+    def executed(self, output: bytes, selected: bool | None = None) -> None:
+        """The server's untagged and tagged replies; selected: the new state, if changed."""
+        self._send(output)
+        if selected is True:
+            self.state = State.SELECTED
+        elif selected is False:
+            self.state = State.AUTHENTICATED
+        if self.mode is _Mode.WAITING:
+            self.mode = _Mode.COMMAND
+
+    def idle_started(self) -> None:
+        self._send(b"+ idling\r\n")
+        self.mode = _Mode.IDLE
+
+    def updates(self, output: bytes) -> None:
+        """Untagged news sent while idling."""
+        self._send(output)
+
+    def timeout(self) -> None:
+        self._send(untagged("BYE autologout, idle for too long"))
+        self.state = State.LOGOUT
+        self._events.append(Close())
+
+    def capabilities(self) -> str:
+        s = self.settings
+        if self.state in (State.AUTHENTICATED, State.SELECTED):
+            return CAPS_AFTER_LOGIN
+        caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        if s.starttls_available and not s.tls_active:
+            caps.append("STARTTLS")
+        if s.allow_plaintext or s.tls_active:
+            caps.append("AUTH=PLAIN")
+        else:
+            caps.append("LOGINDISABLED")
+        return " ".join(caps)
+
+    # -- framing --------------------------------------------------------------------------
+    def _framed(self, line_only: bool) -> bytes | None:
+        """The next line (IDLE, SASL) or whole command, or None; a broken stream ends
+        the session."""
+        error = None
+        try:
+            data = self._framer.line() if line_only else self._framer.command(self._literal_limit())
+        except FrameError as e:
+            data, error = None, str(e)
+        self._out.extend(self._framer.replies)
+        self._framer.replies.clear()
+        if error is not None:
+            self._fatal(error)
+        return data
+
+    def _literal_limit(self) -> int:
+        """Messages (APPEND) only after login: before it, a literal is a name or password."""
+        if self.state in (State.AUTHENTICATED, State.SELECTED):
+            return self.settings.max_literal
+        return min(self.settings.max_literal, 8192)
+
+    def _fatal(self, why: str) -> None:
+        self._send(untagged(f"BYE {why}"))
+        self.state = State.LOGOUT
+        self._events.append(Close())
+
+    # -- commands -------------------------------------------------------------------------
+    def _step(self) -> bool:
+        """Handle one line or command if a whole one is buffered; False if none is."""
+        if self.mode is _Mode.IDLE:
+            line = self._framed(line_only=True)
+            if line is None:
+                return False
+            self.mode = _Mode.COMMAND
+            if line.rstrip(b"\r\n").upper() == b"DONE":
+                self._send(tagged(self._tag, "OK", "IDLE terminated"))
+            else:
+                self._send(tagged(self._tag, "BAD", "expected DONE"))
+            return True
+        if self.mode is _Mode.SASL:
+            line = self._framed(line_only=True)
+            if line is None:
+                return False
+            self._sasl_step(line.rstrip(b"\r\n").decode("ascii", "replace"))
+            return True
+        data = self._framed(line_only=False)
+        if data is None:
+            return False
+        if not data.strip():
+            return True
+        self._commands += 1
+        if self._commands > self.settings.max_commands:
+            self._fatal("too many commands in one session")
+            return True
+        try:
+            cmd = parse_command(data)
+        except ParseError as e:
+            self._bad(tag_of(data), str(e))
+            return True
+        try:
+            self._dispatch(cmd)
+        except ParseError as e:
+            self._bad(cmd.tag, str(e))
+        return True
+
+    def _bad(self, tag: str, why: str) -> None:
+        self._errors += 1
+        self._send(tagged(tag, "BAD", why))
+        if self._errors >= self.settings.max_errors:
+            self._fatal("too many errors")
+
+    def _dispatch(self, cmd: Command) -> None:
+        name, tag = cmd.name, cmd.tag
+        if name not in KNOWN:
+            raise ParseError(f"unknown command {name[:30]}")
+        allowed = name in ANY_STATE or (
+            (name in NOT_AUTH and self.state is State.NOT_AUTHENTICATED)
+            or (name in AUTH and self.state in (State.AUTHENTICATED, State.SELECTED))
+            or (name in SELECTED and self.state is State.SELECTED)
+        )
+        if not allowed:
+            raise ParseError(f"{name} is not allowed {self.state.value}")
+        handler: Callable[[Command], None] | None = getattr(self, "_cmd_" + name.lower(), None)
+        if handler is not None:
+            handler(cmd)
+            return
+        uid = False
+        args: list[Token] = list(cmd.args)
+        if name == "UID":
+            if not args or not isinstance(args[0], str) or args[0].upper() not in UID_COMMANDS:
+                raise ParseError("UID needs FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE")
+            name, uid, args = args[0].upper(), True, args[1:]
+        self._tag = tag
+        self.mode = _Mode.WAITING
+        self._events.append(Execute(tag, name, uid, args, self.state))
+
+    def _cmd_capability(self, cmd: Command) -> None:
+        self._no_args(cmd)
+        self._send(untagged(f"CAPABILITY {self.capabilities()}"))
+        self._send(tagged(cmd.tag, "OK", "CAPABILITY completed"))
+
+    def _cmd_noop(self, cmd: Command) -> None:
+        self._no_args(cmd)
+        if self.state is State.SELECTED:
+            self._tag = cmd.tag
+            self.mode = _Mode.WAITING
+            self._events.append(Execute(cmd.tag, "NOOP", False, [], self.state))
+            return
+        self._send(tagged(cmd.tag, "OK", "NOOP completed"))
+
+    def _cmd_logout(self, cmd: Command) -> None:
+        self._no_args(cmd)
+        self._send(untagged("BYE logging out"))
+        self._send(tagged(cmd.tag, "OK", "LOGOUT completed"))
+        self.state = State.LOGOUT
+        self._events.append(Close())
+
+    def _cmd_id(self, cmd: Command) -> None:
+        if len(cmd.args) != 1:
+            raise ParseError("ID takes one argument")
+        self._send(untagged(b'ID ("name" ' + string(self.server_id) + b")"))
+        self._send(tagged(cmd.tag, "OK", "ID completed"))
+
+    def _cmd_namespace(self, cmd: Command) -> None:
+        self._no_args(cmd)
+        self._send(untagged('NAMESPACE (("" ".")) NIL NIL'))
+        self._send(tagged(cmd.tag, "OK", "NAMESPACE completed"))
+
+    def _cmd_starttls(self, cmd: Command) -> None:
+        self._no_args(cmd)
+        if not self.settings.starttls_available or self.settings.tls_active:
+            self._send(tagged(cmd.tag, "NO", "TLS is not available here"))
+            return
+        self._send(tagged(cmd.tag, "OK", "begin TLS negotiation now"))
+        self._framer.clear()  # nothing sent before the handshake may be acted on after it
+        self.mode = _Mode.WAITING
+        self._events.append(StartTLS())
+
+    def _cmd_idle(self, cmd: Command) -> None:
+        self._no_args(cmd)
+        self._tag = cmd.tag
+        self.mode = _Mode.WAITING
+        self._events.append(IdleStart(cmd.tag))
+
+    def _plaintext_refused(self, tag: str) -> bool:
+        if self.settings.allow_plaintext or self.settings.tls_active:
+            return False
+        self._send(tagged(tag, "NO", "use STARTTLS before logging in", "PRIVACYREQUIRED"))
+        return True
+
+    def _cmd_login(self, cmd: Command) -> None:
+        if len(cmd.args) != 2:
+            raise ParseError("LOGIN needs a user name and a password")
+        user, password = astring(cmd.args[0]), astring(cmd.args[1])
+        if self._plaintext_refused(cmd.tag):
+            return
+        self._tag = cmd.tag
+        self.mode = _Mode.WAITING
+        self._events.append(LoginAttempt(cmd.tag, user, password, "LOGIN"))
+
+    def _cmd_authenticate(self, cmd: Command) -> None:
+        if not 1 <= len(cmd.args) <= 2 or not isinstance(cmd.args[0], str):
+            raise ParseError("AUTHENTICATE needs a mechanism")
+        initial = astring(cmd.args[1]) if len(cmd.args) == 2 else None
+        exchange = new_exchange(cmd.args[0])
+        if exchange is None or exchange.mechanism != "PLAIN":
+            self._send(tagged(cmd.tag, "NO", "unsupported mechanism"))
+            return
+        if self._plaintext_refused(cmd.tag):
+            return
+        self._tag, self._sasl = cmd.tag, exchange
+        try:
+            self._sasl_result(exchange.start(initial))
+        except SaslError:
+            self._sasl = None
+            self._bad(cmd.tag, "malformed SASL response")
+
+    def _sasl_step(self, line: str) -> None:
+        exchange, self._sasl = self._sasl, None
+        self.mode = _Mode.COMMAND
+        if exchange is None:
+            return
+        if line == "*":
+            self._send(tagged(self._tag, "BAD", "authentication cancelled"))
+            return
+        self._sasl = exchange
+        try:
+            self._sasl_result(exchange.respond(line))
+        except SaslError:
+            self._sasl = None
+            self._bad(self._tag, "malformed SASL response")
+
+    def _sasl_result(self, result: Challenge | Credentials) -> None:
+        if isinstance(result, Challenge):
+            self.mode = _Mode.SASL
+            self._send(b"+ " + result.data.encode("ascii") + b"\r\n")
+            return
+        self._sasl = None
+        if result.authzid and result.authzid != result.username:
+            self._send(tagged(self._tag, "NO", "cannot act as another user", "AUTHORIZATIONFAILED"))
+            return
+        self.mode = _Mode.WAITING
+        self._events.append(LoginAttempt(self._tag, result.username, result.password, "PLAIN"))
+
+    @staticmethod
+    def _no_args(cmd: Command) -> None:
+        if cmd.args:
+            raise ParseError(f"{cmd.name} takes no arguments")

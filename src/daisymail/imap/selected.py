@@ -1,0 +1,104 @@
+"""The selected folder as one session sees it: sequence numbers, and what is news to it.
+
+Sequence numbers are per session; the view keeps the UIDs it has told the client of,
+so that at each command (and while idling) it can announce what other sessions or SMTP
+deliveries changed: EXPUNGE for messages gone, EXISTS for new ones, FETCH FLAGS for
+flag changes. During FETCH, STORE and SEARCH no EXPUNGE may be sent (RFC 3501 7.4.1):
+messages gone meanwhile keep their numbers until a later command.
+"""
+
+from __future__ import annotations
+
+from daisymail.imap.parser import SequenceSet
+from daisymail.imap.responses import flag_list
+from daisymail.store.imap_folders import FolderSnapshot, ImapFolder, Message
+
+
+class SelectedView:
+    def __init__(self, folder: ImapFolder, readonly: bool, snap: FolderSnapshot) -> None:
+        self.folder = folder
+        self.readonly = readonly
+        self.uidvalidity = snap.uidvalidity
+        self.uids = [m.uid for m in snap.messages]
+        self.messages = {m.uid: m for m in snap.messages}
+        self.told = {m.uid: m.flags for m in snap.messages}
+        self.max_uid = max(self.uids, default=0)
+        self.fingerprint: object = None
+        self.condstore = False
+
+    def apply(self, snap: FolderSnapshot, allow_expunge: bool) -> bytes:
+        """Bring the view up to date with a snapshot; the untagged lines that says."""
+        out: list[bytes] = []
+        current = {m.uid: m for m in snap.messages}
+        if allow_expunge:
+            for i in range(len(self.uids) - 1, -1, -1):
+                uid = self.uids[i]
+                if uid not in current:
+                    out.append(b"* %d EXPUNGE\r\n" % (i + 1))
+                    del self.uids[i]
+                    self.messages.pop(uid, None)
+                    self.told.pop(uid, None)
+        for seq, uid in enumerate(self.uids, 1):
+            msg = current.get(uid)
+            if msg is None:
+                continue
+            self.messages[uid] = msg
+            if msg.flags != self.told.get(uid):
+                self.told[uid] = msg.flags
+                out.append(b"* %d FETCH (%s)\r\n" % (seq, self.flags_data(msg)))
+        new = [m for m in snap.messages if m.uid > self.max_uid]
+        if new:
+            for m in new:
+                self.uids.append(m.uid)
+                self.messages[m.uid] = m
+                self.told[m.uid] = m.flags
+            self.max_uid = new[-1].uid
+            out.append(b"* %d EXISTS\r\n" % len(self.uids))
+        return b"".join(out)
+
+    def flags_data(self, msg: Message, uid: bool = True) -> bytes:
+        """``UID n FLAGS (...)`` and, once CONDSTORE is on, ``MODSEQ (m)``."""
+        data = b"FLAGS " + flag_list(msg.flags)
+        if uid:
+            data = b"UID %d " % msg.uid + data
+        if self.condstore:
+            data += b" MODSEQ (%d)" % msg.modseq
+        return data
+
+    def refresh(self, allow_expunge: bool = True) -> bytes:
+        self.fingerprint = self.folder.fingerprint()
+        try:
+            snap = self.folder.sync()
+        except FileNotFoundError:  # the folder was deleted or renamed by another session
+            snap = FolderSnapshot(self.uidvalidity, self.max_uid + 1, 0, [])
+        return self.apply(snap, allow_expunge)
+
+    def changed(self) -> bool:
+        """A cheap look (a few stats) whether a refresh would find anything."""
+        return self.folder.fingerprint() != self.fingerprint
+
+    def select(self, which: SequenceSet, uid: bool) -> list[tuple[int, Message]]:
+        """(sequence number, message) for a sequence or UID set, in order."""
+        if not self.uids:
+            return []
+        if uid:
+            ranges = which.resolve(self.uids[-1])
+            return [
+                (seq, self.messages[u])
+                for seq, u in enumerate(self.uids, 1)
+                if any(lo <= u <= hi for lo, hi in ranges)
+            ]
+        out = []
+        for lo, hi in which.resolve(len(self.uids)):
+            for seq in range(max(lo, 1), min(hi, len(self.uids)) + 1):
+                out.append((seq, self.messages[self.uids[seq - 1]]))
+        seen: set[int] = set()
+        ordered = []
+        for seq, msg in sorted(out, key=lambda p: p[0]):
+            if seq not in seen:
+                seen.add(seq)
+                ordered.append((seq, msg))
+        return ordered
+
+    def seq_of(self, uid: int) -> int:
+        return self.uids.index(uid) + 1

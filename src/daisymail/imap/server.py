@@ -1,0 +1,256 @@
+"""asyncio glue for the IMAP core: sockets, TLS, logins, commands in worker threads, IDLE.
+
+Logins resolve like POP3's (user@domain or user%domain) and go through the same
+Authenticator, so throttling, timing and the reply for an unknown user or a wrong
+password are the same. Mailbox commands run in a worker thread (they read and fsync
+files). While a client idles, its folder is looked at twice a second with a few stat
+calls, and news is sent when something changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from daisymail.auth import Authenticator
+from daisymail.directory.base import Directory
+from daisymail.directory.model import Login, Snapshot
+from daisymail.imap.commands import MailSession
+from daisymail.imap.protocol import (
+    Close,
+    Execute,
+    IdleStart,
+    ImapSession,
+    LoginAttempt,
+    Settings,
+    StartTLS,
+)
+from daisymail.imap.responses import tagged
+from daisymail.limits import ConnectionLimiter
+from daisymail.listener import Sessions
+from daisymail.observability import event
+from daisymail.pop3.login import find_account, split_login
+from daisymail.store.base import StorageError
+from daisymail.store.files import FileStore, is_maildir
+from daisymail.store.imap_folders import AccountFolders
+from daisymail.store.imap_state import MailboxState
+
+log = logging.getLogger("daisymail.imap")
+IDLE_POLL = 0.5
+
+
+def resolve_login(name: str, snapshot: Snapshot, default_domain: str) -> Login | None:
+    """The one place IMAP turns a login name into an account."""
+    user, domain = split_login(name)
+    return find_account(user, domain, snapshot, default_domain=default_domain)
+
+
+@dataclass
+class ImapService:
+    name: str  # "imap" or "imaps"
+    settings: Callable[[str, bool], Settings]  # (client ip, tls active) -> Settings
+    directory: Directory
+    store: FileStore
+    state: MailboxState
+    default_domain: Callable[[], str]
+    hostname: str
+    limiter: ConnectionLimiter
+    auth: Authenticator
+    tls_context: ssl.SSLContext | None
+    implicit_tls: bool = False
+    timeout: float = 1800.0
+    append_limit: int = 50 * 1024 * 1024
+    sessions: Sessions = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sessions = Sessions(self.name, log, self._refusal)
+
+    @staticmethod
+    def _refusal(why: str) -> bytes:
+        return f"* BYE [UNAVAILABLE] {why}, try later\r\n".encode()
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await self.sessions.accept(reader, writer, self.limiter, self._serve)
+
+    async def _serve(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, ip: str, sid: str
+    ) -> None:
+        await _Connection(self, reader, writer, ip, sid).run()
+
+
+class _Connection:
+    def __init__(
+        self,
+        svc: ImapService,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        ip: str,
+        sid: str,
+    ) -> None:
+        self.svc, self.reader, self.writer, self.ip, self.sid = svc, reader, writer, ip, sid
+        self.tls = svc.implicit_tls
+        self.session = ImapSession(svc.settings(ip, self.tls))
+        self.mail: MailSession | None = None
+        self.account = ""
+
+    async def run(self) -> None:
+        event(log, "imap.connect", sid=self.sid, client=self.ip, service=self.svc.name)
+        try:
+            self.session.start()
+            await self._flush()
+            idle_for = 0.0
+            while True:
+                ev = self.session.next_event()
+                if ev is None:
+                    await self._flush()
+                    idling = self.session.idling
+                    wait = IDLE_POLL if idling else self.svc.timeout
+                    try:
+                        data = await self.svc.sessions.read(
+                            self.reader, self.writer, 65536, wait, busy=False
+                        )
+                    except TimeoutError:
+                        if idling and idle_for < self.svc.timeout:
+                            idle_for += IDLE_POLL
+                            await self._idle_news()
+                            continue
+                        event(log, "imap.timeout", sid=self.sid, client=self.ip)
+                        self.session.timeout()
+                        continue
+                    except (ConnectionError, ssl.SSLError):
+                        data = b""
+                    idle_for = 0.0
+                    self.session.receive_data(data)
+                    continue
+                if isinstance(ev, Close):
+                    await self._flush()
+                    break
+                await self._handle(ev)
+                await self._flush()
+        except (ConnectionError, ssl.SSLError):
+            pass
+        except Exception:
+            log.exception("imap.error sid=%s client=%s", self.sid, self.ip)
+            with contextlib.suppress(Exception):
+                self.writer.write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
+                await self.svc.sessions.drain(self.writer)
+        finally:
+            event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
+
+    async def _flush(self) -> None:
+        out = self.session.data_to_send()
+        if out:
+            self.writer.write(out)
+            await self.svc.sessions.drain(self.writer)
+
+    async def _idle_news(self) -> None:
+        if self.mail is None:
+            return
+        try:
+            news = await asyncio.to_thread(self.mail.idle_news)
+        except OSError as e:  # a full disk or a vanished folder: try again at the next poll
+            event(log, "imap.idle.error", logging.WARNING, sid=self.sid, error=str(e))
+            return
+        if news:
+            self.session.updates(news)
+            await self._flush()
+
+    async def _handle(self, ev: object) -> None:
+        if isinstance(ev, StartTLS):
+            await self._flush()
+            assert self.svc.tls_context is not None
+            try:
+                await self.writer.start_tls(self.svc.tls_context)
+            except (ssl.SSLError, ConnectionError, OSError) as e:
+                event(log, "imap.tls.failed", sid=self.sid, client=self.ip, error=str(e))
+                raise ConnectionError("TLS handshake failed") from None
+            self.tls = True
+            self.session.tls_started()
+        elif isinstance(ev, LoginAttempt):
+            await self._login(ev)
+        elif isinstance(ev, IdleStart):
+            assert self.mail is not None
+            news = await asyncio.to_thread(self.mail.idle_news_now)
+            self.session.updates(news)
+            self.session.idle_started()
+        elif isinstance(ev, Execute):
+            assert self.mail is not None
+            mail = self.mail
+            try:
+                output, selected = await asyncio.to_thread(mail.run_safely, ev)
+            except Exception:
+                # A bug must cost one command, not the session (and never a traceback).
+                log.exception("imap.command.error sid=%s command=%s", self.sid, ev.name)
+                output, selected = tagged(ev.tag, "NO", "internal error", "SERVERBUG"), None
+            if ev.name in ("SELECT", "EXAMINE", "CLOSE", "UNSELECT"):
+                event(log, f"imap.{ev.name.lower()}", sid=self.sid, user=self.account)
+            self.session.executed(output, selected)
+
+    async def _login(self, ev: LoginAttempt) -> None:
+        snap = self.svc.directory.snapshot()
+        login = resolve_login(ev.user, snap, self.svc.default_domain())
+        ok = await self.svc.auth.verify(self.ip, ev.user, login, ev.password)
+        if not ok or login is None:
+            event(
+                log,
+                "imap.login.failed",
+                logging.WARNING,
+                sid=self.sid,
+                client=self.ip,
+                user=ev.user,
+                mechanism=ev.mechanism,
+            )
+            self.session.login_result(False)
+            return
+        box = snap.mailboxes.get(login.mailbox)
+        if box is None:
+            event(log, "imap.login.nomailbox", logging.ERROR, sid=self.sid, user=login.address)
+            self.session.login_result(False, "UNAVAILABLE", "mailbox not available, try later")
+            return
+        if not is_maildir(box):
+            event(
+                log,
+                "imap.login.mbox",
+                logging.WARNING,
+                sid=self.sid,
+                user=login.address,
+                mailbox=box.name,
+            )
+            self.session.login_result(
+                False,
+                "UNAVAILABLE",
+                "this mailbox is an mbox file; IMAP needs Maildir: "
+                "run daisymail mailbox convert --to maildir",
+            )
+            return
+        try:
+            folders = AccountFolders(self.svc.store.resolve_path(box), self.svc.state)
+            await asyncio.to_thread(folders.ensure_defaults)
+        except (StorageError, OSError) as e:
+            event(
+                log,
+                "imap.login.storage",
+                logging.ERROR,
+                sid=self.sid,
+                user=login.address,
+                error=str(e),
+            )
+            self.session.login_result(False, "UNAVAILABLE", "mailbox not available, try later")
+            return
+        self.mail = MailSession(folders, self.svc.append_limit)
+        self.account = login.address
+        event(
+            log,
+            "imap.login",
+            sid=self.sid,
+            client=self.ip,
+            user=login.address,
+            mailbox=box.name,
+            mechanism=ev.mechanism,
+            tls=self.tls,
+        )
+        self.session.login_result(True)

@@ -1,0 +1,127 @@
+"""IMAP mailbox state: UIDVALIDITY, UIDs, flags and MODSEQs of one folder, kept durably.
+
+Maildir file names carry the unique part (which POP3 UIDLs come from) and the system
+flags, but not IMAP's UIDs, keywords or modification sequences. MailboxState is the
+small interface that keeps those; FileMailboxState is the one-node implementation, a
+file per folder on the mail volume replaced atomically (write, fsync, rename, fsync
+directory) under an flock, so a crash leaves the old state or the new one, never a mix.
+A SQL implementation for several nodes fills the same four methods (see docs/design.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import time
+import urllib.parse
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from daisymail.store.durable import write_durable
+
+STATE_NAME = "daisymail-imap-uids"
+LOCK_NAME = "daisymail-imap.lock"
+_HEADER = b"DAISY-IMAP 1"
+
+
+@dataclass
+class Entry:
+    uid: int
+    modseq: int
+    flags: frozenset[str]
+
+
+@dataclass
+class FolderState:
+    """What IMAP remembers of a folder; entries are keyed by the Maildir unique name."""
+
+    uidvalidity: int
+    uidnext: int = 1
+    highestmodseq: int = 1
+    entries: dict[str, Entry] = field(default_factory=dict)
+
+    def next_modseq(self) -> int:
+        self.highestmodseq += 1
+        return self.highestmodseq
+
+
+class MailboxState(ABC):
+    """Where a folder's IMAP state lives. Callers hold lock() around load..save."""
+
+    @abstractmethod
+    def lock(self, folder: str) -> contextlib.AbstractContextManager[None]:
+        """Exclusive among every session of every process using this state."""
+
+    @abstractmethod
+    def load(self, folder: str) -> FolderState | None:
+        """The saved state, or None when there is none (a new UIDVALIDITY follows)."""
+
+    @abstractmethod
+    def save(self, folder: str, state: FolderState) -> None:
+        """Make the state durable before returning."""
+
+    @abstractmethod
+    def version(self, folder: str) -> object:
+        """Something that changes whenever save() ran: a cheap check for IDLE polling."""
+
+
+def new_uidvalidity() -> int:
+    """Seconds since the epoch: a folder made again later gets a larger value."""
+    return max(1, int(time.time()) & 0xFFFFFFFF)
+
+
+class FileMailboxState(MailboxState):
+    """One text file per folder: a header line, then ``uid modseq unique flags...``
+    (the unique name %-escaped: Maildir allows spaces in it, other writers use them)."""
+
+    def _path(self, folder: str) -> str:
+        return os.path.join(folder, STATE_NAME)
+
+    @contextlib.contextmanager
+    def lock(self, folder: str) -> Iterator[None]:
+        fd = os.open(os.path.join(folder, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
+
+    def load(self, folder: str) -> FolderState | None:
+        try:
+            with open(self._path(folder), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        lines = data.split(b"\n")
+        head = lines[0].split()
+        if len(head) != 5 or b" ".join(head[:2]) != _HEADER:
+            return None  # unreadable: start over with a new UIDVALIDITY
+        try:
+            state = FolderState(int(head[2]), int(head[3]), int(head[4]))
+            for line in lines[1:]:
+                parts = line.split(b" ")
+                if len(parts) < 3:
+                    continue
+                flags = frozenset(p.decode("ascii", "replace") for p in parts[3:] if p)
+                unique = os.fsdecode(urllib.parse.unquote_to_bytes(parts[2]))
+                state.entries[unique] = Entry(int(parts[0]), int(parts[1]), flags)
+        except ValueError:
+            return None
+        return state
+
+    def save(self, folder: str, state: FolderState) -> None:
+        out = [b"%s %d %d %d\n" % (_HEADER, state.uidvalidity, state.uidnext, state.highestmodseq)]
+        for unique, e in sorted(state.entries.items(), key=lambda item: item[1].uid):
+            flags = " ".join(sorted(e.flags)).encode("ascii", "replace")
+            name = urllib.parse.quote_from_bytes(os.fsencode(unique), safe="").encode()
+            out.append(b"%d %d %s %s\n" % (e.uid, e.modseq, name, flags))
+        write_durable(self._path(folder), [b"".join(out)])
+
+    def version(self, folder: str) -> object:
+        try:
+            st = os.stat(self._path(folder))
+        except FileNotFoundError:
+            return None
+        return (st.st_mtime_ns, st.st_size, st.st_ino)
