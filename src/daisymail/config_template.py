@@ -80,6 +80,14 @@ auth_failure_delay = 2.0
 
 [log]
 level = "info"
+
+[dns]
+nameservers = []                 # ["HOST:PORT", ...]; [] = the system resolver
+timeout = 5.0                    # seconds for one lookup
+
+[dkim]                           # signing keys: `daisymail dkim keygen DOMAIN`
+dir = "dkim"                     # DIR/DOMAIN/SELECTOR.{rsa,ed25519}.pem
+rotate_delay = 259200            # `dkim rotate`: the new key signs after this many seconds
 """
 
 
