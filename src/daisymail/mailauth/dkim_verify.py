@@ -1,0 +1,185 @@
+"""DKIM verification (RFC 6376 6), RSA-SHA256 and Ed25519-SHA256 (RFC 8463).
+
+One result per signature. ``l=`` (body length) is ignored for the verdict: the body hash
+is always taken over the whole body, so content appended after a signed prefix makes the
+signature fail instead of passing unseen. RSA-SHA1 and RSA keys under 1024 bits are not
+accepted (RFC 8301).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from daisymail.dns import NotFound, Resolver, TempFail
+from daisymail.mailauth.canon import BodyCanon, canon_header, split_fields, split_header
+
+_TAG_WSP = re.compile(rb"[ \t\r\n]+")
+_B_VALUE = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
+
+
+@dataclass(frozen=True)
+class DKIMResult:
+    result: str  # pass, fail, neutral, temperror, permerror (RFC 8601 2.7.1)
+    domain: str = ""
+    selector: str = ""
+    algorithm: str = ""
+    b: str = ""  # the start of b=, to tell signatures apart in Authentication-Results
+    reason: str = ""
+
+
+class _Perm(Exception):
+    pass
+
+
+def parse_tags(value: bytes) -> dict[str, str]:
+    """A DKIM tag-list (RFC 6376 3.2) with white space removed from values."""
+    tags: dict[str, str] = {}
+    for part in value.split(b";"):
+        if not part.strip(b" \t\r\n"):
+            continue
+        name, eq, val = part.partition(b"=")
+        key = _TAG_WSP.sub(b"", name).decode("ascii", "replace")
+        if not eq or not key:
+            raise _Perm("malformed tag list")
+        if key in tags:
+            raise _Perm(f"duplicate tag {key}")
+        tags[key] = _TAG_WSP.sub(b"", val).decode("ascii", "replace")
+    return tags
+
+
+def split_message(message: bytes) -> tuple[list[bytes], bytes]:
+    m = re.search(rb"\A\r?\n|(?<=\n)\r?\n", message)
+    if m is None:
+        return split_fields(message), b""
+    return split_fields(message[: m.start()]), message[m.end() :]
+
+
+async def verify(message: bytes, resolver: Resolver, now: float | None = None) -> list[DKIMResult]:
+    """Every DKIM-Signature of the message checked; [] when there is none."""
+    fields, body = split_message(message)
+    now = time.time() if now is None else now
+    results = []
+    for f in fields:
+        name, value = split_header(f)
+        if name.strip(b" \t").lower() == b"dkim-signature":
+            results.append(await _verify_one(f, value, fields, body, resolver, now))
+    return results
+
+
+async def _verify_one(
+    field: bytes, value: bytes, fields: list[bytes], body: bytes, resolver: Resolver, now: float
+) -> DKIMResult:
+    try:
+        tags = parse_tags(value)
+    except _Perm as e:
+        return DKIMResult("permerror", reason=str(e))
+    d, s, a = tags.get("d", "").lower(), tags.get("s", ""), tags.get("a", "")
+    short = tags.get("b", "")[:8]
+
+    def res(result: str, reason: str = "") -> DKIMResult:
+        return DKIMResult(result, d, s, a, short, reason)
+
+    try:
+        for t in ("v", "a", "b", "bh", "d", "h", "s"):
+            if t not in tags:
+                raise _Perm(f"missing {t}=")
+        if tags["v"] != "1":
+            raise _Perm("v= is not 1")
+        if a not in ("rsa-sha256", "ed25519-sha256"):
+            raise _Perm(f"unsupported algorithm {a}")
+        h = [x.lower() for x in tags["h"].split(":") if x]
+        if "from" not in h:
+            raise _Perm("From is not signed")
+        auid = tags.get("i", "@" + d)
+        idomain = auid.rpartition("@")[2].lower()
+        if idomain != d and not idomain.endswith("." + d):
+            raise _Perm("i= is not within d=")
+        if "x" in tags and tags["x"].isdigit() and int(tags["x"]) < now:
+            raise _Perm("signature expired")
+        hc, _, bc = tags.get("c", "simple/simple").partition("/")
+        bc = bc or "simple"
+        if hc not in ("simple", "relaxed") or bc not in ("simple", "relaxed"):
+            raise _Perm("unknown canonicalization")
+        try:
+            sig = base64.b64decode(tags["b"], validate=True)
+            bh = base64.b64decode(tags["bh"], validate=True)
+        except binascii.Error:
+            raise _Perm("b= or bh= is not base64") from None
+    except _Perm as e:
+        return res("permerror", str(e))
+
+    try:
+        key = await _public_key(resolver, s, d, a, idomain)
+    except _Perm as e:
+        return res("permerror", str(e))
+    except TempFail as e:
+        return res("temperror", str(e))
+
+    hasher = hashlib.sha256()
+    canon = BodyCanon(hasher.update, relaxed=bc == "relaxed")
+    canon.feed(body)
+    canon.close()
+    if hasher.digest() != bh:
+        return res("fail", "body hash did not verify")
+
+    relaxed = hc == "relaxed"
+    unused = list(fields)
+    data = b""
+    for name in h:
+        for i in range(len(unused) - 1, -1, -1):
+            if split_header(unused[i])[0].strip(b" \t").lower().decode("ascii", "replace") == name:
+                data += canon_header(unused.pop(i), relaxed)
+                break
+    fname, _, rest = field.partition(b":")
+    stripped = fname + b":" + _B_VALUE.sub(rb"\1", rest)
+    data += canon_header(stripped, relaxed).removesuffix(b"\r\n")
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(sig, hashlib.sha256(data).digest())
+        else:
+            key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return res("fail", "signature did not verify")
+    return res("pass")
+
+
+async def _public_key(
+    resolver: Resolver, s: str, d: str, a: str, idomain: str
+) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey:
+    try:
+        records = await resolver.txt(f"{s}._domainkey.{d}")
+    except NotFound:
+        raise _Perm(f"no key at {s}._domainkey.{d}") from None
+    if len(records) != 1:
+        raise _Perm(f"{len(records)} TXT records at {s}._domainkey.{d}")
+    tags = parse_tags(records[0].encode())
+    if not tags.get("p"):
+        raise _Perm("key revoked")
+    if tags.get("v", "DKIM1") != "DKIM1":
+        raise _Perm("key record v= is not DKIM1")
+    k = tags.get("k", "rsa")
+    if k != a.partition("-")[0]:
+        raise _Perm(f"key type {k} does not match a={a}")
+    if "h" in tags and "sha256" not in tags["h"].split(":"):
+        raise _Perm("key does not allow sha256")
+    if "s" in tags.get("t", "").split(":") and idomain != d:
+        raise _Perm("key is for d= only (t=s)")
+    try:
+        raw = base64.b64decode(tags["p"], validate=True)
+        if k == "ed25519":
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        pub = serialization.load_der_public_key(raw)
+    except (binascii.Error, ValueError) as e:
+        raise _Perm(f"bad public key: {e}") from None
+    if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < 1024:
+        raise _Perm("not an RSA key of 1024 bits or more")
+    return pub
