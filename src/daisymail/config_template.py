@@ -86,7 +86,7 @@ nameservers = []                 # ["HOST:PORT", ...]; [] = the system resolver
 timeout = 5.0                    # seconds for one lookup
 
 [dkim]                           # signing keys: `daisymail dkim keygen DOMAIN`
-dir = "dkim"                     # DIR/DOMAIN/SELECTOR.{rsa,ed25519}.pem
+dir = "dkim"                     # DIR/DOMAIN/SELECTOR.ALGORITHM.pem (mode 600)
 rotate_delay = 259200            # `dkim rotate`: the new key signs after this many seconds
 """
 

@@ -60,6 +60,13 @@ def public_key_record(private: PrivateKey) -> str:
     return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
 
 
+def zone_txt(name: str, value: str, ttl: int = 3600) -> str:
+    """A TXT record in zone file syntax, the value split into strings of 255 bytes."""
+    parts = [value[i : i + 255] for i in range(0, len(value), 255)] or [""]
+    strings = " ".join(f'"{p}"' for p in parts)
+    return f"{name.rstrip('.')}. {ttl} IN TXT {strings}"
+
+
 def sign_data(private: PrivateKey, data: bytes) -> bytes:
     """RSA signs the data with SHA-256; Ed25519 signs its SHA-256 digest (RFC 8463 3)."""
     if isinstance(private, ed25519.Ed25519PrivateKey):

@@ -82,8 +82,10 @@ class KeyStore:
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         now = time.time()
         meta = {"created": now, "not_before": now if not_before is None else not_before}
-        _write_private(self._pem(domain, selector, algorithm), pem)
-        _write_private(folder / f"{selector}.json", json.dumps(meta).encode())
+        pem_path, meta_path = self._pem(domain, selector, algorithm), folder / f"{selector}.json"
+        _write_private(pem_path, pem)
+        _write_private(meta_path, json.dumps(meta).encode())
+        self._give_to_data_owner(self.root, folder, pem_path, meta_path)
         return next(k for k in self.keys(domain) if k.selector == selector)
 
     def domains(self) -> list[str]:
@@ -142,6 +144,15 @@ class KeyStore:
             taken.add(selector)
             made.append(self.generate(domain, selector, alg, not_before=now + delay))
         return made
+
+    def _give_to_data_owner(self, *paths: Path) -> None:
+        """Run as root, the keys must still be readable by the server's own user: the
+        owner of the data dir."""
+        if os.geteuid() != 0:
+            return
+        st = self.root.parent.stat()
+        for p in paths:
+            os.chown(p, st.st_uid, st.st_gid)
 
     def _meta(self, path: Path) -> tuple[float, float]:
         try:
