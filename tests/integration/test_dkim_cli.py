@@ -7,7 +7,7 @@ import stat
 
 import dkim as dkimpy
 
-from daisymail.mailauth.dkim import sign_message
+from daisymail.mailauth.dkim import signatures
 from daisymail.mailauth.keystore import KeyStore
 from tests.conftest import Daisy, free_port
 from tests.dns_server import serve
@@ -32,7 +32,7 @@ def test_keygen_list_rotate(daisy_dir: Daisy) -> None:
     srv = serve(free_port(), [("example.org", "$TTL 300\n@ IN SOA ns h 1 1 1 1 1\n" + out)])
     try:
         keys = KeyStore(daisy_dir.root / "dkim").signing_keys("example.org")
-        msg = sign_message(MESSAGE, keys) + MESSAGE
+        msg = signatures(MESSAGE, keys) + MESSAGE
         d = dkimpy.DKIM(msg)
         assert d.verify(idx=0, dnsfunc=dkimpy_dns(srv))
         assert d.verify(idx=1, dnsfunc=dkimpy_dns(srv))

@@ -13,7 +13,7 @@ import pytest
 
 from daisymail.dns import DnspythonResolver
 from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header
-from daisymail.mailauth.dkim import sign_message
+from daisymail.mailauth.dkim import signatures
 from daisymail.mailauth.dkim_verify import DKIMResult, verify
 from daisymail.mailauth.keystore import KeyStore, KeyStoreError
 from tests.conftest import free_port
@@ -67,7 +67,7 @@ def dkimpy_dns(server: DNSServer):  # type: ignore[no-untyped-def]
 
 
 def signed(store: KeyStore, message: bytes = MESSAGE) -> bytes:
-    return sign_message(message, store.signing_keys("example.org")) + message
+    return signatures(message, store.signing_keys("example.org")) + message
 
 
 def ours(server: DNSServer, message: bytes) -> list[DKIMResult]:
@@ -141,7 +141,7 @@ def test_keys_are_private_and_listed(store: KeyStore) -> None:
 
 
 def test_signature_fields(store: KeyStore) -> None:
-    sigs = sign_message(MESSAGE, store.signing_keys("example.org"), now=1_800_000_000)
+    sigs = signatures(MESSAGE, store.signing_keys("example.org"), now=1_800_000_000)
     text = sigs.decode()
     assert text.count("DKIM-Signature:") == 2
     assert "a=rsa-sha256" in text and "a=ed25519-sha256" in text
@@ -153,7 +153,7 @@ def test_signature_fields(store: KeyStore) -> None:
 def test_streamed_equals_whole(store: KeyStore) -> None:
     keys = store.signing_keys("example.org")
     chunks = [MESSAGE[i : i + 7] for i in range(0, len(MESSAGE), 7)]
-    assert sign_message(chunks, keys, now=1) == sign_message(MESSAGE, keys, now=1)
+    assert signatures(chunks, keys, now=1) == signatures(MESSAGE, keys, now=1)
 
 
 def test_dkimpy_verifies_both(store: KeyStore, server: DNSServer) -> None:
@@ -167,7 +167,7 @@ def test_dkimpy_verifies_large_lf_message(store: KeyStore, server: DNSServer) ->
     body = b"".join(b"line %d  of a big message \n" % i for i in range(50000))
     raw = MESSAGE.split(b"\r\n\r\n")[0] + b"\r\n\r\n" + body
     chunks = [raw[i : i + 65536] for i in range(0, len(raw), 65536)]
-    sigs = sign_message(chunks, store.signing_keys("example.org"))
+    sigs = signatures(chunks, store.signing_keys("example.org"))
     wire = sigs + raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
     d = dkimpy.DKIM(wire)
     assert d.verify(idx=0, dnsfunc=dkimpy_dns(server))
@@ -263,3 +263,37 @@ def test_key_lookup_failure_is_temperror(store: KeyStore, server: DNSServer) -> 
     finally:
         server.servfail.discard("r1._domainkey.example.org")
     assert [r.result for r in results] == ["temperror", "pass"]
+
+
+# -- the outbound hook ---------------------------------------------------------------------
+
+
+def test_outbound_signs_by_from_then_envelope(store: KeyStore, server: DNSServer) -> None:
+    from daisymail.mailauth.signing import sign_message
+
+    sigs = sign_message(store, MESSAGE, "bounce@other.test")
+    assert sigs.count(b"d=example.org;") == 2
+    d = dkimpy.DKIM(sigs + MESSAGE)
+    assert d.verify(idx=0, dnsfunc=dkimpy_dns(server))
+    assert d.verify(idx=1, dnsfunc=dkimpy_dns(server))
+
+    foreign = MESSAGE.replace(b"alice@example.org", b"alice@elsewhere.test")
+    assert sign_message(store, foreign, "alice@example.org").count(b"d=example.org;") == 2
+    assert sign_message(store, foreign, "alice@elsewhere.test") == b""
+
+
+def test_outbound_keeps_lf_line_ends(store: KeyStore, server: DNSServer) -> None:
+    from daisymail.mailauth.signing import sign_message
+
+    lf = MESSAGE.replace(b"\r\n", b"\n")
+    chunks = [lf[i : i + 10] for i in range(0, len(lf), 10)]
+    sigs = sign_message(store, chunks, "")
+    assert b"\r" not in sigs and sigs.count(b"DKIM-Signature:") == 2
+    wire = (sigs + lf).replace(b"\n", b"\r\n")
+    assert [r.result for r in ours(server, wire)] == ["pass", "pass"]
+
+
+def test_outbound_without_keys(tmp_path: Path) -> None:
+    from daisymail.mailauth.signing import sign_message
+
+    assert sign_message(KeyStore(tmp_path / "dkim"), MESSAGE, "a@example.org") == b""

@@ -101,26 +101,33 @@ def _fold_b64(value: str, width: int = 72) -> str:
 
 
 class Signer:
-    """Feed a message in chunks, then ``finish()`` for the DKIM-Signature fields."""
+    """Feed a message in chunks, then ``finish(keys)`` for the DKIM-Signature fields.
 
-    def __init__(self, keys: Sequence[SigningKey], now: float | None = None) -> None:
-        self.keys = list(keys)
+    The keys are chosen at the end so a caller can pick them by the From header
+    (``fields``), which is known only once the header section has been read.
+    """
+
+    def __init__(self, now: float | None = None) -> None:
         self.now = int(time.time() if now is None else now)
         self._hash = hashlib.sha256()
         self._body = BodyCanon(self._hash.update, relaxed=True)
         self._split = HeaderSplitter(self._body.feed)
 
+    @property
+    def fields(self) -> list[bytes]:
+        return self._split.fields
+
     def feed(self, chunk: bytes) -> None:
         self._split.feed(chunk)
 
-    def finish(self) -> bytes:
+    def finish(self, keys: Sequence[SigningKey]) -> bytes:
         """The fields to prepend, CRLF line ends; one per key."""
         self._split.close()
         self._body.close()
         bh = base64.b64encode(self._hash.digest()).decode()
         h, signed = select_headers(self._split.fields, SIGNED_HEADERS)
         out = []
-        for key in self.keys:
+        for key in keys:
             head = (
                 f"DKIM-Signature: v=1; a={ALGORITHM_TAG[key.algorithm]}; c=relaxed/relaxed;"
                 f" d={key.domain}; s={key.selector};\r\n\tt={self.now}; h={':'.join(h)};"
@@ -132,13 +139,13 @@ class Signer:
         return "".join(out).encode()
 
 
-def sign_message(
+def signatures(
     message: bytes | Iterable[bytes], keys: Sequence[SigningKey], now: float | None = None
 ) -> bytes:
     """The DKIM-Signature fields for a message (bytes or chunks); b"" without keys."""
     if not keys:
         return b""
-    signer = Signer(keys, now)
+    signer = Signer(now)
     for chunk in [message] if isinstance(message, bytes) else message:
         signer.feed(chunk)
-    return signer.finish()
+    return signer.finish(keys)
