@@ -297,3 +297,10 @@ def test_outbound_without_keys(tmp_path: Path) -> None:
     from daisymail.mailauth.signing import sign_message
 
     assert sign_message(KeyStore(tmp_path / "dkim"), MESSAGE, "a@example.org") == b""
+
+
+def test_verifier_streams(store: KeyStore, server: DNSServer) -> None:
+    msg = signed(store)
+    chunks = [msg[i : i + 3] for i in range(0, len(msg), 3)]
+    res = asyncio.run(verify(chunks, DnspythonResolver([server.address], timeout=2)))
+    assert [r.result for r in res] == ["pass", "pass"]

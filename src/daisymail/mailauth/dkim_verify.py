@@ -13,14 +13,16 @@ import binascii
 import hashlib
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from daisymail.dns import NotFound, Resolver, TempFail
-from daisymail.mailauth.canon import BodyCanon, canon_header, split_fields, split_header
+from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header, split_header
 
 _TAG_WSP = re.compile(rb"[ \t\r\n]+")
 _B_VALUE = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
@@ -56,27 +58,73 @@ def parse_tags(value: bytes) -> dict[str, str]:
     return tags
 
 
-def split_message(message: bytes) -> tuple[list[bytes], bytes]:
-    m = re.search(rb"\A\r?\n|(?<=\n)\r?\n", message)
-    if m is None:
-        return split_fields(message), b""
-    return split_fields(message[: m.start()]), message[m.end() :]
+class BodyHashes:
+    """Streams a message once: its header fields, and the body's SHA-256 under both
+    canonicalizations (only when the header has a DKIM-Signature)."""
+
+    def __init__(self) -> None:
+        self._split = HeaderSplitter(self._body)
+        self._canons: dict[str, tuple[BodyCanon, Any]] | None = None
+
+    @property
+    def fields(self) -> list[bytes]:
+        return self._split.fields
+
+    def feed(self, chunk: bytes) -> None:
+        self._split.feed(chunk)
+
+    def _body(self, chunk: bytes) -> None:
+        if self._canons is None:
+            self._canons = {}
+            if any(_is_signature(f) for f in self._split.fields):
+                for c in ("simple", "relaxed"):
+                    h = hashlib.sha256()
+                    self._canons[c] = (BodyCanon(h.update, c == "relaxed"), h)
+        for canon, _ in self._canons.values():
+            canon.feed(chunk)
+
+    def close(self) -> None:
+        self._split.close()
+        self._body(b"")
+        assert self._canons is not None
+        for canon, _ in self._canons.values():
+            canon.close()
+
+    def digest(self, canon: str) -> bytes:
+        assert self._canons is not None
+        return bytes(self._canons[canon][1].digest())
 
 
-async def verify(message: bytes, resolver: Resolver, now: float | None = None) -> list[DKIMResult]:
-    """Every DKIM-Signature of the message checked; [] when there is none."""
-    fields, body = split_message(message)
+def _is_signature(f: bytes) -> bool:
+    return split_header(f)[0].strip(b" \t").lower() == b"dkim-signature"
+
+
+async def verify(
+    message: bytes | Iterable[bytes], resolver: Resolver, now: float | None = None
+) -> list[DKIMResult]:
+    """Every DKIM-Signature of the message (bytes or chunks) checked; [] when none."""
+    hashes_ = BodyHashes()
+    for chunk in [message] if isinstance(message, bytes) else message:
+        hashes_.feed(chunk)
+    hashes_.close()
+    return await verify_parsed(hashes_, resolver, now)
+
+
+async def verify_parsed(
+    parsed: BodyHashes, resolver: Resolver, now: float | None = None
+) -> list[DKIMResult]:
+    """The results for a message already streamed through BodyHashes."""
     now = time.time() if now is None else now
     results = []
-    for f in fields:
-        name, value = split_header(f)
-        if name.strip(b" \t").lower() == b"dkim-signature":
-            results.append(await _verify_one(f, value, fields, body, resolver, now))
+    for f in parsed.fields:
+        if _is_signature(f):
+            value = split_header(f)[1]
+            results.append(await _verify_one(f, value, parsed, resolver, now))
     return results
 
 
 async def _verify_one(
-    field: bytes, value: bytes, fields: list[bytes], body: bytes, resolver: Resolver, now: float
+    field: bytes, value: bytes, parsed: BodyHashes, resolver: Resolver, now: float
 ) -> DKIMResult:
     try:
         tags = parse_tags(value)
@@ -124,15 +172,11 @@ async def _verify_one(
     except TempFail as e:
         return res("temperror", str(e))
 
-    hasher = hashlib.sha256()
-    canon = BodyCanon(hasher.update, relaxed=bc == "relaxed")
-    canon.feed(body)
-    canon.close()
-    if hasher.digest() != bh:
+    if parsed.digest(bc) != bh:
         return res("fail", "body hash did not verify")
 
     relaxed = hc == "relaxed"
-    unused = list(fields)
+    unused = list(parsed.fields)
     data = b""
     for name in h:
         for i in range(len(unused) - 1, -1, -1):
