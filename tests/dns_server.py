@@ -104,7 +104,8 @@ class DNSServer:
             default=None,
         )
         if zone is None:
-            resp.set_rcode(dns.rcode.REFUSED)
+            # As the rest of the DNS would answer: a name outside the test zones is not there.
+            resp.set_rcode(dns.rcode.NXDOMAIN)
             return
         resp.flags |= dns.flags.AA
         soa = zone.find_rrset(zone.origin, dns.rdatatype.SOA)
