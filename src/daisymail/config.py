@@ -125,6 +125,16 @@ class DNS:
 
 
 @dataclass
+class Verify:
+    enabled: bool = False
+    authserv_id: str = ""  # "" = hostname
+    dmarc_reject: bool = True
+    dmarc_quarantine: bool = True
+    spf_fail_without_dmarc: str = "mark"
+    temperror: str = "mark"
+
+
+@dataclass
 class DKIM:
     dir: str = "dkim"
     rotate_delay: int = 3 * 24 * 3600
@@ -147,6 +157,7 @@ class Config:
     log: Log = field(default_factory=Log)
     dns: DNS = field(default_factory=DNS)
     dkim: DKIM = field(default_factory=DKIM)
+    verify: Verify = field(default_factory=Verify)
     # Where it came from; not a TOML key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -178,6 +189,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "directory.backend": ("sql", "legacy"),
     "storage.default_format": ("maildir", "mbox"),
     "log.level": ("debug", "info", "warning", "error"),
+    "verify.spf_fail_without_dmarc": ("mark", "junk", "reject"),
+    "verify.temperror": ("mark", "defer"),
 }
 
 

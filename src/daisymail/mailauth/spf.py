@@ -113,7 +113,7 @@ def _parse_mechanism(qualifier: str, name: str, rest: str) -> _Term:
             raise PermError(f"bad {name} network {rest[1:]!r}") from None
         if (net.version == 4) != (name == "ip4") or (bits and not bits.isdigit()):
             raise PermError(f"bad {name} network {rest[1:]!r}")
-        return _Term(qualifier, name, str(net))
+        return _Term(qualifier, name, rest[1:])
     cidr4 = cidr6 = None
     if name in ("a", "mx"):
         m = _CIDR.match(rest)
@@ -295,7 +295,7 @@ async def _matches(ctx: _Context, domain: str, term: _Term) -> bool:
         return True
     if name in ("ip4", "ip6"):
         assert term.arg is not None
-        net = ipaddress.ip_network(term.arg)
+        net = ipaddress.ip_network(term.arg, strict=False)
         return net.version == ctx.ip.version and ctx.ip in net
     _count(ctx)
     target = expand(term.arg, ctx, domain) if term.arg else domain
