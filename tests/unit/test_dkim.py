@@ -304,3 +304,19 @@ def test_verifier_streams(store: KeyStore, server: DNSServer) -> None:
     chunks = [msg[i : i + 3] for i in range(0, len(msg), 3)]
     res = asyncio.run(verify(chunks, DnspythonResolver([server.address], timeout=2)))
     assert [r.result for r in res] == ["pass", "pass"]
+
+
+def test_header_without_end_never_raises() -> None:
+    body: list[bytes] = []
+    hs = HeaderSplitter(body.append, max_header=100)
+    for i in range(20):
+        hs.feed(b"X-Long-%d: value value value\r\n" % i)
+    hs.close()
+    assert hs.fields[0].startswith(b"X-Long-0:") and body
+
+
+def test_key_without_metadata_still_signs(tmp_path: Path) -> None:
+    ks = KeyStore(tmp_path / "dkim")
+    ks.generate("example.com", "s", "ed25519")
+    (tmp_path / "dkim" / "example.com" / "s.json").write_text("not json")
+    assert [k.selector for k in ks.signing_keys("example.com")] == ["s"]

@@ -101,10 +101,14 @@ class HeaderSplitter:
         self._buf += chunk
         m = _END_OF_HEADER.search(self._buf)
         if m is None:
-            if len(self._buf) > self._max:
-                raise ValueError("header section too large")
-            return
-        head, rest = self._buf[: m.start()], self._buf[m.end() :]
+            if len(self._buf) <= self._max:
+                return
+            # No end of header in sight: what has come is header, the rest body. Never
+            # fail here; a signature over such a message simply will not verify.
+            cut = self._buf.rfind(b"\n") + 1 or len(self._buf)
+            head, rest = self._buf[:cut], self._buf[cut:]
+        else:
+            head, rest = self._buf[: m.start()], self._buf[m.end() :]
         self._buf = b""
         self._in_body = True
         self.fields = split_fields(head)

@@ -94,24 +94,30 @@ class KeyStore:
         return sorted(p.name for p in self.root.iterdir() if p.is_dir())
 
     def keys(self, domain: str | None = None, now: float | None = None) -> list[KeyInfo]:
-        """Every key with its state, by domain then creation."""
+        """Every key with its state and DNS record, by domain then creation."""
         now = time.time() if now is None else now
-        out: list[KeyInfo] = []
-        for d in [check_name(domain)] if domain else self.domains():
-            raw: list[tuple[str, str, float, float, PrivateKey]] = []
-            for pem in sorted((self.root / d).glob("*.pem")):
-                selector, _, algorithm = pem.name.removesuffix(".pem").rpartition(".")
-                if algorithm not in ALGORITHMS:
-                    continue
-                meta = self._meta(pem.with_name(f"{selector}.json"))
-                raw.append((selector, algorithm, *meta, self._load(pem)))
-            for alg in ALGORITHMS:
-                mine = sorted((r for r in raw if r[1] == alg), key=lambda r: (r[3], r[2]))
-                started = [r for r in mine if r[3] <= now]
-                for r in mine:
-                    state = "pending" if r[3] > now else "active" if r is started[-1] else "retired"
-                    out.append(KeyInfo(d, r[0], alg, r[2], r[3], state, public_key_record(r[4])))
+        out = [
+            KeyInfo(d, sel, alg, created, nb, state, public_key_record(self._load(pem)))
+            for d in ([check_name(domain)] if domain else self.domains())
+            for sel, alg, created, nb, state, pem in self._entries(d, now)
+        ]
         return sorted(out, key=lambda k: (k.domain, k.created, k.algorithm))
+
+    def _entries(self, d: str, now: float) -> list[tuple[str, str, float, float, str, Path]]:
+        """(selector, algorithm, created, not_before, state, pem path) of a domain."""
+        raw: list[tuple[str, str, float, float, Path]] = []
+        for pem in sorted((self.root / d).glob("*.pem")):
+            selector, _, algorithm = pem.name.removesuffix(".pem").rpartition(".")
+            if algorithm in ALGORITHMS:
+                raw.append((selector, algorithm, *self._meta(pem, selector), pem))
+        out = []
+        for alg in ALGORITHMS:
+            mine = sorted((r for r in raw if r[1] == alg), key=lambda r: (r[3], r[2]))
+            started = [r for r in mine if r[3] <= now]
+            for r in mine:
+                state = "pending" if r[3] > now else "active" if r is started[-1] else "retired"
+                out.append((r[0], r[1], r[2], r[3], state, r[4]))
+        return out
 
     def signing_keys(self, domain: str, now: float | None = None) -> list[SigningKey]:
         """The active key of each algorithm; [] when the domain has none (or is invalid)."""
@@ -121,12 +127,11 @@ class KeyStore:
             return []
         if not (self.root / d).is_dir():
             return []
+        now = time.time() if now is None else now
         return [
-            SigningKey(
-                d, k.selector, k.algorithm, self._load(self._pem(d, k.selector, k.algorithm))
-            )
-            for k in self.keys(d, now)
-            if k.state == "active"
+            SigningKey(d, sel, alg, self._load(pem))
+            for sel, alg, _c, _nb, state, pem in self._entries(d, now)
+            if state == "active"
         ]
 
     def rotate(self, domain: str, delay: float, now: float | None = None) -> list[KeyInfo]:
@@ -154,13 +159,16 @@ class KeyStore:
         for p in paths:
             os.chown(p, st.st_uid, st.st_gid)
 
-    def _meta(self, path: Path) -> tuple[float, float]:
+    def _meta(self, pem: Path, selector: str) -> tuple[float, float]:
         try:
-            meta = json.loads(path.read_text())
+            meta = json.loads(pem.with_name(f"{selector}.json").read_text())
             return float(meta["created"]), float(meta["not_before"])
         except (OSError, ValueError, KeyError, TypeError):
-            mtime = path.with_suffix("").stat().st_mtime if path.exists() else 0.0
-            return mtime, mtime  # no usable metadata: treat as signing since it was made
+            try:
+                mtime = pem.stat().st_mtime
+            except OSError:
+                mtime = 0.0
+            return mtime, mtime  # no usable metadata: signing since the key was made
 
     def _load(self, pem: Path) -> PrivateKey:
         try:
