@@ -69,7 +69,8 @@ def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyS
     assert lines[1] == "\tspf=pass (matched ip4:127.0.0.2) smtp.mailfrom=alice@example.org;"
     assert lines[2].startswith("\tdkim=pass header.d=example.org header.s=r1 header.a=rsa-sha256")
     assert lines[3].startswith("\tdkim=pass header.d=example.org header.s=e1 header.a=ed25519")
-    assert lines[4] == "\tdmarc=pass (p=reject dis=none) header.from=example.org"
+    assert lines[4] == "\tdmarc=pass (p=reject dis=none) header.from=example.org;"
+    assert lines[5] == "\tarc=none"
     assert head.count(b"Authentication-Results: mail.daisy.test") == 1  # forged one removed
     assert b"Authentication-Results: mx.elsewhere.test" in head
     assert "smtp.verdict" in daisy_dir.logs() and "action=accept" in daisy_dir.logs()

@@ -85,7 +85,8 @@ def test_signed_and_spf_pass(store: KeyStore, server: DNSServer) -> None:
         + _v(b_rsa)
         + b";\r\n\tdkim=pass header.d=example.org header.s=e1 header.a=ed25519-sha256 header.b="
         + _v(b_ed)
-        + b";\r\n\tdmarc=pass (p=reject dis=none) header.from=example.org\r\n"
+        + b";\r\n\tdmarc=pass (p=reject dis=none) header.from=example.org;\r\n"
+        b"\tarc=none\r\n"
     )
 
 
@@ -109,7 +110,8 @@ def test_dmarc_reject(server: DNSServer) -> None:
         b"Authentication-Results: mx.daisy.test;\r\n"
         b"\tspf=fail (matched all) smtp.mailfrom=alice@example.org;\r\n"
         b"\tdkim=none;\r\n"
-        b"\tdmarc=fail (p=reject dis=reject) header.from=example.org\r\n"
+        b"\tdmarc=fail (p=reject dis=reject) header.from=example.org;\r\n"
+        b"\tarc=none\r\n"
     )
     soft = check(
         server,

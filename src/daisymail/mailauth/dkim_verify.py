@@ -38,8 +38,8 @@ class DKIMResult:
     reason: str = ""
 
 
-class _Perm(Exception):
-    pass
+class SigError(Exception):
+    """A permanent error in a signature or its key (the result is permerror)."""
 
 
 def parse_tags(value: bytes) -> dict[str, str]:
@@ -51,9 +51,9 @@ def parse_tags(value: bytes) -> dict[str, str]:
         name, eq, val = part.partition(b"=")
         key = _TAG_WSP.sub(b"", name).decode("ascii", "replace")
         if not eq or not key:
-            raise _Perm("malformed tag list")
+            raise SigError("malformed tag list")
         if key in tags:
-            raise _Perm(f"duplicate tag {key}")
+            raise SigError(f"duplicate tag {key}")
         tags[key] = _TAG_WSP.sub(b"", val).decode("ascii", "replace")
     return tags
 
@@ -76,7 +76,7 @@ class BodyHashes:
     def _body(self, chunk: bytes) -> None:
         if self._canons is None:
             self._canons = {}
-            if any(_is_signature(f) for f in self._split.fields):
+            if any(_signs_body(f) for f in self._split.fields):
                 for c in ("simple", "relaxed"):
                     h = hashlib.sha256()
                     self._canons[c] = (BodyCanon(h.update, c == "relaxed"), h)
@@ -93,6 +93,11 @@ class BodyHashes:
     def digest(self, canon: str) -> bytes:
         assert self._canons is not None
         return bytes(self._canons[canon][1].digest())
+
+
+def _signs_body(f: bytes) -> bool:
+    name = split_header(f)[0].strip(b" \t").lower()
+    return name in (b"dkim-signature", b"arc-message-signature")
 
 
 def _is_signature(f: bytes) -> bool:
@@ -128,7 +133,7 @@ async def _verify_one(
 ) -> DKIMResult:
     try:
         tags = parse_tags(value)
-    except _Perm as e:
+    except SigError as e:
         return DKIMResult("permerror", reason=str(e))
     d, s, a = tags.get("d", "").lower(), tags.get("s", ""), tags.get("a", "")
     short = tags.get("b", "")[:8]
@@ -139,35 +144,35 @@ async def _verify_one(
     try:
         for t in ("v", "a", "b", "bh", "d", "h", "s"):
             if t not in tags:
-                raise _Perm(f"missing {t}=")
+                raise SigError(f"missing {t}=")
         if tags["v"] != "1":
-            raise _Perm("v= is not 1")
+            raise SigError("v= is not 1")
         if a not in ("rsa-sha256", "ed25519-sha256"):
-            raise _Perm(f"unsupported algorithm {a}")
+            raise SigError(f"unsupported algorithm {a}")
         h = [x.lower() for x in tags["h"].split(":") if x]
         if "from" not in h:
-            raise _Perm("From is not signed")
+            raise SigError("From is not signed")
         auid = tags.get("i", "@" + d)
         idomain = auid.rpartition("@")[2].lower()
         if idomain != d and not idomain.endswith("." + d):
-            raise _Perm("i= is not within d=")
+            raise SigError("i= is not within d=")
         if "x" in tags and tags["x"].isdigit() and int(tags["x"]) < now:
-            raise _Perm("signature expired")
+            raise SigError("signature expired")
         hc, _, bc = tags.get("c", "simple/simple").partition("/")
         bc = bc or "simple"
         if hc not in ("simple", "relaxed") or bc not in ("simple", "relaxed"):
-            raise _Perm("unknown canonicalization")
+            raise SigError("unknown canonicalization")
         try:
             sig = base64.b64decode(tags["b"], validate=True)
             bh = base64.b64decode(tags["bh"], validate=True)
         except binascii.Error:
-            raise _Perm("b= or bh= is not base64") from None
-    except _Perm as e:
+            raise SigError("b= or bh= is not base64") from None
+    except SigError as e:
         return res("permerror", str(e))
 
     try:
-        key = await _public_key(resolver, s, d, a, idomain)
-    except _Perm as e:
+        key = await public_key(resolver, s, d, a, idomain)
+    except SigError as e:
         return res("permerror", str(e))
     except TempFail as e:
         return res("temperror", str(e))
@@ -175,55 +180,72 @@ async def _verify_one(
     if parsed.digest(bc) != bh:
         return res("fail", "body hash did not verify")
 
-    relaxed = hc == "relaxed"
-    unused = list(parsed.fields)
+    data = signed_headers(parsed.fields, h, hc == "relaxed") + without_b(field, hc == "relaxed")
+    if not signature_ok(key, sig, data):
+        return res("fail", "signature did not verify")
+    return res("pass")
+
+
+def signed_headers(fields: list[bytes], h: list[str], relaxed: bool) -> bytes:
+    """The fields named in h, each instance taken from the bottom up (RFC 6376 5.4.2)."""
+    unused = list(fields)
     data = b""
     for name in h:
         for i in range(len(unused) - 1, -1, -1):
             if split_header(unused[i])[0].strip(b" \t").lower().decode("ascii", "replace") == name:
                 data += canon_header(unused.pop(i), relaxed)
                 break
+    return data
+
+
+def without_b(field: bytes, relaxed: bool) -> bytes:
+    """The signature field itself with the b= value emptied, canonical, no line end."""
     fname, _, rest = field.partition(b":")
     stripped = fname + b":" + _B_VALUE.sub(rb"\1", rest)
-    data += canon_header(stripped, relaxed).removesuffix(b"\r\n")
+    return canon_header(stripped, relaxed).removesuffix(b"\r\n")
+
+
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def signature_ok(key: PublicKey, sig: bytes, data: bytes) -> bool:
     try:
         if isinstance(key, ed25519.Ed25519PublicKey):
             key.verify(sig, hashlib.sha256(data).digest())
         else:
             key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
-        return res("fail", "signature did not verify")
-    return res("pass")
+        return False
+    return True
 
 
-async def _public_key(
-    resolver: Resolver, s: str, d: str, a: str, idomain: str
-) -> rsa.RSAPublicKey | ed25519.Ed25519PublicKey:
+async def public_key(resolver: Resolver, s: str, d: str, a: str, idomain: str) -> PublicKey:
+    """The key at s._domainkey.d for algorithm a; SigError or TempFail."""
     try:
         records = await resolver.txt(f"{s}._domainkey.{d}")
     except NotFound:
-        raise _Perm(f"no key at {s}._domainkey.{d}") from None
+        raise SigError(f"no key at {s}._domainkey.{d}") from None
     if len(records) != 1:
-        raise _Perm(f"{len(records)} TXT records at {s}._domainkey.{d}")
+        raise SigError(f"{len(records)} TXT records at {s}._domainkey.{d}")
     tags = parse_tags(records[0].encode())
     if not tags.get("p"):
-        raise _Perm("key revoked")
+        raise SigError("key revoked")
     if tags.get("v", "DKIM1") != "DKIM1":
-        raise _Perm("key record v= is not DKIM1")
+        raise SigError("key record v= is not DKIM1")
     k = tags.get("k", "rsa")
     if k != a.partition("-")[0]:
-        raise _Perm(f"key type {k} does not match a={a}")
+        raise SigError(f"key type {k} does not match a={a}")
     if "h" in tags and "sha256" not in tags["h"].split(":"):
-        raise _Perm("key does not allow sha256")
+        raise SigError("key does not allow sha256")
     if "s" in tags.get("t", "").split(":") and idomain != d:
-        raise _Perm("key is for d= only (t=s)")
+        raise SigError("key is for d= only (t=s)")
     try:
         raw = base64.b64decode(tags["p"], validate=True)
         if k == "ed25519":
             return ed25519.Ed25519PublicKey.from_public_bytes(raw)
         pub = serialization.load_der_public_key(raw)
     except (binascii.Error, ValueError) as e:
-        raise _Perm(f"bad public key: {e}") from None
+        raise SigError(f"bad public key: {e}") from None
     if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < 1024:
-        raise _Perm("not an RSA key of 1024 bits or more")
+        raise SigError("not an RSA key of 1024 bits or more")
     return pub

@@ -12,10 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from daisymail.dns import Resolver
+from daisymail.mailauth.arc import ARCResult, validate
 from daisymail.mailauth.dkim import field_name
 from daisymail.mailauth.dkim_verify import BodyHashes, DKIMResult, verify_parsed
 from daisymail.mailauth.dmarc import DMARCResult, Identifier, evaluate
-from daisymail.mailauth.results import authentication_results, spf_result
+from daisymail.mailauth.results import arc_result, authentication_results, spf_result
 from daisymail.mailauth.signing import from_domain
 from daisymail.mailauth.spf import SPFResult, check_host
 
@@ -38,6 +39,7 @@ class Verdict:
     spf: SPFResult
     dkim: list[DKIMResult]
     dmarc: DMARCResult
+    arc: ARCResult
 
 
 class InboundCheck:
@@ -69,6 +71,7 @@ class InboundCheck:
             self.ip, spf_domain, self.mailfrom, self.resolver, helo=self.helo, now=now
         )
         dkim = await verify_parsed(self._parsed, self.resolver, now)
+        arc = await validate(self._parsed, self.resolver)
         froms = [f for f in self._parsed.fields if field_name(f) == "from"]
         author = from_domain(froms) if len(froms) == 1 else ""
         if not author:
@@ -86,9 +89,10 @@ class InboundCheck:
             spf=spf_result(spf, self.mailfrom, self.helo),
             dkim=dkim,
             dmarc=dmarc if author else None,
+            extra=[arc_result(arc)],
         )
         action, reply = self._decide(spf, dmarc)
-        return Verdict(action, header, reply, spf, dkim, dmarc)
+        return Verdict(action, header, reply, spf, dkim, dmarc, arc)
 
     def _decide(
         self, spf: SPFResult, dmarc: DMARCResult

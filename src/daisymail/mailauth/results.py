@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from daisymail.mailauth.arc import ARCResult
 from daisymail.mailauth.dkim_verify import DKIMResult
 from daisymail.mailauth.dmarc import DMARCResult
 from daisymail.mailauth.spf import SPFResult
@@ -49,6 +50,11 @@ def dkim_result(res: DKIMResult) -> str:
     if res.b:
         out += f" header.b={_value(res.b)}"
     return out
+
+
+def arc_result(res: ARCResult) -> str:
+    detail = f"i={res.instances} d={res.domain}" if res.result == "pass" else res.reason
+    return f"arc={res.result}{_comment(detail)}"
 
 
 def dmarc_result(res: DMARCResult) -> str:
