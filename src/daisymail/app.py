@@ -27,6 +27,7 @@ from daisymail.directory.factory import open_directory
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter
+from daisymail.mailauth.service import MailAuth
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
@@ -164,6 +165,7 @@ class App:
         policy = InboundPolicy(self.directory, c.relay, queue_available=True)
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
+        mail_auth = MailAuth(c) if c.verify.enabled else None
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
                 name=name,
@@ -184,6 +186,7 @@ class App:
                 submission=name != "smtp",
                 masquerade_envelope=lambda: self.cfg.rewrite.masquerade_envelope,
                 injector=injector,
+                mail_auth=mail_auth if name == "smtp" else None,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):

@@ -122,6 +122,28 @@ class Log:
 
 
 @dataclass
+class DNS:
+    nameservers: list[str] = field(default_factory=list)  # "HOST:PORT"; [] = the system's
+    timeout: float = 5.0
+
+
+@dataclass
+class Verify:
+    enabled: bool = False
+    authserv_id: str = ""  # "" = hostname
+    dmarc_reject: bool = True
+    dmarc_quarantine: bool = True
+    spf_fail_without_dmarc: str = "mark"
+    temperror: str = "mark"
+
+
+@dataclass
+class DKIM:
+    dir: str = "dkim"
+    rotate_delay: int = 3 * 24 * 3600
+
+
+@dataclass
 class Config:
     hostname: str = "localhost"
     data_dir: str = "."
@@ -136,6 +158,9 @@ class Config:
     pop3: Pop3 = field(default_factory=Pop3)
     limits: Limits = field(default_factory=Limits)
     log: Log = field(default_factory=Log)
+    dns: DNS = field(default_factory=DNS)
+    dkim: DKIM = field(default_factory=DKIM)
+    verify: Verify = field(default_factory=Verify)
     # Where it came from; not a TOML key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -167,6 +192,8 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "directory.backend": ("sql", "legacy"),
     "storage.default_format": ("maildir", "mbox"),
     "log.level": ("debug", "info", "warning", "error"),
+    "verify.spf_fail_without_dmarc": ("mark", "junk", "reject"),
+    "verify.temperror": ("mark", "defer"),
 }
 
 
@@ -283,6 +310,13 @@ def _validate(cfg: Config) -> None:
             parse_hostport(target)
         except ValueError as e:
             raise ConfigError(f"{src}: queue.routes.{name}: {e}") from None
+    for i, ns in enumerate(cfg.dns.nameservers):
+        try:
+            parse_hostport(ns)
+        except ValueError as e:
+            raise ConfigError(f"{src}: dns.nameservers[{i}]: {e}") from None
+    if cfg.dns.timeout <= 0 or cfg.dkim.rotate_delay < 0:
+        raise ConfigError(f"{src}: dns.timeout > 0 and dkim.rotate_delay >= 0 expected")
     if not cfg.hostname or any(c.isspace() for c in cfg.hostname):
         raise ConfigError(f"{src}: hostname: expected a host name, got {cfg.hostname!r}")
 

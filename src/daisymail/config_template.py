@@ -83,6 +83,22 @@ auth_failure_delay = 2.0
 
 [log]
 level = "info"
+
+[dns]
+nameservers = []                 # ["HOST:PORT", ...]; [] = the system resolver
+timeout = 5.0                    # seconds for one lookup
+
+[dkim]                           # signing keys: `daisymail dkim keygen DOMAIN`
+dir = "dkim"                     # DIR/DOMAIN/SELECTOR.ALGORITHM.pem (mode 600)
+rotate_delay = 259200            # `dkim rotate`: the new key signs after this many seconds
+
+[verify]                         # SPF, DKIM and DMARC for mail from outside on port 25
+enabled = {verify}
+authserv_id = ""                 # in Authentication-Results; "" = hostname
+dmarc_reject = true              # DMARC fails under p=reject: 550 5.7.1 (false: mark only)
+dmarc_quarantine = true          # DMARC fails under p=quarantine: Junk (for now: marked only)
+spf_fail_without_dmarc = "mark"  # SPF fail, no DMARC record: "mark", "junk" or "reject"
+temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (451)
 """
 
 
@@ -104,4 +120,7 @@ def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
         pop3s=addrs(995, 2995),
         imap=addrs(143, 2143),
         imaps=addrs(993, 2993),
+        verify="false                  # on loopback there is no DNS to check against"
+        if dev
+        else "true",
     )

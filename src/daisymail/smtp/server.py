@@ -25,6 +25,7 @@ from daisymail.directory.base import Directory
 from daisymail.directory.model import Mailbox, Snapshot
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
+from daisymail.mailauth.service import MailAuth
 from daisymail.observability import event
 from daisymail.pop3.login import split_login
 from daisymail.queue.inject import Injector
@@ -77,6 +78,7 @@ class SmtpService:
     submission: bool = False
     masquerade_envelope: Callable[[], bool] = lambda: False
     injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
+    mail_auth: MailAuth | None = None  # SPF/DKIM/DMARC verdicts ([verify], port 25)
     sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -302,8 +304,8 @@ class _Connection:
 
         Submission (headers are checked and rewritten after DATA) and anything for the
         queue take the spool file instead."""
-        if self.svc.submission:
-            return None
+        if self.svc.submission or self._verified():
+            return None  # the verdict goes in front of the message: it must be spooled first
         snap = self.svc.directory.snapshot()
         boxes: list[Mailbox] = []
         for rcpt in env.recipients:
@@ -432,7 +434,16 @@ class _Connection:
                     queued.append(
                         QueuedRecipient(target.address, orcpt, rcpt.params.get("NOTIFY", ""))
                     )
-            received = self._trace_headers(env, msg_id)
+            received = b""
+            if self._verified():
+                assert self.svc.mail_auth is not None
+                verdict = await self.svc.mail_auth.judge(
+                    self.spool_path, self.ip, self.info.client_name, env.sender, self.sid
+                )
+                if verdict.reply is not None:
+                    return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
+                received = verdict.header.replace(b"\r\n", b"\n")
+            received += self._trace_headers(env, msg_id)
             prefix = f"Return-Path: <{sender}>\n".encode("utf-8", "surrogateescape") + received
             queue_id = await asyncio.to_thread(
                 self._make_durable, env, sender, mailboxes, queued, prefix, received
@@ -565,6 +576,15 @@ class _Connection:
                 shutil.copyfileobj(f, out, READ_SIZE)
         os.replace(tmp, self.spool_path)
         return None
+
+    def _verified(self) -> bool:
+        """Mail from outside on port 25 gets SPF/DKIM/DMARC verdicts when configured."""
+        auth = self.svc.mail_auth
+        return (
+            auth is not None
+            and not self.svc.submission
+            and auth.applies(self.ip, self.info.authenticated_as is not None)
+        )
 
     def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:
         helo = self.info.client_name or "unknown"

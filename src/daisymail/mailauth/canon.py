@@ -1,0 +1,139 @@
+"""DKIM canonicalization (RFC 6376 3.4): headers, and bodies fed in chunks.
+
+The body canonicalizers take chunks of any size and feed a hash as they go, so a large
+message is never held whole: only the current partial line and a count of pending empty
+lines are kept (trailing empty lines are dropped, so they can only be written once a
+non-empty line follows). Lines end in CRLF or a bare LF; both count as one line end.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+_WSP_RUN = re.compile(rb"[ \t]+")
+_FOLD = re.compile(rb"\r?\n(?=[ \t])")
+
+
+def split_header(raw: bytes) -> tuple[bytes, bytes]:
+    """One header field (possibly folded, with its line end) to (name, value)."""
+    name, _, value = raw.partition(b":")
+    return name, value
+
+
+def header_relaxed(raw: bytes) -> bytes:
+    """``name:value\\r\\n`` with the name lowercased and white space reduced (3.4.2)."""
+    name, value = split_header(raw)
+    value = _FOLD.sub(b"", value).rstrip(b"\r\n")
+    value = _WSP_RUN.sub(b" ", value).strip(b" ")
+    return name.strip(b" \t").lower() + b":" + value + b"\r\n"
+
+
+def header_simple(raw: bytes) -> bytes:
+    """The field unchanged, with a CRLF line end (3.4.1)."""
+    if raw.endswith(b"\r\n"):
+        return raw
+    return raw.rstrip(b"\n") + b"\r\n"
+
+
+def canon_header(raw: bytes, relaxed: bool) -> bytes:
+    return header_relaxed(raw) if relaxed else header_simple(raw)
+
+
+class BodyCanon:
+    """Streams a body through simple or relaxed canonicalization into ``sink``."""
+
+    def __init__(self, sink: Callable[[bytes], object], relaxed: bool) -> None:
+        self._sink = sink
+        self._relaxed = relaxed
+        self._partial = b""
+        self._empty = 0  # empty lines seen but not yet written
+        self._any = False  # a non-empty line was written
+        self.length = 0  # canonical bytes written
+
+    def feed(self, chunk: bytes) -> None:
+        data = self._partial + chunk
+        lines = data.split(b"\n")
+        self._partial = lines.pop()
+        for line in lines:
+            self._line(line[:-1] if line.endswith(b"\r") else line)
+
+    def _line(self, line: bytes) -> None:
+        if self._relaxed:
+            line = _WSP_RUN.sub(b" ", line).rstrip(b" ")
+        if not line:
+            self._empty += 1
+            return
+        out = b"\r\n" * self._empty + line + b"\r\n"
+        self._empty = 0
+        self._any = True
+        self.length += len(out)
+        self._sink(out)
+
+    def close(self) -> None:
+        """Flush the last line; the simple body of nothing is one CRLF (3.4.3)."""
+        if self._partial:
+            last, self._partial = self._partial, b""
+            self._line(last[:-1] if last.endswith(b"\r") else last)
+        if not self._any and not self._relaxed:
+            self.length += 2
+            self._sink(b"\r\n")
+
+
+class HeaderSplitter:
+    """Separates a message fed in chunks into header fields and body chunks.
+
+    The header section is buffered (it is small and needed whole for signing); body
+    bytes are passed on to ``body`` as they come.
+    """
+
+    def __init__(self, body: Callable[[bytes], object], max_header: int = 1 << 20) -> None:
+        self._body = body
+        self._buf = b""
+        self._in_body = False
+        self._max = max_header
+        self.fields: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> None:
+        if self._in_body:
+            self._body(chunk)
+            return
+        self._buf += chunk
+        m = _END_OF_HEADER.search(self._buf)
+        if m is None:
+            if len(self._buf) <= self._max:
+                return
+            # No end of header in sight: what has come is header, the rest body. Never
+            # fail here; a signature over such a message simply will not verify.
+            cut = self._buf.rfind(b"\n") + 1 or len(self._buf)
+            head, rest = self._buf[:cut], self._buf[cut:]
+        else:
+            head, rest = self._buf[: m.start()], self._buf[m.end() :]
+        self._buf = b""
+        self._in_body = True
+        self.fields = split_fields(head)
+        if rest:
+            self._body(rest)
+
+    def close(self) -> None:
+        """A message without a body: all of it is header."""
+        if not self._in_body:
+            self.fields = split_fields(self._buf)
+            self._buf = b""
+            self._in_body = True
+
+
+_LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
+# The blank line ending the header: at the very start, or after a line end.
+_END_OF_HEADER = re.compile(rb"\A\r?\n|(?<=\n)\r?\n")
+
+
+def split_fields(head: bytes) -> list[bytes]:
+    """Header fields with their continuation lines and line ends."""
+    fields: list[bytes] = []
+    for line in _LINES.findall(head):
+        if line[:1] in (b" ", b"\t") and fields:
+            fields[-1] += line
+        elif line.strip(b"\r\n"):
+            fields.append(line)
+    return fields

@@ -1,0 +1,251 @@
+"""DKIM verification (RFC 6376 6), RSA-SHA256 and Ed25519-SHA256 (RFC 8463).
+
+One result per signature. ``l=`` (body length) is ignored for the verdict: the body hash
+is always taken over the whole body, so content appended after a signed prefix makes the
+signature fail instead of passing unseen. RSA-SHA1 and RSA keys under 1024 bits are not
+accepted (RFC 8301).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
+
+from daisymail.dns import NotFound, Resolver, TempFail
+from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header, split_header
+
+_TAG_WSP = re.compile(rb"[ \t\r\n]+")
+_B_VALUE = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
+
+
+@dataclass(frozen=True)
+class DKIMResult:
+    result: str  # pass, fail, neutral, temperror, permerror (RFC 8601 2.7.1)
+    domain: str = ""
+    selector: str = ""
+    algorithm: str = ""
+    b: str = ""  # the start of b=, to tell signatures apart in Authentication-Results
+    reason: str = ""
+
+
+class SigError(Exception):
+    """A permanent error in a signature or its key (the result is permerror)."""
+
+
+def parse_tags(value: bytes) -> dict[str, str]:
+    """A DKIM tag-list (RFC 6376 3.2) with white space removed from values."""
+    tags: dict[str, str] = {}
+    for part in value.split(b";"):
+        if not part.strip(b" \t\r\n"):
+            continue
+        name, eq, val = part.partition(b"=")
+        key = _TAG_WSP.sub(b"", name).decode("ascii", "replace")
+        if not eq or not key:
+            raise SigError("malformed tag list")
+        if key in tags:
+            raise SigError(f"duplicate tag {key}")
+        tags[key] = _TAG_WSP.sub(b"", val).decode("ascii", "replace")
+    return tags
+
+
+class BodyHashes:
+    """Streams a message once: its header fields, and the body's SHA-256 under both
+    canonicalizations (only when the header has a DKIM-Signature)."""
+
+    def __init__(self) -> None:
+        self._split = HeaderSplitter(self._body)
+        self._canons: dict[str, tuple[BodyCanon, Any]] | None = None
+
+    @property
+    def fields(self) -> list[bytes]:
+        return self._split.fields
+
+    def feed(self, chunk: bytes) -> None:
+        self._split.feed(chunk)
+
+    def _body(self, chunk: bytes) -> None:
+        if self._canons is None:
+            self._canons = {}
+            if any(_signs_body(f) for f in self._split.fields):
+                for c in ("simple", "relaxed"):
+                    h = hashlib.sha256()
+                    self._canons[c] = (BodyCanon(h.update, c == "relaxed"), h)
+        for canon, _ in self._canons.values():
+            canon.feed(chunk)
+
+    def close(self) -> None:
+        self._split.close()
+        self._body(b"")
+        assert self._canons is not None
+        for canon, _ in self._canons.values():
+            canon.close()
+
+    def digest(self, canon: str) -> bytes:
+        assert self._canons is not None
+        return bytes(self._canons[canon][1].digest())
+
+
+def _signs_body(f: bytes) -> bool:
+    name = split_header(f)[0].strip(b" \t").lower()
+    return name in (b"dkim-signature", b"arc-message-signature")
+
+
+def _is_signature(f: bytes) -> bool:
+    return split_header(f)[0].strip(b" \t").lower() == b"dkim-signature"
+
+
+async def verify(
+    message: bytes | Iterable[bytes], resolver: Resolver, now: float | None = None
+) -> list[DKIMResult]:
+    """Every DKIM-Signature of the message (bytes or chunks) checked; [] when none."""
+    hashes_ = BodyHashes()
+    for chunk in [message] if isinstance(message, bytes) else message:
+        hashes_.feed(chunk)
+    hashes_.close()
+    return await verify_parsed(hashes_, resolver, now)
+
+
+async def verify_parsed(
+    parsed: BodyHashes, resolver: Resolver, now: float | None = None
+) -> list[DKIMResult]:
+    """The results for a message already streamed through BodyHashes."""
+    now = time.time() if now is None else now
+    results = []
+    for f in parsed.fields:
+        if _is_signature(f):
+            value = split_header(f)[1]
+            results.append(await _verify_one(f, value, parsed, resolver, now))
+    return results
+
+
+async def _verify_one(
+    field: bytes, value: bytes, parsed: BodyHashes, resolver: Resolver, now: float
+) -> DKIMResult:
+    try:
+        tags = parse_tags(value)
+    except SigError as e:
+        return DKIMResult("permerror", reason=str(e))
+    d, s, a = tags.get("d", "").lower(), tags.get("s", ""), tags.get("a", "")
+    short = tags.get("b", "")[:8]
+
+    def res(result: str, reason: str = "") -> DKIMResult:
+        return DKIMResult(result, d, s, a, short, reason)
+
+    try:
+        for t in ("v", "a", "b", "bh", "d", "h", "s"):
+            if t not in tags:
+                raise SigError(f"missing {t}=")
+        if tags["v"] != "1":
+            raise SigError("v= is not 1")
+        if a not in ("rsa-sha256", "ed25519-sha256"):
+            raise SigError(f"unsupported algorithm {a}")
+        h = [x.lower() for x in tags["h"].split(":") if x]
+        if "from" not in h:
+            raise SigError("From is not signed")
+        auid = tags.get("i", "@" + d)
+        idomain = auid.rpartition("@")[2].lower()
+        if idomain != d and not idomain.endswith("." + d):
+            raise SigError("i= is not within d=")
+        if "x" in tags and tags["x"].isdigit() and int(tags["x"]) < now:
+            raise SigError("signature expired")
+        hc, _, bc = tags.get("c", "simple/simple").partition("/")
+        bc = bc or "simple"
+        if hc not in ("simple", "relaxed") or bc not in ("simple", "relaxed"):
+            raise SigError("unknown canonicalization")
+        try:
+            sig = base64.b64decode(tags["b"], validate=True)
+            bh = base64.b64decode(tags["bh"], validate=True)
+        except binascii.Error:
+            raise SigError("b= or bh= is not base64") from None
+    except SigError as e:
+        return res("permerror", str(e))
+
+    try:
+        key = await public_key(resolver, s, d, a, idomain)
+    except SigError as e:
+        return res("permerror", str(e))
+    except TempFail as e:
+        return res("temperror", str(e))
+
+    if parsed.digest(bc) != bh:
+        return res("fail", "body hash did not verify")
+
+    data = signed_headers(parsed.fields, h, hc == "relaxed") + without_b(field, hc == "relaxed")
+    if not signature_ok(key, sig, data):
+        return res("fail", "signature did not verify")
+    return res("pass")
+
+
+def signed_headers(fields: list[bytes], h: list[str], relaxed: bool) -> bytes:
+    """The fields named in h, each instance taken from the bottom up (RFC 6376 5.4.2)."""
+    unused = list(fields)
+    data = b""
+    for name in h:
+        for i in range(len(unused) - 1, -1, -1):
+            if split_header(unused[i])[0].strip(b" \t").lower().decode("ascii", "replace") == name:
+                data += canon_header(unused.pop(i), relaxed)
+                break
+    return data
+
+
+def without_b(field: bytes, relaxed: bool) -> bytes:
+    """The signature field itself with the b= value emptied, canonical, no line end."""
+    fname, _, rest = field.partition(b":")
+    stripped = fname + b":" + _B_VALUE.sub(rb"\1", rest)
+    return canon_header(stripped, relaxed).removesuffix(b"\r\n")
+
+
+PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
+
+
+def signature_ok(key: PublicKey, sig: bytes, data: bytes) -> bool:
+    try:
+        if isinstance(key, ed25519.Ed25519PublicKey):
+            key.verify(sig, hashlib.sha256(data).digest())
+        else:
+            key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        return False
+    return True
+
+
+async def public_key(resolver: Resolver, s: str, d: str, a: str, idomain: str) -> PublicKey:
+    """The key at s._domainkey.d for algorithm a; SigError or TempFail."""
+    try:
+        records = await resolver.txt(f"{s}._domainkey.{d}")
+    except NotFound:
+        raise SigError(f"no key at {s}._domainkey.{d}") from None
+    if len(records) != 1:
+        raise SigError(f"{len(records)} TXT records at {s}._domainkey.{d}")
+    tags = parse_tags(records[0].encode())
+    if not tags.get("p"):
+        raise SigError("key revoked")
+    if tags.get("v", "DKIM1") != "DKIM1":
+        raise SigError("key record v= is not DKIM1")
+    k = tags.get("k", "rsa")
+    if k != a.partition("-")[0]:
+        raise SigError(f"key type {k} does not match a={a}")
+    if "h" in tags and "sha256" not in tags["h"].split(":"):
+        raise SigError("key does not allow sha256")
+    if "s" in tags.get("t", "").split(":") and idomain != d:
+        raise SigError("key is for d= only (t=s)")
+    try:
+        raw = base64.b64decode(tags["p"], validate=True)
+        if k == "ed25519":
+            return ed25519.Ed25519PublicKey.from_public_bytes(raw)
+        pub = serialization.load_der_public_key(raw)
+    except (binascii.Error, ValueError) as e:
+        raise SigError(f"bad public key: {e}") from None
+    if not isinstance(pub, rsa.RSAPublicKey) or pub.key_size < 1024:
+        raise SigError("not an RSA key of 1024 bits or more")
+    return pub

@@ -1,0 +1,92 @@
+"""Port 25 with [verify] on: real server, real SMTP clients, real DNS on loopback."""
+
+from __future__ import annotations
+
+import smtplib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daisymail.mailauth.dkim import signatures
+from daisymail.mailauth.keystore import KeyStore
+from tests.conftest import Daisy, free_port
+from tests.dns_server import DNSServer, serve
+from tests.integration.test_smtp_server import maildir_messages, smtp, wait_for
+
+ID = "mail.daisy.test"  # the hostname `Daisy.init` gives
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyStore:
+    ks = KeyStore(tmp_path / "senders-keys")
+    ks.generate("example.org", "r1", "rsa")
+    ks.generate("example.org", "e1", "ed25519")
+    return ks
+
+
+@pytest.fixture
+def dns_server(keys: KeyStore) -> Iterator[DNSServer]:
+    org = {f"{k.selector}._domainkey": [("TXT", k.record)] for k in keys.keys("example.org")}
+    org["@"] = [("TXT", "v=spf1 ip4:127.0.0.2 -all")]
+    org["_dmarc"] = [("TXT", "v=DMARC1; p=reject")]
+    srv = serve(free_port(), [("example.org", org)])
+    yield srv
+    srv.stop()
+
+
+def message(extra: bytes = b"") -> bytes:
+    return (
+        b"From: Alice <alice@example.org>\r\nTo: demo@example.test\r\nSubject: hi\r\n"
+        b"Message-ID: <m1@example.org>\r\n" + extra + b"\r\nHello Bob.\r\n"
+    )
+
+
+def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore) -> None:
+    daisy_dir.set_config("[dns]", "nameservers", f'["{dns_server.address}"]')
+    daisy_dir.set_config("[dns]", "timeout", "2.0")
+    daisy_dir.set_config("[verify]", "enabled", "true")
+    daisy_dir.set_config("[relay]", "networks", '["127.0.0.5/32"]')
+    daisy_dir.cli("domain", "add", "example.test")
+    daisy_dir.add_user("demo@example.test", "demo-pw")
+    daisy_dir.start()
+
+    # Signed by the author's domain, sent from its SPF host: pass, one header.
+    forged = b"Authentication-Results: mail.daisy.test; dmarc=pass header.from=example.org\r\n"
+    other = b"Authentication-Results: mx.elsewhere.test; spf=pass smtp.mailfrom=x@y.test\r\n"
+    msg = message(forged + other)
+    msg = signatures(msg, keys.signing_keys("example.org")) + msg
+    with smtp(daisy_dir, source="127.0.0.2") as s:
+        s.ehlo("out.example.org")
+        s.sendmail("alice@example.org", ["demo@example.test"], msg)
+    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 1)
+    (stored,) = maildir_messages(daisy_dir, "demo.example.test")
+    head = stored.split(b"\n\n", 1)[0]
+    ar_start = head.index(b"Authentication-Results: mail.daisy.test;")
+    ar = head[ar_start : head.index(b"Received:")]
+    lines = ar.decode().split("\n")
+    assert lines[0] == "Authentication-Results: mail.daisy.test;"
+    assert lines[1] == "\tspf=pass (matched ip4:127.0.0.2) smtp.mailfrom=alice@example.org;"
+    assert lines[2].startswith("\tdkim=pass header.d=example.org header.s=r1 header.a=rsa-sha256")
+    assert lines[3].startswith("\tdkim=pass header.d=example.org header.s=e1 header.a=ed25519")
+    assert lines[4] == "\tdmarc=pass (p=reject dis=none) header.from=example.org;"
+    assert lines[5] == "\tarc=none"
+    assert head.count(b"Authentication-Results: mail.daisy.test") == 1  # forged one removed
+    assert b"Authentication-Results: mx.elsewhere.test" in head
+    assert "smtp.verdict" in daisy_dir.logs() and "action=accept" in daisy_dir.logs()
+
+    # The same author, unsigned, from a host SPF does not list: p=reject refuses it.
+    with smtp(daisy_dir, source="127.0.0.3") as s:
+        s.ehlo("evil.example.net")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail("alice@example.org", ["demo@example.test"], message())
+    assert e.value.smtp_code == 550
+    assert e.value.smtp_error == b"5.7.1 DMARC policy of example.org rejects this message"
+    assert len(maildir_messages(daisy_dir, "demo.example.test")) == 1
+
+    # A trusted relay network is not checked.
+    with smtp(daisy_dir, source="127.0.0.5") as s:
+        s.sendmail("alice@example.org", ["demo@example.test"], message())
+    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 2)
+    newest = [m for m in maildir_messages(daisy_dir, "demo.example.test") if m != stored]
+    assert b"Authentication-Results" not in newest[0]
