@@ -100,6 +100,7 @@ class App:
             max_recipients=c.limits.max_recipients,
             max_line_length=c.limits.max_line_length,
             max_errors=c.limits.max_errors,
+            max_hops=c.limits.max_hops,
             starttls_available=service != "submissions",
             auth_mechanisms=("PLAIN", "LOGIN"),
             auth_requires_tls=True,
