@@ -139,7 +139,12 @@ class App:
         except OSError as e:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
         injector = Injector(self.directory, store, queue, spool)
-        self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname)
+        own = [
+            parse_hostport(a)
+            for n in ("smtp", "submission", "submissions")
+            for a in getattr(c.listen, n)
+        ]
+        self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname, listeners=own)
         policy = InboundPolicy(self.directory, c.relay, queue_available=True)
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context

@@ -82,4 +82,3 @@ def test_too_many_hops_refused_at_end_of_data(bdat: bool, hops: int, refused: bo
     else:
         assert any(isinstance(e, MessageComplete) for e in events)
         assert b"554" not in out
-

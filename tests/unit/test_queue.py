@@ -182,7 +182,11 @@ def make_runner(tmp_path: Path, outcomes: list[str], now: list[float]) -> tuple[
     )  # type: ignore[arg-type]
 
     async def deliver(
-        route: remote.Route, sender: str, rcpts: Sequence[remote.Outgoing], data: bytes, *rest: str
+        route: remote.Route,
+        sender: str,
+        rcpts: Sequence[remote.Outgoing],
+        body: remote.Body,
+        *rest: str,
     ) -> dict[str, remote.Outcome]:
         kind, _, flag = outcomes.pop(0).partition("+")  # "delivered+dsn": NOTIFY passed on
         status = {"temporary": "4.2.1", "delivered": "2.0.0"}.get(kind, "5.1.1")

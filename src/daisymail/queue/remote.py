@@ -10,22 +10,33 @@ gets its own outcome: delivered, temporary or permanent.
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
+import logging
 import random
+import re
+import socket
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiosmtplib
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
+from aiosmtplib.response import SMTPResponse
 
 from daisymail.config import Queue as QueueConfig
 from daisymail.config import parse_hostport
+from daisymail.observability import event
 
 TlsMode = Literal["opportunistic", "starttls", "implicit"]
 Kind = Literal["delivered", "temporary", "permanent"]
+log = logging.getLogger("daisymail.queue")
+current_id: ContextVar[str] = ContextVar("current_id", default="-")
+"""The queue id of the message being delivered, for log lines."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +111,24 @@ def _tls_for(port: int) -> TlsMode:
 
 async def resolve_route(domain: str, cfg: QueueConfig, timeout: float = 30.0) -> Route:
     route = static_route(domain, cfg)
-    if route is not None:
-        return route
-    return Route(domain, tuple(Hop(h, 25) for h in await lookup_mx(domain, timeout)))
+    if route is None:
+        route = Route(domain, tuple(Hop(h, 25) for h in await lookup_mx(domain, timeout)))
+    if tls_required(domain, cfg):
+        hops = tuple(
+            replace(h, tls="starttls") if h.tls == "opportunistic" else h for h in route.hops
+        )
+        route = Route(route.key, hops)
+    return route
+
+
+def tls_required(domain: str, cfg: QueueConfig) -> bool:
+    """The domain or a parent is in [queue] tls_required_domains: STARTTLS or no delivery."""
+    domain = domain.lower().rstrip(".")
+    for want in cfg.tls_required_domains:
+        want = want.lower().strip(".")
+        if domain == want or domain.endswith("." + want):
+            return True
+    return False
 
 
 async def lookup_mx(domain: str, timeout: float = 30.0) -> list[str]:
@@ -137,11 +163,129 @@ async def _implicit_mx(
     raise RouteError(True, "5.1.2", f"{domain} has no MX and no address")
 
 
+@dataclass(frozen=True)
+class Body:
+    """A queued message file to send: LF line ends as the queue stores them.
+
+    The file is read in CHUNK-sized pieces while it is sent, so memory per delivery is
+    bounded however large the message; `scan` learns what MAIL FROM must say about it.
+    """
+
+    path: str
+    eight_bit: bool = False
+    size: int = 0
+    """Octets on the wire (CRLF line ends), for SIZE=."""
+
+    @classmethod
+    def scan(cls, path: str) -> Body:
+        """Blocking (a pass over the file at C speed): run it in a thread."""
+        eight_bit, size = False, 0
+        with open(path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                eight_bit = eight_bit or not chunk.isascii()
+                size += len(chunk) + chunk.count(b"\n")
+        return cls(path, eight_bit, size)
+
+
+CHUNK = 256 * 1024
+_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
+
+
+class DotStuffer:
+    """LF (or a lone CR) to CRLF and dot-stuffing (RFC 5321 4.5.2), across chunk borders."""
+
+    def __init__(self) -> None:
+        self._held = b""
+        self._line_start = True
+
+    def feed(self, data: bytes) -> bytes:
+        data = self._held + data
+        self._held = b""
+        if data.endswith(b"\r"):  # maybe the CR of a CRLF split across chunks
+            data, self._held = data[:-1], b"\r"
+        if not data:
+            return b""
+        out = _LINE_END.sub(b"\r\n", data).replace(b"\n.", b"\n..")
+        if self._line_start and out.startswith(b"."):
+            out = b"." + out
+        self._line_start = out.endswith(b"\n")
+        return out
+
+    def finish(self) -> bytes:
+        """The rest, a line end if the message lacks a final one, and the end marker."""
+        tail = b"\r\n" if self._held else b""
+        self._held = b""
+        if not tail and not self._line_start:
+            tail = b"\r\n"
+        return tail + b".\r\n"
+
+
+def is_local_address(ip: str) -> bool:
+    """Is `ip` an address of this host? Binding to it succeeds exactly when it is."""
+    try:
+        addr = ipaddress.ip_address(ip.split("%")[0])
+    except ValueError:
+        return False
+    if addr.is_loopback or addr.is_unspecified:
+        return True
+    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
+            s.bind((str(addr), 0))
+    except OSError:
+        return False
+    return True
+
+
+async def points_to_self(host: str, port: int, listeners: Sequence[tuple[str, int]]) -> bool:
+    """Would connecting to host:port reach one of our own SMTP listeners?"""
+    ports = {p for _h, p in listeners}
+    if port not in ports:
+        return False
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return False  # connecting will fail and say why
+    ips = {str(info[4][0]) for info in infos}
+    for ip in ips:
+        for lhost, lport in listeners:
+            if lport != port:
+                continue
+            if lhost in ("", "0.0.0.0", "::", "*"):
+                if await asyncio.to_thread(is_local_address, ip):
+                    return True
+            elif _same_ip(lhost, ip):
+                return True
+    return False
+
+
+def _same_ip(a: str, b: str) -> bool:
+    try:
+        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
+    except ValueError:
+        return a.lower() == b.lower()
+
+
+async def without_self(route: Route, listeners: Sequence[tuple[str, int]]) -> Route:
+    """The route's hops before the first one that is this host itself.
+
+    A hop that reaches one of our own SMTP listeners would hand the mail back to us (a
+    backup MX lists us after better ones; a route names our own port). An empty result
+    means the mail loops back to ourselves (RFC 5321 5.1) and must bounce.
+    """
+    hops: list[Hop] = []
+    for hop in route.hops:
+        if listeners and await points_to_self(hop.host, hop.port, listeners):
+            break
+        hops.append(hop)
+    return Route(route.key, tuple(hops))
+
+
 async def deliver(
     route: Route,
     sender: str,
     recipients: Sequence[Outgoing],
-    message: bytes,
+    body: Body,
     *,
     helo: str,
     envid: str = "",
@@ -154,43 +298,79 @@ async def deliver(
     for hop in route.hops:
         if not todo:
             break
-        results = await _deliver_hop(hop, sender, todo, message, helo, envid, ret, timeout)
+        results = await _deliver_hop(hop, sender, todo, body, helo, envid, ret, timeout)
         outcomes.update(results)
         todo = [r for r in todo if outcomes[r.address].kind == "temporary"]
     return outcomes
+
+
+def _client(hop: Hop, helo: str, timeout: float, *, opportunistic_tls: bool) -> aiosmtplib.SMTP:
+    context = ssl.create_default_context()
+    if not hop.verify:
+        # Opportunistic TLS (RFC 7435): any version and cipher beats plaintext.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    return aiosmtplib.SMTP(
+        hostname=hop.host,
+        port=hop.port,
+        local_hostname=helo,
+        timeout=timeout,
+        use_tls=hop.tls == "implicit",
+        start_tls=hop.tls == "starttls" or (hop.tls == "opportunistic" and opportunistic_tls),
+        validate_certs=hop.verify,
+        tls_context=context,
+    )
+
+
+async def _connect(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
+    """Connect, with STARTTLS when offered; a failed opportunistic handshake is retried
+    at once in plaintext (Postfix's `may` level) instead of deferring the mail."""
+    client = _client(hop, helo, timeout, opportunistic_tls=False)
+    await client.connect()
+    if hop.tls != "opportunistic":
+        return client
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPResponseException:
+        await client.helo()  # no ESMTP, so no STARTTLS either
+        return client
+    if not client.supports_extension("starttls"):
+        return client
+    try:
+        await client.starttls()
+    except (aiosmtplib.SMTPException, OSError) as e:
+        event(
+            log,
+            "queue.tls_fallback",
+            logging.WARNING,
+            id=current_id.get(),
+            relay=f"{hop.host}:{hop.port}",
+            error=str(e) or type(e).__name__,
+        )
+        client.close()
+        client = _client(hop, helo, timeout, opportunistic_tls=False)
+        await client.connect()
+    return client
 
 
 async def _deliver_hop(
     hop: Hop,
     sender: str,
     recipients: Sequence[Outgoing],
-    message: bytes,
+    body: Body,
     helo: str,
     envid: str,
     ret: str,
     timeout: float,
 ) -> dict[str, Outcome]:
     name = hop.host
-    context = ssl.create_default_context()
-    if not hop.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    client = aiosmtplib.SMTP(
-        hostname=hop.host,
-        port=hop.port,
-        local_hostname=helo,
-        timeout=timeout,
-        use_tls=hop.tls == "implicit",
-        start_tls=True if hop.tls == "starttls" else None if hop.tls == "opportunistic" else False,
-        validate_certs=hop.verify,
-        tls_context=context,
-    )
 
     def every(kind: Kind, status: str, text: str) -> dict[str, Outcome]:
         return {r.address: Outcome(kind, status, text, name) for r in recipients}
 
     try:
-        await client.connect()
+        client = await _connect(hop, helo, timeout)
     except aiosmtplib.SMTPResponseException as e:
         kind, status = _classify(e.code, e.message)
         return every(kind, status, f"{e.code} {e.message}")
@@ -199,7 +379,7 @@ async def _deliver_hop(
     try:
         if hop.username:
             await client.login(hop.username, hop.password)
-        return await _transaction(client, sender, recipients, message, envid, ret, name)
+        return await _transaction(client, sender, recipients, body, envid, ret, name, timeout)
     except aiosmtplib.SMTPResponseException as e:
         kind, status = _classify(e.code, e.message)
         if hop.username and e.code in (530, 534, 535, 538):
@@ -219,10 +399,11 @@ async def _transaction(
     client: aiosmtplib.SMTP,
     sender: str,
     recipients: Sequence[Outgoing],
-    message: bytes,
+    body: Body,
     envid: str,
     ret: str,
     name: str,
+    timeout: float,
 ) -> dict[str, Outcome]:
     dsn = client.supports_extension("dsn")
     mail_opts: list[str] = []
@@ -230,9 +411,17 @@ async def _transaction(
         mail_opts.append(f"RET={ret.upper()}")
     if dsn and envid:
         mail_opts.append(f"ENVID={xtext(envid)}")
-    if any(b > 0x7F for b in message) and client.supports_extension("8bitmime"):
+    if body.eight_bit and client.supports_extension("8bitmime"):
         mail_opts.append("BODY=8BITMIME")
-    await client.mail(sender, options=mail_opts, encoding="utf-8")
+    if body.size and client.supports_extension("size"):
+        mail_opts.append(f"SIZE={body.size}")
+    try:
+        await client.mail(sender, options=mail_opts, encoding="utf-8")
+    except ValueError as e:  # a control character: no server will ever take it
+        return {
+            r.address: Outcome("permanent", "5.1.7", f"invalid sender <{sender!r}>: {e}", name)
+            for r in recipients
+        }
     outcomes: dict[str, Outcome] = {}
     accepted: list[str] = []
     for r in recipients:
@@ -247,15 +436,16 @@ async def _transaction(
         except aiosmtplib.SMTPRecipientRefused as e:
             kind_, status = _classify(e.code, e.message)
             outcomes[r.address] = Outcome(kind_, status, f"{e.code} {e.message}", name)
+        except (ValueError, UnicodeError) as e:
+            text = f"invalid recipient address {r.address!r}: {e}"
+            outcomes[r.address] = Outcome("permanent", "5.1.3", text, name)
         else:
             accepted.append(r.address)
     if not accepted:
         await client.rset()
         return outcomes
-    if not message.endswith(b"\n"):
-        message += b"\n"
     try:
-        reply = await client.data(message)
+        reply = await _send_data(client, body, timeout)
     except aiosmtplib.SMTPDataError as e:
         kind_, status = _classify(e.code, e.message)
         outcomes.update(
@@ -265,6 +455,38 @@ async def _transaction(
     text = f"{reply.code} {reply.message}"
     outcomes.update({a: Outcome("delivered", "2.0.0", text, name, dsn) for a in accepted})
     return outcomes
+
+
+async def _send_data(client: aiosmtplib.SMTP, body: Body, timeout: float) -> SMTPResponse:
+    """DATA with the message streamed from its file, CHUNK bytes at a time.
+
+    aiosmtplib's own data() wants the whole message (and copies it twice more); here it
+    is read, stuffed and written piece by piece, waiting for the socket to drain between
+    pieces, so a 50 MB message costs a few CHUNKs of memory.
+    """
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost")
+    stuffer = DotStuffer()
+    f = await asyncio.to_thread(open, body.path, "rb")
+    try:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            protocol.write(stuffer.feed(chunk))
+            await protocol._drain_helper()  # the stdlib's flow control that StreamWriter uses
+    finally:
+        await asyncio.to_thread(f.close)
+    protocol.write(stuffer.finish())
+    try:
+        reply = await protocol.read_response(timeout=timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply
 
 
 def _classify(code: int, text: str) -> tuple[Kind, str]:
