@@ -159,7 +159,7 @@ class App:
                 hostname=c.hostname,
                 limiter=self.limiter,
                 auth=self.auth,
-                tls_context=ctx,
+                tls_context=self.tls.mx_context if name == "smtp" else ctx,
                 implicit_tls=name == "submissions",
                 command_timeout=c.limits.command_timeout,
                 data_timeout=c.limits.data_timeout,

@@ -188,6 +188,7 @@ class Body:
 
 
 CHUNK = 256 * 1024
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
 
 
@@ -330,11 +331,7 @@ async def _connect(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
     await client.connect()
     if hop.tls != "opportunistic":
         return client
-    try:
-        await client.ehlo()
-    except aiosmtplib.SMTPResponseException:
-        await client.helo()  # no ESMTP, so no STARTTLS either
-        return client
+    await _greet(client)
     if not client.supports_extension("starttls"):
         return client
     try:
@@ -352,6 +349,28 @@ async def _connect(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
         client = _client(hop, helo, timeout, opportunistic_tls=False)
         await client.connect()
     return client
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO (again after STARTTLS, which forgets the extensions), HELO if refused."""
+    if not client.is_ehlo_or_helo_needed:
+        return
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPResponseException:
+        await client.helo()
+
+
+def _path(address: str) -> bytes:
+    """The address as queued (wire form, quotes kept), in angle brackets.
+
+    Not aiosmtplib's quote_address: it reparses with email.utils and silently changes
+    what it cannot parse (``x@y\\r.test`` becomes ``<x@y>``), which would send mail to
+    someone else. An address with a control character can never be sent: ValueError.
+    """
+    if _CONTROL.search(address):
+        raise ValueError("control character in address")
+    return b"<" + address.encode("utf-8") + b">"
 
 
 async def _deliver_hop(
@@ -415,13 +434,16 @@ async def _transaction(
         mail_opts.append("BODY=8BITMIME")
     if body.size and client.supports_extension("size"):
         mail_opts.append(f"SIZE={body.size}")
+    await _greet(client)
     try:
-        await client.mail(sender, options=mail_opts, encoding="utf-8")
-    except ValueError as e:  # a control character: no server will ever take it
-        return {
-            r.address: Outcome("permanent", "5.1.7", f"invalid sender <{sender!r}>: {e}", name)
-            for r in recipients
-        }
+        sender_path = _path(sender)
+    except ValueError as e:  # no server will ever take it
+        text = f"invalid sender address {sender!r}: {e}"
+        return {r.address: Outcome("permanent", "5.1.7", text, name) for r in recipients}
+    opts_bytes = [o.encode("ascii") for o in mail_opts]
+    reply = await client.execute_command(b"MAIL", b"FROM:" + sender_path, *opts_bytes)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
     outcomes: dict[str, Outcome] = {}
     accepted: list[str] = []
     for r in recipients:
@@ -432,15 +454,19 @@ async def _transaction(
             kind, _, addr = r.orcpt.partition(";")
             opts.append(f"ORCPT={kind.strip()};{xtext(addr.strip())}")
         try:
-            await client.rcpt(r.address, options=opts, encoding="utf-8")
-        except aiosmtplib.SMTPRecipientRefused as e:
-            kind_, status = _classify(e.code, e.message)
-            outcomes[r.address] = Outcome(kind_, status, f"{e.code} {e.message}", name)
-        except (ValueError, UnicodeError) as e:
+            path = _path(r.address)
+        except ValueError as e:
             text = f"invalid recipient address {r.address!r}: {e}"
             outcomes[r.address] = Outcome("permanent", "5.1.3", text, name)
-        else:
+            continue
+        reply = await client.execute_command(
+            b"RCPT", b"TO:" + path, *(o.encode("ascii") for o in opts)
+        )
+        if reply.code in (250, 251):
             accepted.append(r.address)
+        else:
+            kind_, status = _classify(reply.code, reply.message)
+            outcomes[r.address] = Outcome(kind_, status, f"{reply.code} {reply.message}", name)
     if not accepted:
         await client.rset()
         return outcomes
