@@ -4,8 +4,11 @@ Routes are tried in this order: a static route for the domain, the smarthost, th
 (MX records by preference, the domain's own A/AAAA without MX, RFC 7505 null MX as a
 permanent failure). Delivery uses aiosmtplib with opportunistic STARTTLS (certificates
 are not checked on MX hops, as no MTA can today without DANE/MTA-STS; they are checked
-for a smarthost, which is a named provider and gets our password). Every recipient
-gets its own outcome: delivered, temporary or permanent.
+for a smarthost, which is a named provider and gets our password). A failed
+opportunistic handshake is retried at once in plaintext unless the destination is in
+`tls_required_domains`. MAIL, RCPT and DATA are written here rather than by aiosmtplib,
+so that addresses go out exactly as queued and the message streams from its file.
+Every recipient gets its own outcome: delivered, temporary or permanent.
 """
 
 from __future__ import annotations
@@ -198,6 +201,7 @@ class DotStuffer:
     def __init__(self) -> None:
         self._held = b""
         self._line_start = True
+        self._empty = True
 
     def feed(self, data: bytes) -> bytes:
         data = self._held + data
@@ -210,14 +214,15 @@ class DotStuffer:
         if self._line_start and out.startswith(b"."):
             out = b"." + out
         self._line_start = out.endswith(b"\n")
+        self._empty = False
         return out
 
     def finish(self) -> bytes:
         """The rest, a line end if the message lacks a final one, and the end marker."""
         tail = b"\r\n" if self._held else b""
         self._held = b""
-        if not tail and not self._line_start:
-            tail = b"\r\n"
+        if not tail and (self._empty or not self._line_start):
+            tail = b"\r\n"  # an empty message is sent as one empty line, as aiosmtplib does
         return tail + b".\r\n"
 
 
