@@ -10,8 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daisymail.queue import remote
-from daisymail.queue.remote import Body, DotStuffer, Hop, Route
+from daisymail.queue import loops, stream
+from daisymail.queue.remote import Hop, Route
+from daisymail.queue.stream import Body, DotStuffer
 
 
 def reference(message: bytes) -> bytes:
@@ -49,7 +50,7 @@ def test_dot_stuffing_matches_whole_message(message: bytes) -> None:
 
 def test_body_scan_sees_8bit_and_counts_crlf(tmp_path: Path) -> None:
     path = tmp_path / "m"
-    path.write_bytes(b"a\n" * (remote.CHUNK // 2) + "é\n".encode())
+    path.write_bytes(b"a\n" * (stream.CHUNK // 2) + "é\n".encode())
     body = Body.scan(str(path))
     assert body.eight_bit
     assert body.size == len(path.read_bytes()) + path.read_bytes().count(b"\n")
@@ -62,7 +63,7 @@ def test_hops_from_the_first_one_that_is_us_are_dropped() -> None:
     wildcard = [("0.0.0.0", 25)]
 
     def run(route: Route, listeners: list[tuple[str, int]]) -> tuple[Hop, ...]:
-        return asyncio.run(remote.without_self(route, listeners)).hops
+        return asyncio.run(loops.without_self(route, listeners)).hops
 
     assert run(Route("d", (other, us, backup)), wildcard) == (other,)
     assert run(Route("d", (us, other)), wildcard) == ()
@@ -73,7 +74,7 @@ def test_hops_from_the_first_one_that_is_us_are_dropped() -> None:
 
 
 def test_local_addresses() -> None:
-    assert remote.is_local_address("127.0.0.1")
-    assert remote.is_local_address("::1")
-    assert not remote.is_local_address("192.0.2.1")  # TEST-NET, never configured here
-    assert not remote.is_local_address("not-an-ip")
+    assert loops.is_local_address("127.0.0.1")
+    assert loops.is_local_address("::1")
+    assert not loops.is_local_address("192.0.2.1")  # TEST-NET, never configured here
+    assert not loops.is_local_address("not-an-ip")

@@ -14,11 +14,9 @@ Every recipient gets its own outcome: delivered, temporary or permanent.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 import random
 import re
-import socket
 import ssl
 from collections.abc import Sequence
 from contextvars import ContextVar
@@ -34,6 +32,7 @@ from aiosmtplib.response import SMTPResponse
 from daisymail.config import Queue as QueueConfig
 from daisymail.config import parse_hostport
 from daisymail.observability import event
+from daisymail.queue.stream import CHUNK, Body, DotStuffer
 
 TlsMode = Literal["opportunistic", "starttls", "implicit"]
 Kind = Literal["delivered", "temporary", "permanent"]
@@ -166,125 +165,7 @@ async def _implicit_mx(
     raise RouteError(True, "5.1.2", f"{domain} has no MX and no address")
 
 
-@dataclass(frozen=True)
-class Body:
-    """A queued message file to send: LF line ends as the queue stores them.
-
-    The file is read in CHUNK-sized pieces while it is sent, so memory per delivery is
-    bounded however large the message; `scan` learns what MAIL FROM must say about it.
-    """
-
-    path: str
-    eight_bit: bool = False
-    size: int = 0
-    """Octets on the wire (CRLF line ends), for SIZE=."""
-
-    @classmethod
-    def scan(cls, path: str) -> Body:
-        """Blocking (a pass over the file at C speed): run it in a thread."""
-        eight_bit, size = False, 0
-        with open(path, "rb") as f:
-            while chunk := f.read(CHUNK):
-                eight_bit = eight_bit or not chunk.isascii()
-                size += len(chunk) + chunk.count(b"\n")
-        return cls(path, eight_bit, size)
-
-
-CHUNK = 256 * 1024
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_LINE_END = re.compile(rb"\r\n|\n|\r(?!\n)")
-
-
-class DotStuffer:
-    """LF (or a lone CR) to CRLF and dot-stuffing (RFC 5321 4.5.2), across chunk borders."""
-
-    def __init__(self) -> None:
-        self._held = b""
-        self._line_start = True
-        self._empty = True
-
-    def feed(self, data: bytes) -> bytes:
-        data = self._held + data
-        self._held = b""
-        if data.endswith(b"\r"):  # maybe the CR of a CRLF split across chunks
-            data, self._held = data[:-1], b"\r"
-        if not data:
-            return b""
-        out = _LINE_END.sub(b"\r\n", data).replace(b"\n.", b"\n..")
-        if self._line_start and out.startswith(b"."):
-            out = b"." + out
-        self._line_start = out.endswith(b"\n")
-        self._empty = False
-        return out
-
-    def finish(self) -> bytes:
-        """The rest, a line end if the message lacks a final one, and the end marker."""
-        tail = b"\r\n" if self._held else b""
-        self._held = b""
-        if not tail and (self._empty or not self._line_start):
-            tail = b"\r\n"  # an empty message is sent as one empty line, as aiosmtplib does
-        return tail + b".\r\n"
-
-
-def is_local_address(ip: str) -> bool:
-    """Is `ip` an address of this host? Binding to it succeeds exactly when it is."""
-    try:
-        addr = ipaddress.ip_address(ip.split("%")[0])
-    except ValueError:
-        return False
-    if addr.is_loopback or addr.is_unspecified:
-        return True
-    family = socket.AF_INET6 if addr.version == 6 else socket.AF_INET
-    try:
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.bind((str(addr), 0))
-    except OSError:
-        return False
-    return True
-
-
-async def points_to_self(host: str, port: int, listeners: Sequence[tuple[str, int]]) -> bool:
-    """Would connecting to host:port reach one of our own SMTP listeners?"""
-    ports = {p for _h, p in listeners}
-    if port not in ports:
-        return False
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    except (OSError, UnicodeError):
-        return False  # connecting will fail and say why
-    ips = {str(info[4][0]) for info in infos}
-    for ip in ips:
-        for lhost, lport in listeners:
-            if lport != port:
-                continue
-            if lhost in ("", "0.0.0.0", "::", "*"):
-                if await asyncio.to_thread(is_local_address, ip):
-                    return True
-            elif _same_ip(lhost, ip):
-                return True
-    return False
-
-
-def _same_ip(a: str, b: str) -> bool:
-    try:
-        return ipaddress.ip_address(a) == ipaddress.ip_address(b)
-    except ValueError:
-        return a.lower() == b.lower()
-
-
-async def without_self(route: Route, listeners: Sequence[tuple[str, int]]) -> Route:
-    """The route's hops before the first one that is this host itself.
-
-    A hop that reaches one of our own SMTP listeners would hand the mail back to us (a
-    backup MX lists us after better ones; a route names our own port). An empty result
-    means the mail loops back to ourselves (RFC 5321 5.1) and must bounce.
-    """
-    hops: list[Hop] = []
-    for hop in route.hops:
-        if listeners and await points_to_self(hop.host, hop.port, listeners):
-            break
-        hops.append(hop)
-    return Route(route.key, tuple(hops))
 
 
 async def deliver(

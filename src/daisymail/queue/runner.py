@@ -30,6 +30,7 @@ from daisymail.queue.bounce import (
     success_notice_due,
 )
 from daisymail.queue.inject import Injector
+from daisymail.queue.loops import without_self
 from daisymail.queue.spool import (
     CorruptEntry,
     Queue,
@@ -37,6 +38,7 @@ from daisymail.queue.spool import (
     QueuedRecipient,
     QueueError,
 )
+from daisymail.queue.stream import Body
 from daisymail.store.base import StorageError
 
 log = logging.getLogger("daisymail.queue")
@@ -44,7 +46,7 @@ SCAN_INTERVAL = 1.0
 MAX_MESSAGES_IN_FLIGHT = 50
 
 Deliver = Callable[
-    [remote.Route, str, Sequence[remote.Outgoing], remote.Body, str, str, str],
+    [remote.Route, str, Sequence[remote.Outgoing], Body, str, str, str],
     Awaitable[dict[str, remote.Outcome]],
 ]
 
@@ -64,7 +66,7 @@ async def _deliver_default(
     route: remote.Route,
     sender: str,
     rcpts: Sequence[remote.Outgoing],
-    body: remote.Body,
+    body: Body,
     helo: str,
     envid: str,
     ret: str,
@@ -211,7 +213,7 @@ class Runner:
         cfg = self.settings()
         path = self.queue.message_path(msg.id)
         try:
-            body: remote.Body | None = await asyncio.to_thread(remote.Body.scan, path)
+            body: Body | None = await asyncio.to_thread(Body.scan, path)
         except FileNotFoundError:
             body = None
         if body is None:
@@ -301,7 +303,7 @@ class Runner:
         msg: QueuedMessage,
         domain: str,
         rcpts: list[QueuedRecipient],
-        body: remote.Body,
+        body: Body,
         cfg: QueueConfig,
     ) -> None:
         try:
@@ -322,11 +324,11 @@ class Runner:
         msg: QueuedMessage,
         domain: str,
         rcpts: list[QueuedRecipient],
-        body: remote.Body,
+        body: Body,
         cfg: QueueConfig,
     ) -> dict[str, remote.Outcome]:
         route = await remote.resolve_route(domain, cfg)
-        route = await remote.without_self(route, self.listeners)
+        route = await without_self(route, self.listeners)
         if not route.hops:
             event(log, "queue.loop", logging.WARNING, id=msg.id, domain=domain)
             raise remote.RouteError(True, "5.4.6", f"mail for {domain} loops back to myself")
