@@ -84,6 +84,17 @@ def test_route_back_to_our_own_port_bounces_instead_of_looping(server: Daisy) ->
     assert not any("loop.example" in json.dumps(m) for m in _envelopes(server))
 
 
+def test_looping_null_sender_mail_is_dropped_without_a_bounce(server: Daisy) -> None:
+    """A DSN never causes another DSN: mail from <> that cannot go anywhere is dropped."""
+    before = len(maildir_messages(server, BOX))
+    send(server, "y@loop.example", b"Subject: dsn loop\r\n\r\nhi\r\n", sender="")
+    wait_for(lambda: "rcpt=y@loop.example" in server.logs(), timeout=15)
+    wait_for(lambda: not any("y@loop.example" in json.dumps(m) for m in _envelopes(server)))
+    assert len(maildir_messages(server, BOX)) == before
+    accepted = [line for line in server.logs().splitlines() if "rcpts=y@loop.example" in line]
+    assert len(accepted) == 1, accepted
+
+
 def _envelopes(d: Daisy) -> list[dict[str, object]]:
     q = Queue(str(d.root / "queue"))
     return [json.loads(Path(q.envelope_path(i)).read_bytes()) for i in q.ids()]

@@ -387,7 +387,11 @@ async def _send_data(client: aiosmtplib.SMTP, body: Body, timeout: float) -> SMT
     try:
         while chunk := await asyncio.to_thread(f.read, CHUNK):
             protocol.write(stuffer.feed(chunk))
-            await protocol._drain_helper()  # the stdlib's flow control that StreamWriter uses
+            try:  # the stdlib's flow control, as StreamWriter.drain uses it
+                await asyncio.wait_for(protocol._drain_helper(), timeout)
+            except TimeoutError:
+                client.close()  # a peer that stops reading must not hold the delivery
+                raise aiosmtplib.SMTPTimeoutError("timed out sending the message") from None
     finally:
         await asyncio.to_thread(f.close)
     protocol.write(stuffer.finish())
