@@ -327,9 +327,9 @@ class Runner:
         body: Body,
         cfg: QueueConfig,
     ) -> dict[str, remote.Outcome]:
-        route = await remote.resolve_route(domain, cfg)
-        route = await without_self(route, self.listeners)
-        if not route.hops:
+        resolved = await remote.resolve_route(domain, cfg)
+        route = await without_self(resolved, self.listeners)
+        if resolved.hops and not route.hops:
             event(log, "queue.loop", logging.WARNING, id=msg.id, domain=domain)
             raise remote.RouteError(True, "5.4.6", f"mail for {domain} loops back to myself")
         slot = self._slots.setdefault(route.key, asyncio.Semaphore(cfg.destination_concurrency))
