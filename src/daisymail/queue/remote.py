@@ -191,7 +191,8 @@ async def deliver(
     return outcomes
 
 
-def _client(hop: Hop, helo: str, timeout: float, *, opportunistic_tls: bool) -> aiosmtplib.SMTP:
+def _client(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
+    """Opportunistic STARTTLS is done by _connect, so that a failed handshake can fall back."""
     context = ssl.create_default_context()
     if not hop.verify:
         # Opportunistic TLS (RFC 7435): any version and cipher beats plaintext.
@@ -204,7 +205,7 @@ def _client(hop: Hop, helo: str, timeout: float, *, opportunistic_tls: bool) -> 
         local_hostname=helo,
         timeout=timeout,
         use_tls=hop.tls == "implicit",
-        start_tls=hop.tls == "starttls" or (hop.tls == "opportunistic" and opportunistic_tls),
+        start_tls=hop.tls == "starttls",
         validate_certs=hop.verify,
         tls_context=context,
     )
@@ -213,11 +214,15 @@ def _client(hop: Hop, helo: str, timeout: float, *, opportunistic_tls: bool) -> 
 async def _connect(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
     """Connect, with STARTTLS when offered; a failed opportunistic handshake is retried
     at once in plaintext (Postfix's `may` level) instead of deferring the mail."""
-    client = _client(hop, helo, timeout, opportunistic_tls=False)
+    client = _client(hop, helo, timeout)
     await client.connect()
     if hop.tls != "opportunistic":
         return client
-    await _greet(client)
+    try:
+        await _greet(client)
+    except BaseException:
+        client.close()
+        raise
     if not client.supports_extension("starttls"):
         return client
     try:
@@ -232,7 +237,7 @@ async def _connect(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
             error=str(e) or type(e).__name__,
         )
         client.close()
-        client = _client(hop, helo, timeout, opportunistic_tls=False)
+        client = _client(hop, helo, timeout)
         await client.connect()
     return client
 
