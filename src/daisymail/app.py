@@ -111,6 +111,7 @@ class App:
             max_recipients=c.limits.max_recipients,
             max_line_length=c.limits.max_line_length,
             max_errors=c.limits.max_errors,
+            max_hops=c.limits.max_hops,
             starttls_available=service != "submissions",
             auth_mechanisms=("PLAIN", "LOGIN"),
             auth_requires_tls=True,
@@ -161,7 +162,12 @@ class App:
         except OSError as e:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
         injector = Injector(self.directory, store, queue, spool)
-        self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname)
+        own = [
+            parse_hostport(a)
+            for n in ("smtp", "submission", "submissions")
+            for a in getattr(c.listen, n)
+        ]
+        self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname, listeners=own)
         policy = InboundPolicy(self.directory, c.relay, queue_available=True)
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
@@ -177,7 +183,7 @@ class App:
                 hostname=c.hostname,
                 limiter=self.limiter,
                 auth=self.auth,
-                tls_context=ctx,
+                tls_context=self.tls.mx_context if name == "smtp" else ctx,
                 implicit_tls=name == "submissions",
                 command_timeout=c.limits.command_timeout,
                 data_timeout=c.limits.data_timeout,

@@ -85,6 +85,7 @@ class Queue:
     smarthost_user: str = ""
     smarthost_password: str = ""
     destination_concurrency: int = 5
+    tls_required_domains: list[str] = field(default_factory=list)
     routes: dict[str, str] = field(default_factory=dict)
 
 
@@ -107,6 +108,7 @@ class Limits:
     max_recipients: int = 100
     max_line_length: int = 2048
     max_errors: int = 10
+    max_hops: int = 50
     command_timeout: int = 300
     data_timeout: int = 600
     pop3_timeout: int = 600
@@ -288,6 +290,8 @@ def _validate(cfg: Config) -> None:
     for key in ("max_message_size", "max_recipients", "max_line_length", "max_connections"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"{src}: limits.{key}: expected a positive integer")
+    if cfg.limits.max_hops <= 0:
+        raise ConfigError(f"{src}: limits.max_hops: expected a positive integer")
     if cfg.limits.pop3_timeout < 600:
         raise ConfigError(f"{src}: limits.pop3_timeout: RFC 1939 asks for at least 600 seconds")
     if cfg.limits.write_timeout <= 0:

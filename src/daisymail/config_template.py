@@ -55,6 +55,7 @@ smarthost = ""                   # "host:port" to send everything through (587: 
 smarthost_user = ""              # AUTH at the smarthost
 smarthost_password = ""
 destination_concurrency = 5      # connections at once to one destination
+tls_required_domains = []        # no plaintext fallback when STARTTLS fails for these
 [queue.routes]                   # static routes: "example.net" = "127.0.0.1:2526"
 
 [pop3]
@@ -73,6 +74,7 @@ max_message_size = 52428800
 max_recipients = 100
 max_line_length = 2048
 max_errors = 10
+max_hops = 50                    # more Received: headers than this is a mail loop (554)
 command_timeout = 300
 data_timeout = 600
 pop3_timeout = 600

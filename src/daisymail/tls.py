@@ -1,8 +1,10 @@
 """TLS: a self-signed certificate on first start, server contexts, SNI, reload.
 
-Only TLS 1.2 and 1.3 are offered, with the platform's strong default ciphers. The
-context object is kept and its certificates swapped on reload, so listeners never
-need rebinding and sessions in flight keep their connection.
+Submission and POP3S offer only TLS 1.2 and 1.3 with strong ciphers: clients there
+send passwords. The MX port (25) offers every version and cipher the library allows
+(RFC 7435 opportunistic security): a sending MTA whose TLS is old would otherwise fall
+back to plaintext, which is worse. The context objects are kept and their certificates
+swapped on reload, so listeners never need rebinding and sessions keep their connection.
 """
 
 from __future__ import annotations
@@ -63,11 +65,20 @@ def certificate_expiry(cert_path: Path) -> datetime.datetime:
     return cert.not_valid_after_utc
 
 
-def _new_context(cert: Path, key: Path) -> ssl.SSLContext:
+STRONG_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS"
+ANY_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:ALL:@SECLEVEL=0"
+"""Strong ones first (the server's preference decides), then whatever else OpenSSL has."""
+
+
+def _new_context(cert: Path, key: Path, opportunistic: bool = False) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.options |= ssl.OP_NO_COMPRESSION | ssl.OP_CIPHER_SERVER_PREFERENCE
-    ctx.set_ciphers("ECDHE+AESGCM:ECDHE+CHACHA20:DHE+AESGCM:!aNULL:!MD5:!DSS")
+    if opportunistic:
+        ctx.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+        ctx.set_ciphers(ANY_CIPHERS)
+    else:
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        ctx.set_ciphers(STRONG_CIPHERS)
     try:
         ctx.load_cert_chain(str(cert), str(key))
     except (OSError, ssl.SSLError) as e:
@@ -76,28 +87,38 @@ def _new_context(cert: Path, key: Path) -> ssl.SSLContext:
 
 
 class ServerTLS:
-    """The server's SSL context plus per-domain contexts chosen by SNI."""
+    """The server's SSL contexts plus per-domain contexts chosen by SNI.
+
+    `context` (TLS 1.2+) is for submission and POP3; `mx_context` (any version) for port 25.
+    """
 
     def __init__(self, cert: Path, key: Path, sni: dict[str, tuple[Path, Path]]) -> None:
         self.cert, self.key, self.sni = cert, key, sni
         self.context = _new_context(cert, key)
-        self._by_name: dict[str, ssl.SSLContext] = {}
+        self.mx_context = _new_context(cert, key, opportunistic=True)
+        self._by_name: dict[tuple[str, bool], ssl.SSLContext] = {}
         self._load_sni()
         self.context.sni_callback = self._pick
+        self.mx_context.sni_callback = self._pick
 
     def _load_sni(self) -> None:
-        self._by_name = {name.lower(): _new_context(c, k) for name, (c, k) in self.sni.items()}
+        self._by_name = {
+            (name.lower(), opp): _new_context(c, k, opp)
+            for name, (c, k) in self.sni.items()
+            for opp in (False, True)
+        }
 
-    def _pick(self, sock: ssl.SSLObject, name: str | None, _ctx: ssl.SSLContext) -> None:
+    def _pick(self, sock: ssl.SSLObject, name: str | None, ctx: ssl.SSLContext) -> None:
         if name:
-            chosen = self._by_name.get(name.lower().rstrip("."))
+            chosen = self._by_name.get((name.lower().rstrip("."), ctx is self.mx_context))
             if chosen is not None:
                 sock.context = chosen
 
     def reload(self) -> None:
         """Re-read certificate files in place; new handshakes use them at once."""
         try:
-            self.context.load_cert_chain(str(self.cert), str(self.key))
+            for ctx in (self.context, self.mx_context):
+                ctx.load_cert_chain(str(self.cert), str(self.key))
         except (OSError, ssl.SSLError) as e:
             raise TLSError(f"cannot reload {self.cert}: {e}") from None
         self._load_sni()

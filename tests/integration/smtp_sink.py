@@ -17,9 +17,13 @@ class Sink:
         rcpt_reply: bytes = b"250 2.1.5 Ok",
         data_reply: bytes = b"250 2.0.0 Ok: queued",
         dsn: bool = True,
+        broken_starttls: bool = False,
     ) -> None:
+        """broken_starttls: offer STARTTLS, say 220, then answer the handshake with junk."""
         self.port = port or free_port()
         self.dsn = dsn
+        self.broken_starttls = broken_starttls
+        self.starttls_attempts = 0
         self.rcpt_reply = rcpt_reply
         self.data_reply = data_reply
         self.messages: list[tuple[str, list[str], bytes]] = []
@@ -52,7 +56,16 @@ class Sink:
                 verb = cmd[:4].upper()
                 if verb == "EHLO":
                     ext = b"250-8BITMIME\r\n250 DSN\r\n" if self.dsn else b"250 8BITMIME\r\n"
-                    writer.write(b"250-sink.test\r\n" + ext)
+                    tls = b"250-STARTTLS\r\n" if self.broken_starttls else b""
+                    writer.write(b"250-sink.test\r\n" + tls + ext)
+                elif verb == "STAR" and self.broken_starttls:
+                    self.starttls_attempts += 1
+                    writer.write(b"220 2.0.0 go ahead\r\n")
+                    await writer.drain()
+                    await reader.read(512)  # the ClientHello
+                    writer.write(b"this is not a TLS record\r\n")
+                    await writer.drain()
+                    return
                 elif verb == "MAIL":
                     sender, rcpts = cmd[10:].split(">")[0].lstrip("<"), []
                     writer.write(b"250 2.1.0 Ok\r\n")

@@ -19,6 +19,7 @@ from daisymail.queue.bounce import build_dsn, should_notify
 from daisymail.queue.inject import Injector
 from daisymail.queue.runner import Runner, backoff
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient
+from daisymail.queue.stream import Body
 from daisymail.store.files import FileStore
 
 ORIGINAL = b"From: a@example.test\nSubject: s\n\nbody\n"
@@ -182,7 +183,11 @@ def make_runner(tmp_path: Path, outcomes: list[str], now: list[float]) -> tuple[
     )  # type: ignore[arg-type]
 
     async def deliver(
-        route: remote.Route, sender: str, rcpts: Sequence[remote.Outgoing], data: bytes, *rest: str
+        route: remote.Route,
+        sender: str,
+        rcpts: Sequence[remote.Outgoing],
+        body: Body,
+        *rest: str,
     ) -> dict[str, remote.Outcome]:
         kind, _, flag = outcomes.pop(0).partition("+")  # "delivered+dsn": NOTIFY passed on
         status = {"temporary": "4.2.1", "delivered": "2.0.0"}.get(kind, "5.1.1")

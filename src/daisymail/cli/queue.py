@@ -31,7 +31,10 @@ def _when(ts: float) -> str:
 
 
 def _get(queue: Queue, msg_id: str) -> QueuedMessage:
-    msg = queue.get(msg_id)
+    try:
+        msg = queue.get(msg_id)
+    except QueueError as e:  # an unreadable envelope
+        fail(str(e))
     if msg is None:
         fail(f"no message {msg_id} in the queue")
     return msg

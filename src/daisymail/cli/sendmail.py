@@ -20,6 +20,7 @@ import click
 from daisymail.cli.common import fail, state
 from daisymail.queue.inject import Injector
 from daisymail.queue.spool import Queue, QueueError
+from daisymail.routing.addresses import AddressError, parse_path
 from daisymail.routing.senders import rewrite_sender
 from daisymail.smtp.submission import complete_header, field_value, header_fields
 from daisymail.store.base import StorageError
@@ -68,6 +69,17 @@ def header_recipients(header: bytes) -> tuple[list[str], bytes]:
     return found, b"".join(kept)
 
 
+def check_address(what: str, address: str) -> None:
+    """Refuse what no SMTP server would take (CR/LF, bad syntax) before it is queued:
+    a queue entry with such an address could only fail on every attempt."""
+    try:
+        parsed = parse_path(address, smtputf8=True)
+    except AddressError as e:
+        fail(f"{what} {address!r} is not a valid address: {e.text}", EX_USAGE)
+    if parsed is None and what == "recipient":
+        fail("the null address <> cannot be a recipient", EX_USAGE)
+
+
 @click.command(context_settings={"ignore_unknown_options": False})
 @click.option("-t", "from_headers", is_flag=True, help="Take recipients from To, Cc, Bcc.")
 @click.option("-f", "-r", "sender", metavar="ADDR", help="Envelope sender.")
@@ -98,6 +110,10 @@ def sendmail(
         rcpts += found
     if not rcpts:
         fail("no recipients given", EX_USAGE)
+    if sender:
+        check_address("sender", sender)
+    for rcpt in rcpts:
+        check_address("recipient", rcpt)
     directory = st.directory
     snap = directory.snapshot()
     name = sender if sender is not None else getpass.getuser()

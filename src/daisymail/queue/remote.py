@@ -4,28 +4,41 @@ Routes are tried in this order: a static route for the domain, the smarthost, th
 (MX records by preference, the domain's own A/AAAA without MX, RFC 7505 null MX as a
 permanent failure). Delivery uses aiosmtplib with opportunistic STARTTLS (certificates
 are not checked on MX hops, as no MTA can today without DANE/MTA-STS; they are checked
-for a smarthost, which is a named provider and gets our password). Every recipient
-gets its own outcome: delivered, temporary or permanent.
+for a smarthost, which is a named provider and gets our password). A failed
+opportunistic handshake is retried at once in plaintext unless the destination is in
+`tls_required_domains`. MAIL, RCPT and DATA are written here rather than by aiosmtplib,
+so that addresses go out exactly as queued and the message streams from its file.
+Every recipient gets its own outcome: delivered, temporary or permanent.
 """
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+import re
 import ssl
 from collections.abc import Sequence
-from dataclasses import dataclass
+from contextvars import ContextVar
+from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiosmtplib
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
+from aiosmtplib.response import SMTPResponse
 
 from daisymail.config import Queue as QueueConfig
 from daisymail.config import parse_hostport
+from daisymail.observability import event
+from daisymail.queue.stream import CHUNK, Body, DotStuffer
 
 TlsMode = Literal["opportunistic", "starttls", "implicit"]
 Kind = Literal["delivered", "temporary", "permanent"]
+log = logging.getLogger("daisymail.queue")
+current_id: ContextVar[str] = ContextVar("current_id", default="-")
+"""The queue id of the message being delivered, for log lines."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +113,24 @@ def _tls_for(port: int) -> TlsMode:
 
 async def resolve_route(domain: str, cfg: QueueConfig, timeout: float = 30.0) -> Route:
     route = static_route(domain, cfg)
-    if route is not None:
-        return route
-    return Route(domain, tuple(Hop(h, 25) for h in await lookup_mx(domain, timeout)))
+    if route is None:
+        route = Route(domain, tuple(Hop(h, 25) for h in await lookup_mx(domain, timeout)))
+    if tls_required(domain, cfg):
+        hops = tuple(
+            replace(h, tls="starttls") if h.tls == "opportunistic" else h for h in route.hops
+        )
+        route = Route(route.key, hops)
+    return route
+
+
+def tls_required(domain: str, cfg: QueueConfig) -> bool:
+    """The domain or a parent is in [queue] tls_required_domains: STARTTLS or no delivery."""
+    domain = domain.lower().rstrip(".")
+    for want in cfg.tls_required_domains:
+        want = want.lower().strip(".")
+        if domain == want or domain.endswith("." + want):
+            return True
+    return False
 
 
 async def lookup_mx(domain: str, timeout: float = 30.0) -> list[str]:
@@ -137,11 +165,14 @@ async def _implicit_mx(
     raise RouteError(True, "5.1.2", f"{domain} has no MX and no address")
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 async def deliver(
     route: Route,
     sender: str,
     recipients: Sequence[Outgoing],
-    message: bytes,
+    body: Body,
     *,
     helo: str,
     envid: str = "",
@@ -154,43 +185,102 @@ async def deliver(
     for hop in route.hops:
         if not todo:
             break
-        results = await _deliver_hop(hop, sender, todo, message, helo, envid, ret, timeout)
+        results = await _deliver_hop(hop, sender, todo, body, helo, envid, ret, timeout)
         outcomes.update(results)
         todo = [r for r in todo if outcomes[r.address].kind == "temporary"]
     return outcomes
+
+
+def _client(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
+    """Opportunistic STARTTLS is done by _connect, so that a failed handshake can fall back."""
+    context = ssl.create_default_context()
+    if not hop.verify:
+        # Opportunistic TLS (RFC 7435): any version and cipher beats plaintext.
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+        context.minimum_version = ssl.TLSVersion.MINIMUM_SUPPORTED
+    return aiosmtplib.SMTP(
+        hostname=hop.host,
+        port=hop.port,
+        local_hostname=helo,
+        timeout=timeout,
+        use_tls=hop.tls == "implicit",
+        start_tls=hop.tls == "starttls",
+        validate_certs=hop.verify,
+        tls_context=context,
+    )
+
+
+async def _connect(hop: Hop, helo: str, timeout: float) -> aiosmtplib.SMTP:
+    """Connect, with STARTTLS when offered; a failed opportunistic handshake is retried
+    at once in plaintext (Postfix's `may` level) instead of deferring the mail."""
+    client = _client(hop, helo, timeout)
+    await client.connect()
+    if hop.tls != "opportunistic":
+        return client
+    try:
+        await _greet(client)
+    except BaseException:
+        client.close()
+        raise
+    if not client.supports_extension("starttls"):
+        return client
+    try:
+        await client.starttls()
+    except (aiosmtplib.SMTPException, OSError) as e:
+        event(
+            log,
+            "queue.tls_fallback",
+            logging.WARNING,
+            id=current_id.get(),
+            relay=f"{hop.host}:{hop.port}",
+            error=str(e) or type(e).__name__,
+        )
+        client.close()
+        client = _client(hop, helo, timeout)
+        await client.connect()
+    return client
+
+
+async def _greet(client: aiosmtplib.SMTP) -> None:
+    """EHLO (again after STARTTLS, which forgets the extensions), HELO if refused."""
+    if not client.is_ehlo_or_helo_needed:
+        return
+    try:
+        await client.ehlo()
+    except aiosmtplib.SMTPResponseException:
+        await client.helo()
+
+
+def _path(address: str) -> bytes:
+    """The address as queued (wire form, quotes kept), in angle brackets.
+
+    Not aiosmtplib's quote_address: it reparses with email.utils and silently changes
+    what it cannot parse (``x@y\\r.test`` becomes ``<x@y>``), which would send mail to
+    someone else. An address with a control character can never be sent: ValueError.
+    """
+    if _CONTROL.search(address):
+        raise ValueError("control character in address")
+    return b"<" + address.encode("utf-8") + b">"
 
 
 async def _deliver_hop(
     hop: Hop,
     sender: str,
     recipients: Sequence[Outgoing],
-    message: bytes,
+    body: Body,
     helo: str,
     envid: str,
     ret: str,
     timeout: float,
 ) -> dict[str, Outcome]:
     name = hop.host
-    context = ssl.create_default_context()
-    if not hop.verify:
-        context.check_hostname = False
-        context.verify_mode = ssl.CERT_NONE
-    client = aiosmtplib.SMTP(
-        hostname=hop.host,
-        port=hop.port,
-        local_hostname=helo,
-        timeout=timeout,
-        use_tls=hop.tls == "implicit",
-        start_tls=True if hop.tls == "starttls" else None if hop.tls == "opportunistic" else False,
-        validate_certs=hop.verify,
-        tls_context=context,
-    )
 
     def every(kind: Kind, status: str, text: str) -> dict[str, Outcome]:
         return {r.address: Outcome(kind, status, text, name) for r in recipients}
 
     try:
-        await client.connect()
+        client = await _connect(hop, helo, timeout)
     except aiosmtplib.SMTPResponseException as e:
         kind, status = _classify(e.code, e.message)
         return every(kind, status, f"{e.code} {e.message}")
@@ -199,7 +289,7 @@ async def _deliver_hop(
     try:
         if hop.username:
             await client.login(hop.username, hop.password)
-        return await _transaction(client, sender, recipients, message, envid, ret, name)
+        return await _transaction(client, sender, recipients, body, envid, ret, name, timeout)
     except aiosmtplib.SMTPResponseException as e:
         kind, status = _classify(e.code, e.message)
         if hop.username and e.code in (530, 534, 535, 538):
@@ -219,10 +309,11 @@ async def _transaction(
     client: aiosmtplib.SMTP,
     sender: str,
     recipients: Sequence[Outgoing],
-    message: bytes,
+    body: Body,
     envid: str,
     ret: str,
     name: str,
+    timeout: float,
 ) -> dict[str, Outcome]:
     dsn = client.supports_extension("dsn")
     mail_opts: list[str] = []
@@ -230,9 +321,20 @@ async def _transaction(
         mail_opts.append(f"RET={ret.upper()}")
     if dsn and envid:
         mail_opts.append(f"ENVID={xtext(envid)}")
-    if any(b > 0x7F for b in message) and client.supports_extension("8bitmime"):
+    if body.eight_bit and client.supports_extension("8bitmime"):
         mail_opts.append("BODY=8BITMIME")
-    await client.mail(sender, options=mail_opts, encoding="utf-8")
+    if body.size and client.supports_extension("size"):
+        mail_opts.append(f"SIZE={body.size}")
+    await _greet(client)
+    try:
+        sender_path = _path(sender)
+    except ValueError as e:  # no server will ever take it
+        text = f"invalid sender address {sender!r}: {e}"
+        return {r.address: Outcome("permanent", "5.1.7", text, name) for r in recipients}
+    opts_bytes = [o.encode("ascii") for o in mail_opts]
+    reply = await client.execute_command(b"MAIL", b"FROM:" + sender_path, *opts_bytes)
+    if reply.code != 250:
+        raise aiosmtplib.SMTPSenderRefused(reply.code, reply.message, sender)
     outcomes: dict[str, Outcome] = {}
     accepted: list[str] = []
     for r in recipients:
@@ -243,19 +345,24 @@ async def _transaction(
             kind, _, addr = r.orcpt.partition(";")
             opts.append(f"ORCPT={kind.strip()};{xtext(addr.strip())}")
         try:
-            await client.rcpt(r.address, options=opts, encoding="utf-8")
-        except aiosmtplib.SMTPRecipientRefused as e:
-            kind_, status = _classify(e.code, e.message)
-            outcomes[r.address] = Outcome(kind_, status, f"{e.code} {e.message}", name)
-        else:
+            path = _path(r.address)
+        except ValueError as e:
+            text = f"invalid recipient address {r.address!r}: {e}"
+            outcomes[r.address] = Outcome("permanent", "5.1.3", text, name)
+            continue
+        reply = await client.execute_command(
+            b"RCPT", b"TO:" + path, *(o.encode("ascii") for o in opts)
+        )
+        if reply.code in (250, 251):
             accepted.append(r.address)
+        else:
+            kind_, status = _classify(reply.code, reply.message)
+            outcomes[r.address] = Outcome(kind_, status, f"{reply.code} {reply.message}", name)
     if not accepted:
         await client.rset()
         return outcomes
-    if not message.endswith(b"\n"):
-        message += b"\n"
     try:
-        reply = await client.data(message)
+        reply = await _send_data(client, body, timeout)
     except aiosmtplib.SMTPDataError as e:
         kind_, status = _classify(e.code, e.message)
         outcomes.update(
@@ -265,6 +372,42 @@ async def _transaction(
     text = f"{reply.code} {reply.message}"
     outcomes.update({a: Outcome("delivered", "2.0.0", text, name, dsn) for a in accepted})
     return outcomes
+
+
+async def _send_data(client: aiosmtplib.SMTP, body: Body, timeout: float) -> SMTPResponse:
+    """DATA with the message streamed from its file, CHUNK bytes at a time.
+
+    aiosmtplib's own data() wants the whole message (and copies it twice more); here it
+    is read, stuffed and written piece by piece, waiting for the socket to drain between
+    pieces, so a 50 MB message costs a few CHUNKs of memory.
+    """
+    start = await client.execute_command(b"DATA")
+    if start.code != 354:
+        raise aiosmtplib.SMTPDataError(start.code, start.message)
+    protocol = client.protocol
+    if protocol is None:
+        raise aiosmtplib.SMTPServerDisconnected("connection lost")
+    stuffer = DotStuffer()
+    f = await asyncio.to_thread(open, body.path, "rb")
+    try:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            protocol.write(stuffer.feed(chunk))
+            try:  # the stdlib's flow control, as StreamWriter.drain uses it
+                await asyncio.wait_for(protocol._drain_helper(), timeout)
+            except TimeoutError:
+                client.close()  # a peer that stops reading must not hold the delivery
+                raise aiosmtplib.SMTPTimeoutError("timed out sending the message") from None
+    finally:
+        await asyncio.to_thread(f.close)
+    protocol.write(stuffer.finish())
+    try:
+        reply = await protocol.read_response(timeout=timeout)
+    except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError):
+        client.close()
+        raise
+    if reply.code != 250:
+        raise aiosmtplib.SMTPDataError(reply.code, reply.message)
+    return reply
 
 
 def _classify(code: int, text: str) -> tuple[Kind, str]:

@@ -30,7 +30,15 @@ from daisymail.queue.bounce import (
     success_notice_due,
 )
 from daisymail.queue.inject import Injector
-from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.queue.loops import without_self
+from daisymail.queue.spool import (
+    CorruptEntry,
+    Queue,
+    QueuedMessage,
+    QueuedRecipient,
+    QueueError,
+)
+from daisymail.queue.stream import Body
 from daisymail.store.base import StorageError
 
 log = logging.getLogger("daisymail.queue")
@@ -38,7 +46,7 @@ SCAN_INTERVAL = 1.0
 MAX_MESSAGES_IN_FLIGHT = 50
 
 Deliver = Callable[
-    [remote.Route, str, Sequence[remote.Outgoing], bytes, str, str, str],
+    [remote.Route, str, Sequence[remote.Outgoing], Body, str, str, str],
     Awaitable[dict[str, remote.Outcome]],
 ]
 
@@ -58,12 +66,12 @@ async def _deliver_default(
     route: remote.Route,
     sender: str,
     rcpts: Sequence[remote.Outgoing],
-    message: bytes,
+    body: Body,
     helo: str,
     envid: str,
     ret: str,
 ) -> dict[str, remote.Outcome]:
-    return await remote.deliver(route, sender, rcpts, message, helo=helo, envid=envid, ret=ret)
+    return await remote.deliver(route, sender, rcpts, body, helo=helo, envid=envid, ret=ret)
 
 
 class Runner:
@@ -76,13 +84,16 @@ class Runner:
         *,
         clock: Callable[[], float] = time.time,
         deliver: Deliver = _deliver_default,
+        listeners: Sequence[tuple[str, int]] = (),
     ) -> None:
+        """listeners: our own SMTP addresses, so that mail routed back to us bounces."""
         self.queue = queue
         self.settings = settings
         self.injector = injector
         self.hostname = hostname
         self.clock = clock
         self.deliver = deliver
+        self.listeners = tuple(listeners)
         self._wake = asyncio.Event()
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -114,50 +125,109 @@ class Runner:
             await asyncio.wait(self._tasks, timeout=5)
 
     async def _scan(self) -> None:
-        flush = self.queue.take_flush_request()
-        ids = self.queue.ids()
+        """Start the attempts now due; the directory work happens in a worker thread."""
+        flush, ids = await asyncio.to_thread(self._list)
         present = set(ids)
         for gone in set(self._due) - present:
             del self._due[gone]
+        if flush:
+            self._due.update(dict.fromkeys(ids, 0.0))
+        unknown = [i for i in ids if i not in self._busy and i not in self._due]
+        room = MAX_MESSAGES_IN_FLIGHT - len(self._busy)
+        if unknown and room > 0:
+            self._due.update(await asyncio.to_thread(self._load, unknown[:room]))
         now = self.clock()
         for msg_id in ids:
-            if msg_id in self._busy or len(self._busy) >= MAX_MESSAGES_IN_FLIGHT:
+            if len(self._busy) >= MAX_MESSAGES_IN_FLIGHT:
+                break
+            next_attempt = self._due.get(msg_id)
+            if msg_id in self._busy or next_attempt is None or next_attempt > now:
                 continue
-            due = self._due.get(msg_id)
-            if due is None or flush:
+            self._busy.add(msg_id)
+            task = asyncio.create_task(self._attempt(msg_id))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _list(self) -> tuple[bool, list[str]]:
+        return self.queue.take_flush_request(), self.queue.ids()
+
+    def _load(self, ids: Sequence[str]) -> dict[str, float]:
+        """Next attempt times; an unreadable envelope is moved aside (nobody to bounce to)."""
+        out: dict[str, float] = {}
+        for msg_id in ids:
+            try:
                 msg = self.queue.get(msg_id)
-                if msg is None:
-                    continue
-                due = 0.0 if flush else msg.next_attempt
-                self._due[msg_id] = due
-            if due <= now:
-                self._busy.add(msg_id)
-                task = asyncio.create_task(self._attempt(msg_id))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+            except CorruptEntry as e:
+                self._quarantine(msg_id, str(e))
+                continue
+            if msg is not None:
+                out[msg_id] = msg.next_attempt
+        return out
+
+    def _quarantine(self, msg_id: str, reason: str) -> None:
+        try:
+            where = self.queue.quarantine(msg_id)
+        except OSError as e:
+            event(log, "queue.quarantine_failed", logging.ERROR, id=msg_id, error=str(e))
+            return
+        event(log, "queue.quarantined", logging.ERROR, id=msg_id, to=where, reason=reason)
 
     async def _attempt(self, msg_id: str) -> None:
+        token = remote.current_id.set(msg_id)
         try:
-            msg = self.queue.get(msg_id)
+            msg = await asyncio.to_thread(self.queue.get, msg_id)
             if msg is not None:
                 await self.process(msg)
                 self._due[msg_id] = msg.next_attempt
-        except Exception:
+        except CorruptEntry as e:
+            await asyncio.to_thread(self._quarantine, msg_id, str(e))
+        except Exception as e:
             log.exception("queue.attempt_failed id=%s", msg_id)
-            self._due[msg_id] = self.clock() + backoff(1, self.settings().retry_schedule)
+            await self._failed_attempt(msg_id, e)
         finally:
+            remote.current_id.reset(token)
             self._busy.discard(msg_id)
+
+    async def _failed_attempt(self, msg_id: str, error: Exception) -> None:
+        """An attempt that raised counts as a failed attempt: back-off, and past the
+        lifetime the entry is moved aside rather than tried for ever."""
+        cfg, now = self.settings(), self.clock()
+        try:
+            msg = await asyncio.to_thread(self.queue.get, msg_id)
+        except (QueueError, OSError):
+            msg = None
+        if msg is None:
+            self._due[msg_id] = now + backoff(1, cfg.retry_schedule)
+            return
+        if now - msg.created >= cfg.lifetime:
+            await asyncio.to_thread(self._quarantine, msg_id, f"failed past its lifetime: {error}")
+            return
+        msg.attempts += 1
+        msg.last_error = f"internal error: {error}"
+        msg.next_attempt = now + backoff(msg.attempts, cfg.retry_schedule)
+        self._due[msg_id] = msg.next_attempt
+        await self._save(msg)
 
     async def process(self, msg: QueuedMessage) -> None:
         """One attempt at every pending recipient, then save, bounce and reschedule."""
         cfg = self.settings()
-        data = await asyncio.to_thread(self.queue.read_message, msg.id)
-        groups: dict[str, list[QueuedRecipient]] = {}
-        for r in msg.pending:
-            groups.setdefault(domain_of(r.address), []).append(r)
-        await asyncio.gather(
-            *(self._deliver_domain(msg, d, rs, data, cfg) for d, rs in groups.items())
-        )
+        path = self.queue.message_path(msg.id)
+        try:
+            body: Body | None = await asyncio.to_thread(Body.scan, path)
+        except FileNotFoundError:
+            body = None
+        if body is None:
+            event(log, "queue.message_missing", logging.ERROR, id=msg.id, path=path)
+            missing = remote.Outcome("permanent", "5.3.0", "the queued message file is missing")
+            for r in msg.pending:
+                self._record(msg, r, missing)
+        else:
+            groups: dict[str, list[QueuedRecipient]] = {}
+            for r in msg.pending:
+                groups.setdefault(domain_of(r.address), []).append(r)
+            await asyncio.gather(
+                *(self._deliver_domain(msg, d, rs, body, cfg) for d, rs in groups.items())
+            )
         msg.attempts += 1
         now = self.clock()
         if msg.pending and now - msg.created >= cfg.lifetime:
@@ -168,13 +238,13 @@ class Runner:
         msg.next_attempt = now + backoff(msg.attempts, cfg.retry_schedule)
         if not await self._save(msg):
             return
-        if not await self._notify(msg, data, cfg, now):
+        if not await self._notify(msg, cfg, now):
             return
         if not msg.pending:
             await asyncio.to_thread(self.queue.remove, msg.id)
             event(log, "queue.done", id=msg.id)
 
-    async def _notify(self, msg: QueuedMessage, data: bytes, cfg: QueueConfig, now: float) -> bool:
+    async def _notify(self, msg: QueuedMessage, cfg: QueueConfig, now: float) -> bool:
         """Send the DSNs now due (failure, relayed, delay) and record them; False when one
         could not be sent, and the message is kept for a retry soon."""
         due: list[tuple[Action, list[QueuedRecipient]]] = [
@@ -189,10 +259,13 @@ class Runner:
             ),
         ]
         sent = False
+        data: bytes | None = None
         for action, rcpts in due:
             if not rcpts:
                 continue
             try:
+                if data is None:  # read only when a notice is due: most attempts send none
+                    data = await asyncio.to_thread(self._original, msg.id)
                 await asyncio.to_thread(
                     self.send_dsn, msg, rcpts, data, action, msg.created + cfg.lifetime
                 )
@@ -211,6 +284,12 @@ class Runner:
             await self._save(msg)
         return True
 
+    def _original(self, msg_id: str) -> bytes:
+        try:
+            return self.queue.read_message(msg_id)
+        except FileNotFoundError:
+            return b"(the original message was lost from the queue)\n"
+
     async def _save(self, msg: QueuedMessage) -> bool:
         try:
             await asyncio.to_thread(self.queue.update, msg)
@@ -224,28 +303,41 @@ class Runner:
         msg: QueuedMessage,
         domain: str,
         rcpts: list[QueuedRecipient],
-        data: bytes,
+        body: Body,
         cfg: QueueConfig,
     ) -> None:
         try:
-            route = await remote.resolve_route(domain, cfg)
+            results = await self._hand_over(msg, domain, rcpts, body, cfg)
         except remote.RouteError as e:
-            for r in rcpts:
-                self._record(
-                    msg,
-                    r,
-                    remote.Outcome("permanent" if e.permanent else "temporary", e.status, e.text),
-                )
-            return
-        slot = self._slots.setdefault(route.key, asyncio.Semaphore(cfg.destination_concurrency))
-        outgoing = [remote.Outgoing(r.address, r.notify, r.orcpt) for r in rcpts]
-        async with slot:
-            results = await self.deliver(
-                route, msg.sender, outgoing, data, self.hostname, msg.envid, msg.ret
-            )
+            kind: remote.Kind = "permanent" if e.permanent else "temporary"
+            results = {r.address: remote.Outcome(kind, e.status, e.text) for r in rcpts}
+        except Exception as e:  # a bug or an odd entry: a failed attempt, never a stuck one
+            log.exception("queue.deliver_failed id=%s domain=%s", msg.id, domain)
+            error = remote.Outcome("temporary", "4.3.0", f"internal error: {e}")
+            results = {r.address: error for r in rcpts}
         for r in rcpts:
             outcome = results.get(r.address) or remote.Outcome("temporary", "4.0.0", "no answer")
             self._record(msg, r, outcome)
+
+    async def _hand_over(
+        self,
+        msg: QueuedMessage,
+        domain: str,
+        rcpts: list[QueuedRecipient],
+        body: Body,
+        cfg: QueueConfig,
+    ) -> dict[str, remote.Outcome]:
+        resolved = await remote.resolve_route(domain, cfg)
+        route = await without_self(resolved, self.listeners)
+        if resolved.hops and not route.hops:
+            event(log, "queue.loop", logging.WARNING, id=msg.id, domain=domain)
+            raise remote.RouteError(True, "5.4.6", f"mail for {domain} loops back to myself")
+        slot = self._slots.setdefault(route.key, asyncio.Semaphore(cfg.destination_concurrency))
+        outgoing = [remote.Outgoing(r.address, r.notify, r.orcpt) for r in rcpts]
+        async with slot:
+            return await self.deliver(
+                route, msg.sender, outgoing, body, self.hostname, msg.envid, msg.ret
+            )
 
     def _record(self, msg: QueuedMessage, r: QueuedRecipient, outcome: remote.Outcome) -> None:
         r.status, r.diagnostic, r.remote_mta = (

@@ -33,6 +33,14 @@ class QueueError(Exception):
     """The queue could not be written; nothing was queued. Temporary."""
 
 
+class CorruptEntry(QueueError):
+    """An envelope that cannot be parsed: nobody to deliver to or to bounce to."""
+
+
+CORRUPT_DIR = "corrupt"
+"""Where unreadable entries are moved, for the admin to look at, instead of retried."""
+
+
 @dataclass
 class QueuedRecipient:
     """address: where to send; orcpt and notify: the DSN parameters (RFC 3461) as given."""
@@ -223,12 +231,36 @@ class Queue:
             return None
         try:
             with open(self.envelope_path(msg_id), "rb") as f:
-                return QueuedMessage.from_json(f.read())
+                raw = f.read()
         except FileNotFoundError:
             return None
+        try:
+            return QueuedMessage.from_json(raw)
+        except (ValueError, TypeError, KeyError, AttributeError) as e:
+            raise CorruptEntry(f"{self.envelope_path(msg_id)}: unreadable envelope: {e}") from e
 
     def messages(self) -> list[QueuedMessage]:
-        return [m for m in (self.get(i) for i in self.ids()) if m is not None]
+        """Every readable entry (corrupt ones are the runner's to move aside)."""
+        out = []
+        for msg_id in self.ids():
+            with contextlib.suppress(CorruptEntry):
+                msg = self.get(msg_id)
+                if msg is not None:
+                    out.append(msg)
+        return out
+
+    def quarantine(self, msg_id: str) -> str:
+        """Move an entry's files to corrupt/ so it is never tried again; that directory."""
+        target = os.path.join(self.directory, CORRUPT_DIR)
+        make_dirs(target)
+        for path, name in (
+            (self.envelope_path(msg_id), f"{msg_id}.json"),
+            (self.message_path(msg_id), msg_id),
+        ):
+            with contextlib.suppress(FileNotFoundError):
+                os.rename(path, os.path.join(target, name))
+        sync_dir(self.env_dir)
+        return target
 
     def read_message(self, msg_id: str) -> bytes:
         with open(self.message_path(msg_id), "rb") as f:

@@ -6,6 +6,8 @@ bytes methods rather than byte by byte, so a 50 MB message costs a few passes of
 
 from __future__ import annotations
 
+import re
+
 _END = b"\r\n.\r\n"
 
 
@@ -74,3 +76,47 @@ class CrlfDecoder:
         """What is still held back once the last chunk is in: a final bare CR, if any."""
         held, self._pending_cr = self._pending_cr, False
         return b"\r" if held else b""
+
+
+_RECEIVED = re.compile(rb"\n(?i:received)[ \t]{0,20}:")
+_KEEP = 32
+"""Bytes held back between chunks: longer than any match of _RECEIVED or a header end."""
+
+
+class HopCounter:
+    """Counts `Received:` fields in the header section of a decoded (LF) body as it streams.
+
+    RFC 5321 6.3: a message that went through too many relays is looping. Only the header
+    section is scanned, with regex passes over each chunk and a short carry between chunks,
+    so the count costs no buffering and stops once it passes `limit`.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self._carry = b"\n"  # the message starts at the beginning of a line
+        self._done = False
+
+    @property
+    def exceeded(self) -> bool:
+        return self.count > self.limit
+
+    def feed(self, data: bytes) -> None:
+        if self._done or not data:
+            return
+        buf = self._carry + data
+        ends = [i for i in (buf.find(b"\n\n"), buf.find(b"\n\r\n")) if i >= 0]
+        if ends:
+            cut, self._done, self._carry = min(ends) + 1, True, b""
+            self.count += len(_RECEIVED.findall(buf, 0, cut))
+        else:
+            cut = max(len(buf) - _KEEP, 0)
+            for match in _RECEIVED.finditer(buf):
+                if match.start() >= cut:
+                    break
+                self.count += 1
+                if self.exceeded:
+                    break
+            self._carry = buf[cut:]
+        if self.exceeded:
+            self._done, self._carry = True, b""

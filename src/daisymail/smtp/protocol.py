@@ -27,7 +27,7 @@ from typing import ClassVar, Protocol
 
 from .. import sasl
 from . import replies as R
-from .data import CrlfDecoder, DotDecoder
+from .data import CrlfDecoder, DotDecoder, HopCounter
 from .params import CommandError, parse_mail, parse_rcpt
 from .replies import Reply, reply
 
@@ -64,6 +64,7 @@ class Settings:
     max_recipients: int = 100
     max_line_length: int = 2048
     max_errors: int = 10
+    max_hops: int = 50
     starttls_available: bool = False
     auth_mechanisms: tuple[str, ...] = ()
     auth_requires_tls: bool = True
@@ -226,6 +227,7 @@ class ServerSession:
         self._auth_username = ""
         self._dot: DotDecoder | None = None
         self._too_big = False
+        self._hops: HopCounter | None = None
         self._chunks: CrlfDecoder | None = None
         self._bdat_left = 0
         self._bdat_size = 0
@@ -336,6 +338,7 @@ class ServerSession:
             self._events.append(MessageAborted(reason))
         self._dot = None
         self._chunks = None
+        self._hops = None
         self._envelope = None
 
     def _step(self) -> bool:
@@ -514,6 +517,7 @@ class ServerSession:
             self._state = _State.DATA
             self._dot = DotDecoder()
             self._too_big = False
+            self._hops = HopCounter(self.settings.max_hops)
             self._events.append(MessageStarted(envelope))
 
     def _cmd_bdat(self, arg: str) -> None:
@@ -534,6 +538,7 @@ class ServerSession:
             self._bdat_refusal = R.NO_RECIPIENTS
         elif self._chunks is None:
             self._chunks = CrlfDecoder()
+            self._hops = HopCounter(self.settings.max_hops)
             self._events.append(MessageStarted(envelope))
         self._state = _State.BDAT
 
@@ -669,9 +674,12 @@ class ServerSession:
             self._too_big = True
         if not self._too_big and body:
             self._events.append(MessageData(body))
+            if self._hops is not None:
+                self._hops.feed(body)
         if rest is not None:
             self._dot = None
-            self._finish_message(decoder.size, refusal=R.MESSAGE_TOO_BIG if self._too_big else None)
+            refusal = R.MESSAGE_TOO_BIG if self._too_big else self._hop_refusal()
+            self._finish_message(decoder.size, refusal=refusal)
         return True
 
     def _step_bdat(self) -> bool:
@@ -693,6 +701,8 @@ class ServerSession:
                 self._bdat_refusal = R.MESSAGE_TOO_BIG
             elif body:
                 self._events.append(MessageData(body))
+                if self._hops is not None:
+                    self._hops.feed(body)
         if self._bdat_left:
             return True
         self._state = _State.COMMAND
@@ -709,10 +719,18 @@ class ServerSession:
             if tail:
                 self._events.append(MessageData(tail))
             self._chunks = None
-            self._finish_message(decoder.size, refusal=None)
+            self._finish_message(decoder.size, refusal=self._hop_refusal())
         else:
             self._send(reply(250, "2.0.0", f"{self._bdat_size} octets received"))
         return True
+
+    def _hop_refusal(self) -> Reply | None:
+        """554 5.4.6 for a message that passed more relays than max_hops: a mail loop."""
+        hops, self._hops = self._hops, None
+        if hops is None or not hops.exceeded:
+            return None
+        self._events.append(MessageAborted("mail loop: too many Received headers"))
+        return R.TOO_MANY_HOPS
 
     def _finish_message(self, size: int, refusal: Reply | None) -> None:
         envelope = self._envelope

@@ -72,6 +72,7 @@ BAD_SEQUENCE = reply(503, "5.5.1", "Bad sequence of commands")
 NO_RECIPIENTS = reply(554, "5.5.1", "No valid recipients")
 TOO_MANY_RECIPIENTS = reply(452, "4.5.3", "Too many recipients")
 MESSAGE_TOO_BIG = reply(552, "5.3.4", "Message size exceeds fixed maximum message size")
+TOO_MANY_HOPS = reply(554, "5.4.6", "Too many hops: mail loop detected")
 
 
 def syntax(usage: str) -> Reply:
