@@ -1,21 +1,35 @@
-"""Fixtures that start the real server on real sockets, and run the real CLI."""
+"""Fixtures that start the real server on real sockets, and run the real CLI.
+
+The CLI runs in this process by default (click's runner, through the same entry point
+and error handling as the installed command): an interpreter start per admin command
+was most of the suite's time. `Daisy.cli_subprocess` runs the real `python -m daisymail`,
+and DAISY_CLI_SUBPROCESS=1 makes every `Daisy.cli` call do so.
+"""
 
 from __future__ import annotations
 
+import atexit
+import io
+import logging
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+CLI_SUBPROCESS = os.environ.get("DAISY_CLI_SUBPROCESS") == "1"
+# Commands that run until stopped, or change the process they run in: never in-process.
+_OUT_OF_PROCESS = frozenset({"serve"})
 
 
 def require_tool(name: str) -> str:
@@ -53,6 +67,87 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port in 20000-29999")
 
 
+def _command_of(args: Sequence[str]) -> str | None:
+    """The subcommand name in a `daisymail` argument list (skipping global options)."""
+    it = iter(args)
+    for a in it:
+        if a == "--config":
+            next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+def run_cli(
+    args: Sequence[str], input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`daisymail ARGS` as the installed command would run it, inside this process.
+
+    Same exit codes, stdout and stderr as a separate interpreter: click's standalone
+    handling (usage errors, sys.exit), and a traceback on stderr with exit code 1 for
+    an unexpected exception, so tests that look for tracebacks still see them. Warnings
+    logged by the command reach stderr as with Python's last-resort handler, and the
+    logging setup is restored afterwards.
+    """
+    cmd = [sys.executable, "-m", "daisymail", *args]
+    if CLI_SUBPROCESS or _command_of(args) in _OUT_OF_PROCESS:
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+    from click.testing import CliRunner
+
+    from daisymail.cli.main import cli
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.root.manager.disable)
+    stderr_log = io.StringIO()
+    handler = logging.StreamHandler(stderr_log)
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    try:
+        result = CliRunner().invoke(
+            cli, list(args), input=input, prog_name="daisymail", terminal_width=_help_width()
+        )
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.disable(saved[2])
+    code, stderr = result.exit_code, stderr_log.getvalue() + result.stderr
+    exc = result.exception
+    if exc is not None and not isinstance(exc, SystemExit):
+        stderr += "".join(traceback.format_exception(exc))
+        code = 1
+    return subprocess.CompletedProcess(cmd, code, result.stdout, stderr)
+
+
+def _help_width() -> int:
+    """The width click formats help to in a process whose output is a pipe."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    return max(min(columns or 80, 80) - 2, 50)
+
+
+_template: Path | None = None
+
+
+def _initialised_template() -> Path:
+    """One `daisymail init --dev` data dir per test process, copied for each test.
+
+    Init makes a key pair and a certificate and creates the database: doing it once
+    instead of per test saves most of a test's setup. The copy is byte for byte, and
+    every path in the config is relative to the data dir.
+    """
+    global _template
+    if _template is None:
+        base = Path(tempfile.mkdtemp(prefix="daisy-template-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        root = base / "daisy"
+        res = run_cli(["init", "--data", str(root), "--dev", "--hostname", "mail.daisy.test"])
+        assert res.returncode == 0, res.stderr
+        _template = root
+    return _template
+
+
 class Daisy:
     """A data dir made by `daisymail init`, and optionally a running server on it."""
 
@@ -66,6 +161,16 @@ class Daisy:
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        """`daisymail --config CONFIG ARGS`, in this process (see run_cli)."""
+        res = run_cli(["--config", str(self.config), *args], input=input)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr}")
+        return res
+
+    def cli_subprocess(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """The same, through a real `python -m daisymail` process."""
         cmd = [sys.executable, "-m", "daisymail", "--config", str(self.config), *args]
         res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
         if check and res.returncode != 0:
@@ -73,23 +178,14 @@ class Daisy:
         return res
 
     def init(self, extra_config: str = "") -> None:
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "daisymail",
-                "init",
-                "--data",
-                str(self.root),
-                "--dev",
-                "--hostname",
-                "mail.daisy.test",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stderr
+        """What `daisymail init --data ROOT --dev` makes (a copy of one made per process)."""
+        if CLI_SUBPROCESS or self.config.exists():
+            res = run_cli(
+                ["init", "--data", str(self.root), "--dev", "--hostname", "mail.daisy.test"]
+            )
+            assert res.returncode == 0, res.stderr
+        else:
+            shutil.copytree(_initialised_template(), self.root, dirs_exist_ok=True)
         text = self.config.read_text()
         for name, port in self.ports.items():
             text = re.sub(rf"^{name} = \[.*?\]", f'{name} = ["127.0.0.1:{port}"]', text, flags=re.M)
