@@ -9,6 +9,8 @@ and DAISY_CLI_SUBPROCESS=1 makes every `Daisy.cli` call do so.
 from __future__ import annotations
 
 import atexit
+import compileall
+import importlib.util
 import io
 import logging
 import os
@@ -250,18 +252,85 @@ class Daisy:
         self.cli("user", "add", address, "--password-stdin", *extra, input=password + "\n")
 
 
+_stopping: list[subprocess.Popen[bytes]] = []
+
+
+def _stop_in_background(d: Daisy) -> None:
+    """SIGTERM the test's server and go on; pytest_sessionfinish waits for it.
+
+    A server's graceful stop (sessions in flight get a grace period) costs the next test
+    nothing this way; each test has its own ports and data dir.
+    """
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.terminate()
+        _stopping.append(d.proc)
+    d.proc = None
+    _stopping[:] = [p for p in _stopping if p.poll() is None]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for proc in _stopping:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _stopping.clear()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile the package once, for every server and CLI process the tests start.
+
+    With PYTHONDONTWRITEBYTECODE set (as on the CI machine) an editable install never gets
+    .pyc files, and each `daisymail serve` compiled all of Daisy's modules again.
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    spec = importlib.util.find_spec("daisymail")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        compileall.compile_dir(folder, quiet=2)
+
+
 @pytest.fixture
 def daisy_dir(tmp_path: Path) -> Iterator[Daisy]:
     d = Daisy(tmp_path / "daisy")
     d.init()
     yield d
-    d.stop()
+    _stop_in_background(d)
+
+
+_seeded: Path | None = None
+
+
+def _seeded_template() -> Path:
+    """The template after `domain add example.test` and `user add demo@example.test`.
+
+    Made once per test process with the CLI; the argon2 hash of the password alone costs
+    a good part of a second on a busy machine.
+    """
+    global _seeded
+    if _seeded is None:
+        d = Daisy(_initialised_template().parent / "seeded")
+        d.init()
+        d.cli("domain", "add", "example.test")
+        d.add_user("demo@example.test", "demo-pw")
+        _seeded = d.root
+    return _seeded
 
 
 @pytest.fixture
 def daisy(daisy_dir: Daisy) -> Daisy:
     """A running server with domain example.test and user demo@example.test / demo-pw."""
-    daisy_dir.cli("domain", "add", "example.test")
-    daisy_dir.add_user("demo@example.test", "demo-pw")
+    if CLI_SUBPROCESS:
+        daisy_dir.cli("domain", "add", "example.test")
+        daisy_dir.add_user("demo@example.test", "demo-pw")
+    else:
+        # Same directory state as the two commands above: copy all but the config.
+        shutil.copytree(
+            _seeded_template(),
+            daisy_dir.root,
+            dirs_exist_ok=True,
+            ignore=lambda _dir, names: [n for n in names if n in ("daisymail.toml", "server.log")],
+        )
     daisy_dir.start()
     return daisy_dir
