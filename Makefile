@@ -25,9 +25,10 @@ run: $(VENV)/.installed
 test-deps:
 	@./scripts/test-deps
 
-## test: install everything, then run the whole suite
+## test: install everything, then run the whole suite (TEST_JOBS test processes, default 2)
+TEST_JOBS ?= 2
 test: $(VENV)/.installed test-deps
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_JOBS) --durations=15
 
 ## bench: Daisy next to Postfix + Dovecot (as root; installs them on first use), ~10 minutes;
 ## regenerates docs/performance.md. BENCH_ARGS=--quick for a short check of the harness.
