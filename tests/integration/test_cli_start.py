@@ -117,15 +117,11 @@ def test_version_and_unknown_command_from_the_real_process() -> None:
 PARITY = [
     (("domain", "add", "example.test"), None),
     (("domain", "add", "example.test"), None),
-    (("domain", "add", "bad domain"), None),
     (("user", "add", "a@example.test", "--password-stdin"), "pw\n"),
     (("user", "add", "b@example.test"), ""),
-    (("user", "list", "--json"), None),
-    (("alias", "add", "x@nowhere.test", "box"), None),
     (("resolve", "a@example.test", "--json"), None),
     (("domain", "list", "--bogus-option"), None),
     (("frobnicate",), None),
-    (("domain",), None),
     (("--help",), None),
 ]
 
