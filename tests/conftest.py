@@ -100,6 +100,9 @@ def run_cli(
 
     root = logging.getLogger()
     saved = (root.handlers[:], root.level, logging.root.manager.disable)
+    cwd, env, ids = os.getcwd(), dict(os.environ), (os.geteuid(), os.getegid())
+    umask = os.umask(0o022)
+    os.umask(umask)
     stderr_log = io.StringIO()
     handler = logging.StreamHandler(stderr_log)
     handler.setLevel(logging.WARNING)
@@ -112,6 +115,17 @@ def run_cli(
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
         logging.disable(saved[2])
+        os.chdir(cwd)
+        os.umask(umask)
+        if dict(os.environ) != env:
+            os.environ.clear()
+            os.environ.update(env)
+    if (os.geteuid(), os.getegid()) != ids:
+        pytest.exit(
+            f"`daisymail {' '.join(args)}` changed the test process's user: "
+            "add the command to _OUT_OF_PROCESS in tests/conftest.py",
+            3,
+        )
     code, stderr = result.exit_code, stderr_log.getvalue() + result.stderr
     exc = result.exception
     if exc is not None and not isinstance(exc, SystemExit):
