@@ -25,9 +25,12 @@ run: $(VENV)/.installed
 test-deps:
 	@./scripts/test-deps
 
-## test: install everything, then run the whole suite
+## test: install everything, then run the whole suite: TEST_JOBS processes (default 2), then
+## the tests marked serial (timing and throughput checks) alone
+TEST_JOBS ?= 2
 test: $(VENV)/.installed test-deps
-	$(PY) -m pytest -q --durations=15
+	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not serial" --durations=15
+	$(PY) -m pytest -q -m serial
 
 ## bench: Daisy next to Postfix + Dovecot (as root; installs them on first use), ~10 minutes;
 ## regenerates docs/performance.md. BENCH_ARGS=--quick for a short check of the harness.

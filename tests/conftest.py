@@ -1,21 +1,37 @@
-"""Fixtures that start the real server on real sockets, and run the real CLI."""
+"""Fixtures that start the real server on real sockets, and run the real CLI.
+
+The CLI runs in this process by default (click's runner, through the same entry point
+and error handling as the installed command): an interpreter start per admin command
+was most of the suite's time. `Daisy.cli_subprocess` runs the real `python -m daisymail`,
+and DAISY_CLI_SUBPROCESS=1 makes every `Daisy.cli` call do so.
+"""
 
 from __future__ import annotations
 
+import atexit
+import compileall
+import importlib.util
+import io
+import logging
 import os
 import re
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
+CLI_SUBPROCESS = os.environ.get("DAISY_CLI_SUBPROCESS") == "1"
+# Commands that run until stopped, or change the process they run in: never in-process.
+_OUT_OF_PROCESS = frozenset({"serve"})
 
 
 def require_tool(name: str) -> str:
@@ -53,6 +69,101 @@ def free_port() -> int:
     raise RuntimeError("no free loopback port in 20000-29999")
 
 
+def _command_of(args: Sequence[str]) -> str | None:
+    """The subcommand name in a `daisymail` argument list (skipping global options)."""
+    it = iter(args)
+    for a in it:
+        if a == "--config":
+            next(it, None)
+        elif not a.startswith("-"):
+            return a
+    return None
+
+
+def run_cli(
+    args: Sequence[str], input: str | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`daisymail ARGS` as the installed command would run it, inside this process.
+
+    Same exit codes, stdout and stderr as a separate interpreter: click's standalone
+    handling (usage errors, sys.exit), and a traceback on stderr with exit code 1 for
+    an unexpected exception, so tests that look for tracebacks still see them. Warnings
+    logged by the command reach stderr as with Python's last-resort handler, and the
+    logging setup is restored afterwards.
+    """
+    cmd = [sys.executable, "-m", "daisymail", *args]
+    if CLI_SUBPROCESS or _command_of(args) in _OUT_OF_PROCESS:
+        return subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+    from click.testing import CliRunner
+
+    from daisymail.cli.main import cli
+
+    root = logging.getLogger()
+    saved = (root.handlers[:], root.level, logging.root.manager.disable)
+    cwd, env, ids = os.getcwd(), dict(os.environ), (os.geteuid(), os.getegid())
+    umask = os.umask(0o022)
+    os.umask(umask)
+    stderr_log = io.StringIO()
+    handler = logging.StreamHandler(stderr_log)
+    handler.setLevel(logging.WARNING)
+    root.addHandler(handler)
+    try:
+        result = CliRunner().invoke(
+            cli, list(args), input=input, prog_name="daisymail", terminal_width=_help_width()
+        )
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])
+        logging.disable(saved[2])
+        os.chdir(cwd)
+        os.umask(umask)
+        if dict(os.environ) != env:
+            os.environ.clear()
+            os.environ.update(env)
+    if (os.geteuid(), os.getegid()) != ids:
+        pytest.exit(
+            f"`daisymail {' '.join(args)}` changed the test process's user: "
+            "add the command to _OUT_OF_PROCESS in tests/conftest.py",
+            3,
+        )
+    code, stderr = result.exit_code, stderr_log.getvalue() + result.stderr
+    exc = result.exception
+    if exc is not None and not isinstance(exc, SystemExit):
+        stderr += "".join(traceback.format_exception(exc))
+        code = 1
+    return subprocess.CompletedProcess(cmd, code, result.stdout, stderr)
+
+
+def _help_width() -> int:
+    """The width click formats help to in a process whose output is a pipe."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    return max(min(columns or 80, 80) - 2, 50)
+
+
+_template: Path | None = None
+
+
+def _initialised_template() -> Path:
+    """One `daisymail init --dev` data dir per test process, copied for each test.
+
+    Init makes a key pair and a certificate and creates the database: doing it once
+    instead of per test saves most of a test's setup. The copy is byte for byte, and
+    every path in the config is relative to the data dir.
+    """
+    global _template
+    if _template is None:
+        base = Path(tempfile.mkdtemp(prefix="daisy-template-"))
+        atexit.register(shutil.rmtree, base, ignore_errors=True)
+        root = base / "daisy"
+        res = run_cli(["init", "--data", str(root), "--dev", "--hostname", "mail.daisy.test"])
+        assert res.returncode == 0, res.stderr
+        _template = root
+    return _template
+
+
 class Daisy:
     """A data dir made by `daisymail init`, and optionally a running server on it."""
 
@@ -66,6 +177,16 @@ class Daisy:
     def cli(
         self, *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
+        """`daisymail --config CONFIG ARGS`, in this process (see run_cli)."""
+        res = run_cli(["--config", str(self.config), *args], input=input)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} failed ({res.returncode}): {res.stderr}")
+        return res
+
+    def cli_subprocess(
+        self, *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """The same, through a real `python -m daisymail` process."""
         cmd = [sys.executable, "-m", "daisymail", "--config", str(self.config), *args]
         res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
         if check and res.returncode != 0:
@@ -73,23 +194,14 @@ class Daisy:
         return res
 
     def init(self, extra_config: str = "") -> None:
-        res = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "daisymail",
-                "init",
-                "--data",
-                str(self.root),
-                "--dev",
-                "--hostname",
-                "mail.daisy.test",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert res.returncode == 0, res.stderr
+        """What `daisymail init --data ROOT --dev` makes (a copy of one made per process)."""
+        if CLI_SUBPROCESS or self.config.exists():
+            res = run_cli(
+                ["init", "--data", str(self.root), "--dev", "--hostname", "mail.daisy.test"]
+            )
+            assert res.returncode == 0, res.stderr
+        else:
+            shutil.copytree(_initialised_template(), self.root, dirs_exist_ok=True)
         text = self.config.read_text()
         for name, port in self.ports.items():
             text = re.sub(rf"^{name} = \[.*?\]", f'{name} = ["127.0.0.1:{port}"]', text, flags=re.M)
@@ -154,18 +266,85 @@ class Daisy:
         self.cli("user", "add", address, "--password-stdin", *extra, input=password + "\n")
 
 
+_stopping: list[subprocess.Popen[bytes]] = []
+
+
+def _stop_in_background(d: Daisy) -> None:
+    """SIGTERM the test's server and go on; pytest_sessionfinish waits for it.
+
+    A server's graceful stop (sessions in flight get a grace period) costs the next test
+    nothing this way; each test has its own ports and data dir.
+    """
+    if d.proc is not None and d.proc.poll() is None:
+        d.proc.terminate()
+        _stopping.append(d.proc)
+    d.proc = None
+    _stopping[:] = [p for p in _stopping if p.poll() is None]
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    for proc in _stopping:
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    _stopping.clear()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Byte-compile the package once, for every server and CLI process the tests start.
+
+    With PYTHONDONTWRITEBYTECODE set (as on the CI machine) an editable install never gets
+    .pyc files, and each `daisymail serve` compiled all of Daisy's modules again.
+    """
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller did it
+        return
+    spec = importlib.util.find_spec("daisymail")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        compileall.compile_dir(folder, quiet=2)
+
+
 @pytest.fixture
 def daisy_dir(tmp_path: Path) -> Iterator[Daisy]:
     d = Daisy(tmp_path / "daisy")
     d.init()
     yield d
-    d.stop()
+    _stop_in_background(d)
+
+
+_seeded: Path | None = None
+
+
+def _seeded_template() -> Path:
+    """The template after `domain add example.test` and `user add demo@example.test`.
+
+    Made once per test process with the CLI; the argon2 hash of the password alone costs
+    a good part of a second on a busy machine.
+    """
+    global _seeded
+    if _seeded is None:
+        d = Daisy(_initialised_template().parent / "seeded")
+        d.init()
+        d.cli("domain", "add", "example.test")
+        d.add_user("demo@example.test", "demo-pw")
+        _seeded = d.root
+    return _seeded
 
 
 @pytest.fixture
 def daisy(daisy_dir: Daisy) -> Daisy:
     """A running server with domain example.test and user demo@example.test / demo-pw."""
-    daisy_dir.cli("domain", "add", "example.test")
-    daisy_dir.add_user("demo@example.test", "demo-pw")
+    if CLI_SUBPROCESS:
+        daisy_dir.cli("domain", "add", "example.test")
+        daisy_dir.add_user("demo@example.test", "demo-pw")
+    else:
+        # Same directory state as the two commands above: copy all but the config.
+        shutil.copytree(
+            _seeded_template(),
+            daisy_dir.root,
+            dirs_exist_ok=True,
+            ignore=lambda _dir, names: [n for n in names if n in ("daisymail.toml", "server.log")],
+        )
     daisy_dir.start()
     return daisy_dir

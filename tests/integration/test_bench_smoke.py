@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import Daisy
 
 BENCH = Path(__file__).resolve().parents[2] / "bench"
@@ -62,6 +64,7 @@ def test_pop3_load_generator_smoke(daisy: Daisy) -> None:
     assert retrieve["mode"] == "retrieve" and retrieve["mb_per_s"] > 0
 
 
+@pytest.mark.serial
 def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
     """The whole harness (SMTP waits for stored files, POP3, idle memory) on Daisy alone."""
     out = tmp_path / "results"

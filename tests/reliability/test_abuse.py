@@ -11,6 +11,8 @@ import statistics
 import threading
 import time
 
+import pytest
+
 from tests.conftest import Daisy
 from tests.reliability.conftest import report, scale
 
@@ -131,6 +133,7 @@ def smtp_auth(
         return code, msg, time.monotonic() - t0
 
 
+@pytest.mark.serial
 def test_password_guessing_is_throttled_and_logged(daisy: Daisy) -> None:
     guesses = scale(5, 7)
     pop_times = [pop3_login(daisy, "demo@example.test", f"guess{i}")[2] for i in range(guesses)]
@@ -158,6 +161,7 @@ def test_password_guessing_is_throttled_and_logged(daisy: Daisy) -> None:
     assert all("client=127.0.0." in x for x in failed_lines)
 
 
+@pytest.mark.serial
 def test_unknown_user_and_wrong_password_look_the_same(daisy_dir: Daisy) -> None:
     # No throttling and no fixed delay: only the password check itself is timed.
     daisy_dir.set_config("[limits]", "auth_failure_delay", "0.0")

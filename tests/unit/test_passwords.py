@@ -193,6 +193,7 @@ def test_plain_entries_verify_exactly(secret: str) -> None:
     assert not verify_password(stored, secret + "!")
 
 
+@pytest.mark.serial
 def test_dummy_verify_costs_as_much_as_a_real_verify() -> None:
     stored = hash_password("right")
     dummy_verify("warm-up")

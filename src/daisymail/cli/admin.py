@@ -21,9 +21,16 @@ from daisymail.cli.common import (
     state,
 )
 from daisymail.directory.model import AddressRule, Domain, Login, Mailbox, SenderRule, Snapshot
-from daisymail.directory.passwords import hash_password
 from daisymail.routing.addresses import AddressError, parse_path
 from daisymail.routing.relay import class_entry_from_relay_rule, relay_rule_from_admin_entry
+
+
+def hash_password(password: str) -> str:
+    """argon2, passlib and libsodium load only for the commands that hash a password."""
+    from daisymail.directory.passwords import hash_password as hash_
+
+    return hash_(password)
+
 
 _MAILBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 

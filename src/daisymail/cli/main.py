@@ -1,15 +1,58 @@
-"""The `daisymail` command: a thin click front over the directory and the server."""
+"""The `daisymail` command: a thin click front over the directory and the server.
+
+Each command's module is imported only when that command runs: admins script hundreds of
+calls like `daisymail user add`, and importing the servers, the queue runner, TLS and DNS
+for each of them cost more than the command itself. A new command is one line in COMMANDS.
+"""
 
 from __future__ import annotations
+
+import importlib
 
 import click
 
 from daisymail import __version__
-from daisymail.cli import admin, dkim, dnscmd, legacy, queue, resolve, sendmail, setup
 from daisymail.cli.common import State, fail, state
 
+# name -> "module:attribute" of the click command, imported on first use.
+COMMANDS: dict[str, str] = {
+    "init": "daisymail.cli.setup:init",
+    "check": "daisymail.cli.setup:check",
+    "resolve": "daisymail.cli.resolve:resolve",
+    "import": "daisymail.cli.legacy:import_group",
+    "export": "daisymail.cli.legacy:export_group",
+    "sendmail": "daisymail.cli.sendmail:sendmail",
+    "queue": "daisymail.cli.queue:queue",
+    "domain": "daisymail.cli.admin:domain",
+    "mailbox": "daisymail.cli.admin:mailbox",
+    "user": "daisymail.cli.admin:user",
+    "alias": "daisymail.cli.admin:alias",
+    "sender": "daisymail.cli.admin:sender",
+    "relay": "daisymail.cli.admin:relay",
+    "dkim": "daisymail.cli.dkim:dkim",
+    "dns": "daisymail.cli.dnscmd:dns_group",
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose subcommands (from COMMANDS) are imported when looked up."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None or cmd_name not in COMMANDS:
+            return cmd
+        module_name, attr = COMMANDS[cmd_name].split(":")
+        cmd = getattr(importlib.import_module(module_name), attr)
+        if not isinstance(cmd, click.Command):
+            raise TypeError(f"{COMMANDS[cmd_name]} is not a click command")
+        self.add_command(cmd, cmd_name)
+        return cmd
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--config",
     "config_path",
@@ -35,19 +78,6 @@ def serve() -> None:
     code = run(st.config, st.config_path)
     if code:
         fail("server stopped with errors", code)
-
-
-cli.add_command(setup.init)
-cli.add_command(setup.check)
-cli.add_command(resolve.resolve)
-cli.add_command(legacy.import_group)
-cli.add_command(legacy.export_group)
-cli.add_command(sendmail.sendmail)
-cli.add_command(queue.queue)
-cli.add_command(dkim.dkim)
-cli.add_command(dnscmd.dns_group)
-for group in (admin.domain, admin.mailbox, admin.user, admin.alias, admin.sender, admin.relay):
-    cli.add_command(group)
 
 
 def main() -> None:
