@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Mailbox
 from daisymail.queue.spool import Queue, QueuedRecipient
-from daisymail.routing.addresses import Address
+from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.store.base import Delivery, MailboxStore
 
@@ -26,13 +26,6 @@ class Injected:
     queued: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
     queue_id: str = ""
-
-
-def split(address: str) -> Address:
-    local, at, domain = address.rpartition("@")
-    if not at:
-        return Address(local=address, domain="")
-    return Address(local=local, domain=domain.lower().rstrip("."))
 
 
 class Injector:
@@ -63,7 +56,7 @@ class Injector:
         boxes: list[Mailbox] = []
         remote: list[QueuedRecipient] = []
         for rcpt in recipients:
-            decision = resolve_recipient(split(rcpt), snap).decision
+            decision = resolve_recipient(split_address(rcpt), snap).decision
             if isinstance(decision, Deliver):
                 box = snap.mailboxes[decision.mailbox]
                 if box not in boxes:

@@ -31,6 +31,7 @@ from daisymail.queue.bounce import (
 )
 from daisymail.queue.inject import Injector
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.routing.addresses import domain_of
 from daisymail.store.base import StorageError
 
 log = logging.getLogger("daisymail.queue")
@@ -48,10 +49,6 @@ def backoff(attempts: int, schedule: Sequence[int]) -> int:
     if not schedule:
         return 300
     return schedule[min(max(attempts, 1), len(schedule)) - 1]
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower().rstrip(".")
 
 
 async def _deliver_default(
