@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from daisymail import config as config_mod
 from daisymail.auth import Authenticator
 from daisymail.config import Config, ConfigError, parse_hostport
+from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
 from daisymail.limits import ConnectionLimiter
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
-from daisymail.queue.inject import Injector
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
 from daisymail.smtp import protocol as smtp_protocol

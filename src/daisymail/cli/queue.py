@@ -14,8 +14,7 @@ from datetime import UTC, datetime
 import click
 
 from daisymail.cli.common import fail, json_option, print_json, print_table, state
-from daisymail.queue.inject import Injector
-from daisymail.queue.runner import send_dsn
+from daisymail.delivery import Injector, send_dsn
 from daisymail.queue.spool import Queue, QueuedMessage, QueueError
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore
