@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from daisymail.directory.model import Domain, Mailbox, Snapshot
 from daisymail.routing.addresses import (
     Address,
     AddressError,
@@ -15,6 +16,7 @@ from daisymail.routing.addresses import (
     split_address,
     valid_smtp_domain,
 )
+from daisymail.routing.recipients import Deliver, Remote, resolve_recipient
 
 
 @pytest.mark.parametrize(
@@ -116,3 +118,23 @@ def test_both_parsers_agree_on_trailing_dots(path: str, ok: bool) -> None:
     if ok:
         assert lax is not None and wire is not None
         assert split_address(wire) == lax
+
+
+ROUTING_SNAP = Snapshot(
+    domains={"example.test": Domain("example.test")},
+    mailboxes={"box": Mailbox("box")},
+    address_rules={"bob@example.test": "box", "chain@example.test": "bob@example.test."},
+)
+
+
+@pytest.mark.parametrize(
+    ("address", "decision"),
+    [
+        ("bob@example.test.", Deliver("box", None)),
+        ("BOB@Example.Test.", Deliver("box", None)),
+        ("chain@example.test", Deliver("box", None)),  # a table target with the dot
+        ("x@remote.example.", Remote("x@remote.example")),
+    ],
+)
+def test_routing_takes_the_trailing_dot(address: str, decision: object) -> None:
+    assert resolve_recipient(split_address(address), ROUTING_SNAP).decision == decision
