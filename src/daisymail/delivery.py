@@ -43,6 +43,8 @@ __all__ = [
     "plan_delivery",
     "return_path",
     "send_dsn",
+    "send_success_notice",
+    "success_notice_recipients",
 ]
 
 
@@ -324,3 +326,24 @@ def send_dsn(
             action=None if action == "failed" else action,
             rcpts=",".join(r.address for r in failed),
         )
+
+
+def success_notice_recipients(
+    recipients: Iterable[tuple[str, object, Mapping[str, str]]],
+) -> list[QueuedRecipient]:
+    """The recipients stored here that asked for NOTIFY=SUCCESS, as their "delivered" DSN
+    lists them (RFC 3461 5.2.2); queued ones get theirs from the queue."""
+    rcpts = [
+        QueuedRecipient(address, params.get("ORCPT", ""), params["NOTIFY"], "delivered", "2.0.0")
+        for address, target, params in recipients
+        if isinstance(target, Deliver) and "NOTIFY" in params
+    ]
+    return [r for r in rcpts if r.wants("SUCCESS")]
+
+
+def send_success_notice(
+    injector: Injector, hostname: str, msg: QueuedMessage, header: bytes
+) -> None:
+    """The "delivered" DSN for msg.recipients, stored here at msg.created; header: the
+    message's header, which the DSN returns."""
+    send_dsn(injector, hostname, msg, msg.recipients, header, msg.created, "delivered")

@@ -28,7 +28,8 @@ from daisymail.delivery import (
     Spool,
     local_mailboxes,
     plan_delivery,
-    send_dsn,
+    send_success_notice,
+    success_notice_recipients,
 )
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Snapshot
@@ -327,7 +328,9 @@ class _Connection:
         self._discard()
         self.write_error = None
         self.in_message = True
-        self.notice_rcpts = _success_notice_rcpts(env)
+        self.notice_rcpts = success_notice_recipients(
+            (r.address, r.target, r.params) for r in env.recipients
+        )
         self.header = bytearray()
         boxes = None
         if not self.svc.submission:
@@ -478,14 +481,7 @@ class _Connection:
         )
         try:
             await asyncio.to_thread(
-                send_dsn,
-                self.svc.injector,
-                self.svc.hostname,
-                msg,
-                rcpts,
-                bytes(self.header),
-                msg.created,
-                "delivered",
+                send_success_notice, self.svc.injector, self.svc.hostname, msg, bytes(self.header)
             )
         except (StorageError, QueueError, OSError) as e:
             event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
@@ -539,18 +535,6 @@ class _Connection:
         for_part = f"\tfor <{env.recipients[0].address}>;" if len(env.recipients) == 1 else "\t;"
         lines.append(f"{for_part} {formatdate(localtime=False, usegmt=True)}")
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-
-
-def _success_notice_rcpts(env: Envelope) -> list[QueuedRecipient]:
-    """The recipients stored here that asked for NOTIFY=SUCCESS, as their DSN lists them."""
-    rcpts = [
-        QueuedRecipient(
-            r.address, r.params.get("ORCPT", ""), r.params["NOTIFY"], "delivered", "2.0.0"
-        )
-        for r in env.recipients
-        if isinstance(r.target, Deliver) and "NOTIFY" in r.params
-    ]
-    return [r for r in rcpts if r.wants("SUCCESS")]
 
 
 def _finish_spool(spool: Spool, rest: bytes) -> None:
