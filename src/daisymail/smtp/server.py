@@ -370,8 +370,10 @@ class _Connection:
         sink, self.sink = self.sink, None
         self.block = bytearray()
         self.in_message = False
-        if sink is None:
-            return
+        if sink is not None:
+            self._abort(sink)
+
+    def _abort(self, sink: Spool | PendingDelivery) -> None:
         running = self.io
         if running is not None and not running.done():
             running.add_done_callback(lambda _: sink.abort())
@@ -385,12 +387,12 @@ class _Connection:
         assert isinstance(sink, PendingDelivery)
         msg_id = self._msg_id()
         rest, self.block = bytes(self.block), bytearray()
+        self.sink = None  # from here on, only a failed commit may remove what it wrote
         try:
             await self._run(_finish_direct, sink, rest)
         except (StorageError, OSError) as e:
-            self._discard()
+            self._abort(sink)
             return self._storage_failed(env, e)
-        self.sink = None
         self._log_accepted(
             env,
             msg_id,
