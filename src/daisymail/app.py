@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from daisymail import config as config_mod
 from daisymail.auth import Authenticator
 from daisymail.config import Config, ConfigError, parse_hostport
+from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
 from daisymail.imap import protocol as imap_protocol
@@ -40,7 +41,6 @@ from daisymail.privileges import (
     preload,
     service_user,
 )
-from daisymail.queue.inject import Injector
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
 from daisymail.smtp import protocol as smtp_protocol

@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 import click
 
 from daisymail.cli.common import fail, json_option, print_json, print_table, state
-from daisymail.queue.inject import Injector
+from daisymail.delivery import Injector
 from daisymail.queue.spool import Queue, QueuedMessage, QueueError
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore
@@ -110,7 +110,7 @@ def bounce(msg_id: str) -> None:
         r.diagnostic = "returned to the sender by the postmaster"
     notify = [r for r in failed if r.wants_failure_notice]
     if msg.sender and notify:
-        from daisymail.queue.runner import send_dsn  # the runner pulls in aiosmtplib and DNS
+        from daisymail.delivery import send_dsn  # it pulls in the queue and the stores
 
         store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
         injector = Injector(st.directory, store, q, str(cfg.path(cfg.storage.spool_dir)))

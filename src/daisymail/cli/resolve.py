@@ -7,7 +7,7 @@ from typing import Any
 import click
 
 from daisymail.cli.common import EXIT_USAGE, fail, print_json, state
-from daisymail.routing.addresses import AddressError, parse_path
+from daisymail.routing.addresses import AddressError, domain_of, parse_path
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.routing.relay import relay_allowed
 
@@ -48,7 +48,7 @@ def resolve(address: str, client_ip: str, authenticated: bool, as_json: bool) ->
         out.update(decision="reject", reply=decision.reply())
     elif isinstance(decision, Remote):
         out.update(decision="relay", address=decision.address)
-        relay_domain = decision.address.rsplit("@", 1)[-1]
+        relay_domain = domain_of(decision.address)
     rd = relay_allowed(
         relay_domain,
         client_ip=client_ip,

@@ -18,7 +18,7 @@ from email.utils import formatdate, getaddresses
 import click
 
 from daisymail.cli.common import fail, state
-from daisymail.queue.inject import Injector
+from daisymail.delivery import Injector
 from daisymail.queue.spool import Queue, QueueError
 from daisymail.routing.addresses import AddressError, parse_path
 from daisymail.routing.senders import rewrite_sender

@@ -16,20 +16,18 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from email.utils import formatdate
 
 from daisymail.config import Queue as QueueConfig
+from daisymail.delivery import Injector, send_dsn
 from daisymail.observability import event
 from daisymail.queue import remote
 from daisymail.queue.bounce import (
     EXPIRED_STATUS,
     Action,
-    build_dsn,
     delay_notice_due,
     should_notify,
     success_notice_due,
 )
-from daisymail.queue.inject import Injector
 from daisymail.queue.loops import without_self
 from daisymail.queue.spool import (
     CorruptEntry,
@@ -39,6 +37,7 @@ from daisymail.queue.spool import (
     QueueError,
 )
 from daisymail.queue.stream import Body
+from daisymail.routing.addresses import domain_of
 from daisymail.store.base import StorageError
 
 log = logging.getLogger("daisymail.queue")
@@ -56,10 +55,6 @@ def backoff(attempts: int, schedule: Sequence[int]) -> int:
     if not schedule:
         return 300
     return schedule[min(max(attempts, 1), len(schedule)) - 1]
-
-
-def domain_of(address: str) -> str:
-    return address.rpartition("@")[2].lower().rstrip(".")
 
 
 async def _deliver_default(
@@ -370,41 +365,3 @@ class Runner:
         retry_until: float | None = None,
     ) -> None:
         send_dsn(self.injector, self.hostname, msg, rcpts, data, self.clock(), action, retry_until)
-
-
-def send_dsn(
-    injector: Injector,
-    hostname: str,
-    msg: QueuedMessage,
-    failed: list[QueuedRecipient],
-    data: bytes,
-    now: float,
-    action: Action = "failed",
-    retry_until: float | None = None,
-) -> None:
-    """Deliver a DSN to the envelope sender, locally or through the queue."""
-    dsn = build_dsn(
-        msg, failed, data, hostname=hostname, now=now, action=action, retry_until=retry_until
-    )
-    trace = (
-        f"Received: by {hostname} (Daisy) id {msg.id}-dsn;\n"
-        f"\t{formatdate(now, localtime=False, usegmt=True)}\n"
-    ).encode()
-    result = injector.inject(dsn, "", [msg.sender], trace=trace)
-    if result.rejected:
-        event(
-            log,
-            "queue.bounce_undeliverable",
-            logging.WARNING,
-            id=msg.id,
-            reason=result.rejected[0][1],
-        )
-    else:
-        event(
-            log,
-            "queue.bounced" if action == "failed" else "queue.dsn",
-            id=msg.id,
-            to=msg.sender,
-            action=None if action == "failed" else action,
-            rcpts=",".join(r.address for r in failed),
-        )

@@ -1,6 +1,20 @@
-"""RFC 5321 envelope paths: the ``<...>`` argument of MAIL FROM and RCPT TO.
+"""Addresses and envelope paths: the ONE place that parses and splits them.
 
-Decisions (where the RFC leaves room or sendmail was lax):
+Two parsers, for two jobs, and the splitters everything else calls:
+- ``parse_smtp_path``: strict RFC 5321 grammar for the path of MAIL FROM / RCPT TO as it
+  comes off the wire (smtp/params.py maps its errors to replies); strict on purpose,
+  because addresses that mean different things to different parsers are how relay checks
+  get bypassed.
+- ``parse_path``: sendmail's laxer reading, for what admins write (virtusertable targets,
+  ``daisymail resolve``, admin commands).
+- ``split_address``, ``domain_of``, ``normalize_domain``: for addresses that one of the
+  parsers (or the queue) already accepted.
+
+Both parsers accept one trailing dot on a domain (``bob@example.test.``, the root label,
+which sendmail's canonify stripped) and drop it, so routing, relay checks and the queue
+only ever see ``example.test``; ``example.test..`` is still a syntax error.
+
+Decisions of the lax parser (where the RFC leaves room or sendmail was lax):
 - Angle brackets may be left off entirely (``MAIL FROM:user@dom``), as sendmail and
   Postfix (without strict_rfc821_envelopes) accept; half a pair is a syntax error.
 - Dots in an unquoted local part are not checked for placement (``first..last``): sendmail
@@ -18,6 +32,7 @@ SMTPUTF8 (RFC 6531). The 256-octet path limit also keeps every domain within 255
 from __future__ import annotations
 
 import ipaddress
+import re
 import string
 from dataclasses import dataclass
 
@@ -76,6 +91,27 @@ def parse_path(arg: str, *, smtputf8: bool = False) -> Address | None:
     if domain is None:
         return Address(local, "")
     return Address(local, _check_domain(domain))
+
+
+def split_address(address: str) -> Address:
+    """Split an accepted ``local@domain`` at its last ``@``; no ``@``: unqualified.
+
+    The local part may itself hold ``@`` (quoted), the domain never does. The domain is
+    normalized (``normalize_domain``)."""
+    local, at, domain = address.rpartition("@")
+    if not at:
+        return Address(local=address, domain="")
+    return Address(local=local, domain=normalize_domain(domain))
+
+
+def domain_of(address: str) -> str:
+    """The normalized domain of an accepted address ("" when unqualified)."""
+    return split_address(address).domain
+
+
+def normalize_domain(domain: str) -> str:
+    """Domains compare lowercased and without the root's trailing dot."""
+    return domain.strip().lower().rstrip(".")
 
 
 def split_detail(local: str) -> tuple[str, str | None]:
@@ -170,3 +206,85 @@ def _check_literal(domain: str) -> str:
     except ValueError:
         raise _syntax(f"Bad address literal {domain!r}") from None
     return domain.lower()
+
+
+# -- the wire: strict RFC 5321 paths (RFC 6531 with SMTPUTF8) ---------------------------
+
+_ATEXT_RE = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~"
+_DOT_STRING_ASCII = re.compile(rf"[{_ATEXT_RE}]+(?:\.[{_ATEXT_RE}]+)*")
+_DOT_STRING_UTF8 = re.compile(
+    rf"[{_ATEXT_RE}\u0080-\U0010ffff]+(?:\.[{_ATEXT_RE}\u0080-\U0010ffff]+)*"
+)
+_QUOTED_ASCII = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
+_QUOTED_UTF8 = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
+_LABEL_ASCII = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
+_LABEL_UTF8 = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*"
+                         r"[A-Za-z0-9\u0080-\U0010ffff])?")  # fmt: skip
+_GENERAL_LITERAL = re.compile(r"[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+")
+_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
+
+
+def parse_smtp_path(text: str, *, utf8: bool, null_ok: bool, postmaster_ok: bool) -> str:
+    """The mailbox inside ``<...>`` as ``local@domain``, source route and a trailing dot on
+    the domain dropped; "" for ``<>``.
+
+    Raises ValueError for bad syntax and UnicodeError for non-ASCII without SMTPUTF8.
+    """
+    if len(text.encode("utf-8")) + 2 > MAX_PATH:
+        raise ValueError("path too long")
+    if not text:
+        if null_ok:
+            return ""
+        raise ValueError("empty path")
+    if not utf8 and not text.isascii():
+        raise UnicodeError("non-ASCII address")
+    if text.startswith("@"):
+        route, colon, text = text.partition(":")
+        if not colon or not all(
+            hop.startswith("@") and valid_smtp_domain(hop[1:], utf8=utf8)
+            for hop in route.split(",")
+        ):
+            raise ValueError("bad source route")
+    if postmaster_ok and text.lower() == "postmaster":
+        return text
+    if text.startswith('"'):
+        match = (_QUOTED_UTF8 if utf8 else _QUOTED_ASCII).match(text)
+    else:
+        match = (_DOT_STRING_UTF8 if utf8 else _DOT_STRING_ASCII).match(text)
+    if match is None or text[match.end() : match.end() + 1] != "@":
+        raise ValueError("bad local part")
+    local, domain = match.group(), text[match.end() + 1 :]
+    if not valid_smtp_domain(domain, utf8=utf8):
+        raise ValueError("bad domain")
+    return f"{local}@{_drop_root_dot(domain)}"
+
+
+def valid_smtp_domain(domain: str, *, utf8: bool) -> bool:
+    """A domain or address literal as RFC 5321 writes it; one trailing dot (the root)
+    allowed on a name, never on a literal, never two."""
+    if domain.startswith("[") and domain.endswith("]"):
+        return _valid_literal(domain[1:-1])
+    domain = _drop_root_dot(domain)
+    if not domain or len(domain.encode("utf-8")) > 255:
+        return False
+    label = _LABEL_UTF8 if utf8 else _LABEL_ASCII
+    return all(
+        label.fullmatch(part) and len(part.encode("utf-8")) <= MAX_LABEL
+        for part in domain.split(".")
+    )
+
+
+def _drop_root_dot(domain: str) -> str:
+    return domain[:-1] if domain.endswith(".") and not domain.startswith("[") else domain
+
+
+def _valid_literal(literal: str) -> bool:
+    if _IPV4.fullmatch(literal):
+        return all(int(octet) <= 255 for octet in literal.split("."))
+    if literal[:5].upper() == "IPV6:":
+        try:
+            ipaddress.IPv6Address(literal[5:])
+        except ValueError:
+            return False
+        return True
+    return bool(_GENERAL_LITERAL.fullmatch(literal))

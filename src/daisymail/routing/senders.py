@@ -8,7 +8,7 @@ Keys are lowercased; ``%1`` keeps the case of the address as written.
 from __future__ import annotations
 
 from daisymail.directory.model import Snapshot
-from daisymail.routing.addresses import split_detail
+from daisymail.routing.addresses import normalize_domain, split_address, split_detail
 from daisymail.routing.substitution import substitute
 
 
@@ -17,12 +17,13 @@ def rewrite_sender(address: str, snapshot: Snapshot, hostname: str) -> str | Non
     text = address.strip()
     if text.startswith("<") and text.endswith(">"):
         text = text[1:-1]
-    host = hostname.lower().rstrip(".")
-    local, at, domain = text.rpartition("@")
+    host = normalize_domain(hostname)
+    at = "@" in text
+    addr = split_address(text)
+    local, domain = addr.local, addr.domain
     if not at:
-        local, domain = text, host
+        domain = host
     else:
-        domain = domain.lower().rstrip(".")
         hosted = snapshot.domains.get(domain)
         if hosted is None or not hosted.generics:
             return None

@@ -7,17 +7,10 @@ from __future__ import annotations
 
 from daisymail.config import Relay
 from daisymail.directory.base import Directory
-from daisymail.routing.addresses import Address
+from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.routing.relay import relay_allowed
 from daisymail.smtp.protocol import Envelope, RcptDecision, Reply, SessionInfo
-
-
-def split_address(address: str) -> Address:
-    local, at, domain = address.rpartition("@")
-    if not at:
-        return Address(local=address, domain="")
-    return Address(local=local, domain=domain.lower().rstrip("."))
 
 
 class InboundPolicy:

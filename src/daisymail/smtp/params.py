@@ -2,31 +2,23 @@
 
 Strict on purpose: anything the grammar does not allow is refused with the reply the RFCs
 name, because addresses that mean different things to different parsers are how relay
-checks get bypassed. One allowance for real clients: spaces after `FROM:` / `TO:`.
+checks get bypassed. One allowance for real clients: spaces after `FROM:` / `TO:`. The path
+grammar itself lives in routing/addresses.py (``parse_smtp_path``), the one address module.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass
 
+from daisymail.routing.addresses import parse_smtp_path as parse_path
+
 from .replies import MESSAGE_TOO_BIG, Reply, reply
 
-MAX_PATH = 256
 MAX_ENVID = 100
 MAX_ORCPT = 500
 
 _ATEXT = r"A-Za-z0-9!#$%&'*+\-/=?^_`{|}~"
-_DOT_STRING_ASCII = re.compile(rf"[{_ATEXT}]+(?:\.[{_ATEXT}]+)*")
-_DOT_STRING_UTF8 = re.compile(rf"[{_ATEXT}\u0080-\U0010ffff]+(?:\.[{_ATEXT}\u0080-\U0010ffff]+)*")
-_QUOTED_ASCII = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e]|\\[\x20-\x7e])*"')
-_QUOTED_UTF8 = re.compile(r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e\u0080-\U0010ffff]|\\[\x20-\x7e])*"')
-_LABEL_ASCII = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
-_LABEL_UTF8 = re.compile(r"[A-Za-z0-9\u0080-\U0010ffff](?:[A-Za-z0-9\u0080-\U0010ffff-]*"
-                         r"[A-Za-z0-9\u0080-\U0010ffff])?")  # fmt: skip
-_GENERAL_LITERAL = re.compile(r"[A-Za-z0-9-]*[A-Za-z0-9]:[\x21-\x5a\x5e-\x7e]+")
-_IPV4 = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}")
 _KEYWORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _VALUE = re.compile(r"[^\x00-\x20=\x7f]+")
 _ATOM = re.compile(rf"[{_ATEXT}]+")
@@ -116,62 +108,6 @@ def split_path(arg: str, keyword: str) -> tuple[str, str]:
                 break
             return rest[1:index], after.strip(" ")
     raise CommandError(reply(501, "5.5.4", f"Syntax: {keyword}<address>"))
-
-
-def _valid_domain(domain: str, utf8: bool) -> bool:
-    if domain.startswith("[") and domain.endswith("]"):
-        return _valid_literal(domain[1:-1])
-    if not domain or len(domain.encode("utf-8")) > 255:
-        return False
-    label = _LABEL_UTF8 if utf8 else _LABEL_ASCII
-    return all(
-        label.fullmatch(part) and len(part.encode("utf-8")) <= 63 for part in domain.split(".")
-    )
-
-
-def _valid_literal(literal: str) -> bool:
-    if _IPV4.fullmatch(literal):
-        return all(int(octet) <= 255 for octet in literal.split("."))
-    if literal[:5].upper() == "IPV6:":
-        try:
-            ipaddress.IPv6Address(literal[5:])
-        except ValueError:
-            return False
-        return True
-    return bool(_GENERAL_LITERAL.fullmatch(literal))
-
-
-def parse_path(text: str, *, utf8: bool, null_ok: bool, postmaster_ok: bool) -> str:
-    """The mailbox inside `<...>` as `local@domain`, source route dropped; "" for `<>`.
-
-    Raises ValueError for bad syntax and UnicodeError for non-ASCII without SMTPUTF8.
-    """
-    if len(text.encode("utf-8")) + 2 > MAX_PATH:
-        raise ValueError("path too long")
-    if not text:
-        if null_ok:
-            return ""
-        raise ValueError("empty path")
-    if not utf8 and not text.isascii():
-        raise UnicodeError("non-ASCII address")
-    if text.startswith("@"):
-        route, colon, text = text.partition(":")
-        if not colon or not all(
-            hop.startswith("@") and _valid_domain(hop[1:], utf8) for hop in route.split(",")
-        ):
-            raise ValueError("bad source route")
-    if postmaster_ok and text.lower() == "postmaster":
-        return text
-    if text.startswith('"'):
-        match = (_QUOTED_UTF8 if utf8 else _QUOTED_ASCII).match(text)
-    else:
-        match = (_DOT_STRING_UTF8 if utf8 else _DOT_STRING_ASCII).match(text)
-    if match is None or text[match.end() : match.end() + 1] != "@":
-        raise ValueError("bad local part")
-    local, domain = match.group(), text[match.end() + 1 :]
-    if not _valid_domain(domain, utf8):
-        raise ValueError("bad domain")
-    return f"{local}@{domain}"
 
 
 def split_params(text: str) -> dict[str, str | None]:

@@ -1,37 +1,45 @@
-"""asyncio glue for the SMTP protocol core: sockets, TLS, timeouts, spooling, storing.
+"""asyncio glue for the SMTP protocol core: sockets, TLS, timeouts, the session's I/O.
 
-The protocol object decides everything; this module only moves bytes, streams
-message data to a spool file, makes it durable through the MailboxStore in a worker
-thread, and answers with the result. Any unexpected error inside a session is
-logged with its session id and answered with a 451, never a traceback.
+The protocol object decides everything; this module only moves bytes: it streams message
+data to disk (a spool file, or straight into the mailboxes) and hands the message to
+daisymail.delivery, the one durable hand-off, all in worker threads, then answers with
+the result. Any unexpected error inside a session is logged with its session id and
+answered with a 451, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-import os
-import shutil
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import formatdate
-from typing import BinaryIO
+from typing import Any, TypeVar
 
 from daisymail.auth import Authenticator
+from daisymail.delivery import (
+    Handoff,
+    Injector,
+    Spool,
+    local_mailboxes,
+    plan_delivery,
+    send_success_notice,
+    success_notice_recipients,
+)
 from daisymail.directory.base import Directory
-from daisymail.directory.model import Mailbox, Snapshot
+from daisymail.directory.model import Snapshot
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.mailauth.service import MailAuth
 from daisymail.observability import event
 from daisymail.pop3.login import split_login
-from daisymail.queue.inject import Injector
-from daisymail.queue.runner import send_dsn
-from daisymail.queue.spool import Prepared, Queue, QueuedMessage, QueuedRecipient, QueueError
-from daisymail.routing.recipients import Deliver, Forward, Remote
+from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.routing.recipients import Deliver
 from daisymail.smtp.protocol import (
     AuthAttempt,
     Close,
@@ -49,11 +57,16 @@ from daisymail.smtp.protocol import (
     StartTLS,
 )
 from daisymail.smtp.submission import find_login, prepare_header, rewrite_envelope_sender
-from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, StorageError
+from daisymail.store.base import MailboxStore, PendingDelivery, StorageError
 
 log = logging.getLogger("daisymail.smtp")
 READ_SIZE = 256 * 1024
 HEADER_KEEP = 64 * 1024  # of each message, for the header a success DSN returns
+BLOCK_SIZE = 64 * 1024  # message bytes gathered before a write in an I/O thread
+# Message file work (spool, Maildir tmp/, fsyncs, the hand-off); its own pool, so that a
+# stalled disk cannot take the threads that other work (SQL, logins) runs in.
+_IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="smtp-io")
+T = TypeVar("T")
 
 
 @dataclass
@@ -80,9 +93,11 @@ class SmtpService:
     injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
     mail_auth: MailAuth | None = None  # SPF/DKIM/DMARC verdicts ([verify], port 25)
     sessions: Sessions = field(init=False)
+    handoff: Handoff = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.name, log, self._refusal)
+        self.handoff = Handoff(self.store, self.queue)
 
     def _refusal(self, why: str) -> bytes:
         return Reply(
@@ -162,10 +177,10 @@ class _Connection:
         )
         policy = _LoggedPolicy(svc.policy, ip, sid)
         self.session = ServerSession(svc.settings(self.info), policy, self.info)
-        self.spool: BinaryIO | None = None
-        self.direct: PendingDelivery | None = None
+        self.sink: Spool | PendingDelivery | None = None  # the message being received
+        self.block = bytearray()  # its bytes not yet handed to the I/O thread
+        self.io: Future[Any] | None = None  # the last I/O-thread call of this session
         self.write_error: BaseException | None = None
-        self.spool_path = ""
         self.in_message = False
         self.messages = 0
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
@@ -221,7 +236,7 @@ class _Connection:
                 )
                 await self.svc.sessions.drain(self.writer)
         finally:
-            self._discard_spool()
+            self._discard()
             event(log, "smtp.disconnect", sid=self.sid, client=self.ip, messages=self.messages)
 
     async def _flush(self) -> None:
@@ -232,24 +247,21 @@ class _Connection:
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):
-            self._discard_spool()
-            self.notice_rcpts = _success_notice_rcpts(ev.envelope)
-            self.header = bytearray()
-            self.direct = self._open_direct(ev.envelope)
-            if self.direct is None:
-                self._spool_write(b"")
-            self.in_message = True
+            await self._start_message(ev.envelope)
         elif isinstance(ev, MessageData):
-            self._message_write(ev.data)
+            await self._message_write(ev.data)
         elif isinstance(ev, MessageComplete):
-            if self.direct is not None or self.write_error is not None:
-                reply = await self._store_direct(ev.envelope)
+            self.in_message = False
+            if self.write_error is not None or self.sink is None:
+                reply = self._storage_failed(ev.envelope, self.write_error)
+            elif isinstance(self.sink, Spool):
+                reply = await self._store(ev.envelope, self.sink)
             else:
-                reply = await self._store(ev.envelope)
+                reply = await self._store_direct(ev.envelope, self.sink)
             self.session.message_result(reply)
         elif isinstance(ev, MessageAborted):
             event(log, "smtp.message.aborted", sid=self.sid, client=self.ip, reason=ev.reason)
-            self._discard_spool()
+            self._discard()
         elif isinstance(ev, StartTLS):
             await self._start_tls()
         elif isinstance(ev, AuthAttempt):
@@ -299,65 +311,91 @@ class _Connection:
         return True, login.address
 
     # -- message data ------------------------------------------------------------------
-    def _open_direct(self, env: Envelope) -> PendingDelivery | None:
+    # Every file operation of a message runs in a worker thread (_run), so a slow disk or
+    # a large message never stalls other sessions; the bytes go there in blocks of about
+    # BLOCK_SIZE, so a session holds at most one block and one read in memory.
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        """fn(*args) in an I/O thread; remembered so that a discard waits for it."""
+        future = _IO.submit(fn, *args)
+        self.io = future
+        return await asyncio.wrap_future(future)
+
+    def _msg_id(self) -> str:
+        return f"{self.sid}{self.messages:02d}"
+
+    async def _start_message(self, env: Envelope) -> None:
         """Local-only mail on port 25 streams straight into its mailboxes (no spool copy).
-
-        Submission (headers are checked and rewritten after DATA) and anything for the
-        queue take the spool file instead."""
-        if self.svc.submission or self._verified():
-            return None  # the verdict goes in front of the message: it must be spooled first
-        snap = self.svc.directory.snapshot()
-        boxes: list[Mailbox] = []
-        for rcpt in env.recipients:
-            target = rcpt.target
-            if not isinstance(target, Deliver):
-                return None
-            box = snap.mailboxes.get(target.mailbox)
-            if box is None:
-                return None
-            if box not in boxes:
-                boxes.append(box)
-        if not boxes:
-            return None
-        msg_id = f"{self.sid}{self.messages:02d}"
-        prefix = f"Return-Path: <{env.sender}>\n".encode("utf-8", "surrogateescape")
-        prefix += self._trace_headers(env, msg_id)
+        Submission (the header is checked and rewritten after DATA) and anything for the
+        queue are staged in a spool file instead."""
+        self._discard()
+        self.write_error = None
+        self.in_message = True
+        self.notice_rcpts = success_notice_recipients(
+            (r.address, r.target, r.params) for r in env.recipients
+        )
+        self.header = bytearray()
+        boxes = None
+        if not self.svc.submission and not self._verified():
+            # a verdict goes in front of the message: it must be staged first
+            snap = self.svc.directory.snapshot()
+            boxes = local_mailboxes((r.target for r in env.recipients), snap)
+        if boxes is None:
+            name = f"{time.time_ns()}.{self.sid}.{self.messages}"
+            self.sink = Spool(self.svc.spool_dir, name)
+            return
+        trace = self._trace_headers(env, self._msg_id())
         try:
-            return self.svc.store.open_delivery(boxes, prefix, env.sender)
-        except (StorageError, OSError) as e:
+            self.sink = await self._run(self.svc.handoff.open_direct, boxes, env.sender, trace)
+        except (StorageError, OSError) as e:  # read on to the end, then answer 452
             self.write_error = e
-            return None
 
-    def _message_write(self, data: bytes) -> None:
+    async def _message_write(self, data: bytes) -> None:
         if self.notice_rcpts and len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
             self.header += data[: HEADER_KEEP - len(self.header)]
-        if self.write_error is not None:
+        if self.write_error is not None or self.sink is None:
             return
+        self.block += data
+        if len(self.block) >= BLOCK_SIZE:
+            await self._write_block(self.sink)
+
+    async def _write_block(self, sink: Spool | PendingDelivery) -> None:
+        block, self.block = bytes(self.block), bytearray()
         try:
-            if self.direct is not None:
-                self.direct.write(data)
-            else:
-                self._spool_write(data)
+            await self._run(sink.write, block)
         except OSError as e:  # a full disk: read on to the end, then answer 452
             self.write_error = e
-            self._discard_spool()
+            self._discard()
             self.in_message = True
 
-    async def _store_direct(self, env: Envelope) -> Reply:
-        direct, self.direct = self.direct, None
-        error, self.write_error = self.write_error, None
+    def _discard(self) -> None:
+        """Drop the message being received. Its files are removed in an I/O thread, after
+        any write of it still running there, so no fd is closed under a writer."""
+        sink, self.sink = self.sink, None
+        self.block = bytearray()
         self.in_message = False
-        msg_id = f"{self.sid}{self.messages:02d}"
-        if direct is not None and error is None:
-            try:
-                await asyncio.to_thread(direct.commit)
-            except StorageError as e:
-                error = e
-        if error is not None or direct is None:
-            if direct is not None:
-                direct.abort()
-            self._log_deferred(env, msg_id, error)
-            return Reply(452, "4.3.1", ("Insufficient system storage, try again later",))
+        if sink is not None:
+            self._abort(sink)
+
+    def _abort(self, sink: Spool | PendingDelivery) -> None:
+        running = self.io
+        if running is not None and not running.done():
+            running.add_done_callback(lambda _: sink.abort())
+            return
+        try:
+            _IO.submit(sink.abort)
+        except RuntimeError:  # the interpreter is shutting down
+            sink.abort()
+
+    async def _store_direct(self, env: Envelope, sink: Spool | PendingDelivery) -> Reply:
+        assert isinstance(sink, PendingDelivery)
+        msg_id = self._msg_id()
+        rest, self.block = bytes(self.block), bytearray()
+        self.sink = None  # from here on, only a failed commit may remove what it wrote
+        try:
+            await self._run(_finish_direct, sink, rest)
+        except (StorageError, OSError) as e:
+            self._abort(sink)
+            return self._storage_failed(env, e)
         self._log_accepted(
             env,
             msg_id,
@@ -370,42 +408,31 @@ class _Connection:
             await self._success_notice(env, env.sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
 
-    def _spool_write(self, data: bytes) -> None:
-        if self.spool is None:
-            os.makedirs(self.svc.spool_dir, exist_ok=True)
-            self.spool_path = os.path.join(
-                self.svc.spool_dir, f"{time.time_ns()}.{self.sid}.{self.messages}"
-            )
-            self.spool = open(self.spool_path, "wb")  # noqa: SIM115 - closed in _discard_spool
-            self.in_message = True
-        self.spool.write(data)
+    def _storage_failed(self, env: Envelope, error: BaseException | None) -> Reply:
+        self._discard()
+        self.write_error = None
+        event(
+            log,
+            "smtp.message.deferred",
+            logging.WARNING,
+            sid=self.sid,
+            client=self.ip,
+            id=self._msg_id(),
+            sender=env.sender or "<>",
+            error=str(error),
+        )
+        return Reply(452, "4.3.1", ("Insufficient system storage, try again later",))
 
-    def _discard_spool(self) -> None:
-        if self.direct is not None:
-            self.direct.abort()
-            self.direct = None
-        if self.spool is not None:
-            self.spool.close()
-            self.spool = None
-        if self.spool_path:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.spool_path)
-            self.spool_path = ""
-        self.in_message = False
-
-    async def _store(self, env: Envelope) -> Reply:
-        if self.spool is None:
-            self._spool_write(b"")
-        assert self.spool is not None
-        self.spool.close()
-        self.spool = None
-        self.in_message = False
-        msg_id = f"{self.sid}{self.messages:02d}"
+    async def _store(self, env: Envelope, spool: Spool) -> Reply:
+        """The staged message is complete: check it (submission), then hand it off."""
+        msg_id = self._msg_id()
         snap = self.svc.directory.snapshot()
         sender = env.sender
+        rest, self.block = bytes(self.block), bytearray()
         try:
+            await self._run(_finish_spool, spool, rest)
             if self.svc.submission:
-                refused = await asyncio.to_thread(self._prepare_submission, snap)
+                refused = await self._run(self._prepare_submission, snap, spool)
                 if refused is not None:
                     event(
                         log,
@@ -417,46 +444,35 @@ class _Connection:
                     return refused
                 if self.svc.masquerade_envelope():
                     sender = rewrite_envelope_sender(sender, snap, self.svc.hostname)
-            mailboxes = []
-            queued: list[QueuedRecipient] = []
-            for rcpt in env.recipients:
-                target = rcpt.target
-                if isinstance(target, Deliver):
-                    box = snap.mailboxes.get(target.mailbox)
-                    if box is None:  # removed since RCPT: never accept a copy we cannot store
-                        raise StorageError(f"mailbox {target.mailbox} no longer exists")
-                    if box not in mailboxes:
-                        mailboxes.append(box)
-                elif isinstance(target, Forward | Remote):
-                    orcpt = rcpt.params.get("ORCPT", "")
-                    if not orcpt and isinstance(target, Forward):
-                        orcpt = f"rfc822;{rcpt.address}"
-                    queued.append(
-                        QueuedRecipient(target.address, orcpt, rcpt.params.get("NOTIFY", ""))
-                    )
-            received = b""
+            plan = plan_delivery(((r.address, r.target, r.params) for r in env.recipients), snap)
+            trace = self._trace_headers(env, msg_id)
             if self._verified():
                 assert self.svc.mail_auth is not None
                 verdict = await self.svc.mail_auth.judge(
-                    self.spool_path, self.ip, self.info.client_name, env.sender, self.sid
+                    spool.path, self.ip, self.info.client_name, env.sender, self.sid
                 )
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
-                received = verdict.header.replace(b"\r\n", b"\n")
-            received += self._trace_headers(env, msg_id)
-            prefix = f"Return-Path: <{sender}>\n".encode("utf-8", "surrogateescape") + received
-            queue_id = await asyncio.to_thread(
-                self._make_durable, env, sender, mailboxes, queued, prefix, received
+                trace = verdict.header.replace(b"\r\n", b"\n") + trace
+            queue_id = await self._run(
+                functools.partial(
+                    self.svc.handoff.deliver,
+                    envid=env.mail_params.get("ENVID", ""),
+                    ret=env.mail_params.get("RET", ""),
+                ),
+                spool.path,
+                sender,
+                plan,
+                trace,
             )
-        except (StorageError, QueueError) as e:
-            self._log_deferred(env, msg_id, e)
-            return Reply(452, "4.3.1", ("Insufficient system storage, try again later",))
+        except (StorageError, QueueError, OSError) as e:
+            return self._storage_failed(env, e)
         finally:
-            self._discard_spool()
+            self._discard()
         if queue_id:
             self.svc.on_queued()
         self.messages += 1
-        self._log_accepted(env, msg_id, sender, [b.name for b in mailboxes], queue_id)
+        self._log_accepted(env, msg_id, sender, [b.name for b in plan.mailboxes], queue_id)
         if self.notice_rcpts:
             await self._success_notice(env, sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
@@ -478,29 +494,10 @@ class _Connection:
         )
         try:
             await asyncio.to_thread(
-                send_dsn,
-                self.svc.injector,
-                self.svc.hostname,
-                msg,
-                rcpts,
-                bytes(self.header),
-                msg.created,
-                "delivered",
+                send_success_notice, self.svc.injector, self.svc.hostname, msg, bytes(self.header)
             )
         except (StorageError, QueueError, OSError) as e:
             event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
-
-    def _log_deferred(self, env: Envelope, msg_id: str, error: BaseException | None) -> None:
-        event(
-            log,
-            "smtp.message.deferred",
-            logging.WARNING,
-            sid=self.sid,
-            client=self.ip,
-            id=msg_id,
-            sender=env.sender or "<>",
-            error=str(error),
-        )
 
     def _log_accepted(
         self, env: Envelope, msg_id: str, sender: str, mailboxes: list[str], queue_id: str
@@ -518,64 +515,24 @@ class _Connection:
             queued=queue_id or None,
         )
 
-    def _make_durable(
-        self,
-        env: Envelope,
-        sender: str,
-        mailboxes: list[Mailbox],
-        queued: list[QueuedRecipient],
-        prefix: bytes,
-        received: bytes,
-    ) -> str:
-        """Local copies first, then the queued one becomes visible: all or nothing."""
-        prepared: Prepared | None = None
-        if queued:
-            assert self.svc.queue is not None
-            prepared = self.svc.queue.prepare(
-                _chunks(received, self.spool_path),
-                sender,
-                queued,
-                envid=env.mail_params.get("ENVID", ""),
-                ret=env.mail_params.get("RET", ""),
-            )
-        try:
-            if mailboxes:
-                self.svc.store.deliver(mailboxes, Delivery(self.spool_path, prefix, sender))
-        except BaseException:
-            if prepared is not None:
-                prepared.abort()
-            raise
-        return prepared.commit() if prepared is not None else ""
-
-    def _prepare_submission(self, snap: Snapshot) -> Reply | None:
-        """Check and rewrite the header of the spooled message (a new file, renamed over)."""
+    def _prepare_submission(self, snap: Snapshot, spool: Spool) -> Reply | None:
+        """Check and rewrite the header of the spooled message (I/O thread)."""
         login = find_login(snap, self.info.authenticated_as or "")
         if login is None:
             return Reply(530, "5.7.0", ("Authentication required",))
-        with open(self.spool_path, "rb") as f:
-            header = bytearray()
-            for line in f:
-                if line in (b"\n", b"\r\n"):
-                    break
-                header += line
-            else:
-                line = b""
+        refused: list[Reply] = []
+
+        def edit(header: bytes) -> bytes | None:
             result = prepare_header(
-                bytes(header),
-                login=login,
-                snapshot=snap,
-                hostname=self.svc.hostname,
-                now=time.time(),
+                header, login=login, snapshot=snap, hostname=self.svc.hostname, now=time.time()
             )
             if result.refused is not None:
-                return result.refused
-            tmp = self.spool_path + ".sub"
-            with open(tmp, "wb") as out:
-                out.write(result.header)
-                out.write(line)
-                shutil.copyfileobj(f, out, READ_SIZE)
-        os.replace(tmp, self.spool_path)
-        return None
+                refused.append(result.refused)
+                return None
+            return result.header
+
+        spool.replace_header(edit)
+        return refused[0] if refused else None
 
     def _verified(self) -> bool:
         """Mail from outside on port 25 gets SPF/DKIM/DMARC verdicts when configured."""
@@ -602,23 +559,16 @@ class _Connection:
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
-def _success_notice_rcpts(env: Envelope) -> list[QueuedRecipient]:
-    """The recipients stored here that asked for NOTIFY=SUCCESS, as their DSN lists them."""
-    rcpts = [
-        QueuedRecipient(
-            r.address, r.params.get("ORCPT", ""), r.params["NOTIFY"], "delivered", "2.0.0"
-        )
-        for r in env.recipients
-        if isinstance(r.target, Deliver) and "NOTIFY" in r.params
-    ]
-    return [r for r in rcpts if r.wants("SUCCESS")]
+def _finish_spool(spool: Spool, rest: bytes) -> None:
+    if rest:
+        spool.write(rest)
+    spool.close()
 
 
-def _chunks(first: bytes, path: str) -> Iterator[bytes]:
-    yield first
-    with open(path, "rb") as f:
-        while chunk := f.read(READ_SIZE):
-            yield chunk
+def _finish_direct(pending: PendingDelivery, rest: bytes) -> None:
+    if rest:
+        pending.write(rest)
+    pending.commit()
 
 
 def _describe_tls(writer: asyncio.StreamWriter) -> str | None:

@@ -17,9 +17,10 @@ from email.utils import formatdate, getaddresses, make_msgid
 from daisymail.config import Relay
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
+from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, resolve_recipient
 from daisymail.routing.senders import rewrite_sender
-from daisymail.smtp.inbound import InboundPolicy, split_address
+from daisymail.smtp.inbound import InboundPolicy
 from daisymail.smtp.protocol import Reply, SessionInfo
 
 SENDER_HEADERS = frozenset({"from", "sender", "reply-to", "resent-from", "resent-sender"})

@@ -1,0 +1,349 @@
+"""The one durable hand-off of a message: into local mailboxes and the outbound queue.
+
+Every way mail enters Daisy ends here: the SMTP session (smtp/server.py), ``daisymail
+sendmail`` and the DSNs this host writes (``Injector``, ``send_dsn``). The rule kept in
+this one place: local copies are made durable first, then the queued copy becomes
+visible, all or nothing, so a caller that answers 250 (or exits 0) after ``deliver``
+returns never loses the message and a failure leaves nothing behind.
+
+Everything here blocks on the filesystem: callers on an event loop run it in a worker
+thread. Messages are streamed through files in fixed-size chunks, never held whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from email.utils import formatdate
+
+from daisymail.directory.base import Directory
+from daisymail.directory.model import Mailbox, Snapshot
+from daisymail.observability import event
+from daisymail.queue.bounce import Action, build_dsn
+from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.routing.addresses import split_address
+from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
+from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, StorageError
+from daisymail.store.durable import write_all
+
+log = logging.getLogger("daisymail.delivery")
+READ_SIZE = 256 * 1024
+
+__all__ = [
+    "Handoff",
+    "Injected",
+    "Injector",
+    "Plan",
+    "Spool",
+    "local_mailboxes",
+    "plan_delivery",
+    "return_path",
+    "send_dsn",
+    "send_success_notice",
+    "success_notice_recipients",
+]
+
+
+def return_path(sender: str) -> bytes:
+    """The Return-Path line a local copy starts with (RFC 5321 4.4)."""
+    return f"Return-Path: <{sender}>\n".encode("utf-8", "surrogateescape")
+
+
+@dataclass
+class Plan:
+    """Where one message goes: each local mailbox once, and the recipients to queue."""
+
+    mailboxes: list[Mailbox] = field(default_factory=list)
+    queued: list[QueuedRecipient] = field(default_factory=list)
+
+
+def plan_delivery(
+    recipients: Iterable[tuple[str, object, Mapping[str, str]]], snapshot: Snapshot
+) -> Plan:
+    """(address as given, routing decision, RCPT parameters) of each accepted recipient.
+
+    A forward keeps the original recipient as ORCPT unless the client gave one (RFC 3461
+    4.2), so a later DSN names the address the sender used. Raises StorageError when a
+    mailbox was removed since the recipient was accepted: never accept a copy that
+    cannot be stored."""
+    plan = Plan()
+    for address, target, params in recipients:
+        if isinstance(target, Deliver):
+            box = snapshot.mailboxes.get(target.mailbox)
+            if box is None:
+                raise StorageError(f"mailbox {target.mailbox} no longer exists")
+            if box not in plan.mailboxes:
+                plan.mailboxes.append(box)
+        elif isinstance(target, Forward | Remote):
+            orcpt = params.get("ORCPT", "")
+            if not orcpt and isinstance(target, Forward):
+                orcpt = f"rfc822;{address}"
+            plan.queued.append(QueuedRecipient(target.address, orcpt, params.get("NOTIFY", "")))
+    return plan
+
+
+def local_mailboxes(targets: Iterable[object], snapshot: Snapshot) -> list[Mailbox] | None:
+    """The mailboxes when every recipient is stored here (so the message can stream
+    straight into them), else None."""
+    boxes: list[Mailbox] = []
+    for target in targets:
+        if not isinstance(target, Deliver):
+            return None
+        box = snapshot.mailboxes.get(target.mailbox)
+        if box is None:
+            return None
+        if box not in boxes:
+            boxes.append(box)
+    return boxes or None
+
+
+class Spool:
+    """A message staged in the spool dir while it arrives, for the queue, the mbox
+    appends and the submission header rewrite. Not fsync'd: the durable copies are the
+    ones ``Handoff.deliver`` makes. The file is created on the first write."""
+
+    def __init__(self, directory: str, name: str) -> None:
+        self.directory = directory
+        self.path = os.path.join(directory, name)
+        self._fd: int | None = None
+        self._made = False
+
+    def write(self, data: bytes) -> None:
+        """OSError on a full disk, say."""
+        if self._fd is None:
+            if self._made:
+                raise OSError(f"{self.path} is closed")
+            os.makedirs(self.directory, exist_ok=True)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            self._made = True
+        write_all(self._fd, data)
+
+    def close(self) -> None:
+        """The message is complete (an empty one still gets its file)."""
+        if not self._made:
+            self.write(b"")
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def abort(self) -> None:
+        """Remove the file. Idempotent."""
+        if self._fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = None
+        if self._made:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.path)
+
+    def replace_header(self, edit: Callable[[bytes], bytes | None]) -> None:
+        """Give the header (up to the blank line) to edit; when it returns new header
+        bytes, the file is rewritten with them (a new file renamed over this one)."""
+        self.close()
+        with open(self.path, "rb") as f:
+            header = bytearray()
+            for line in f:
+                if line in (b"\n", b"\r\n"):
+                    break
+                header += line
+            else:
+                line = b""
+            new = edit(bytes(header))
+            if new is None:
+                return
+            tmp = self.path + ".new"
+            try:
+                with open(tmp, "wb") as out:
+                    out.write(new)
+                    out.write(line)
+                    while chunk := f.read(READ_SIZE):
+                        out.write(chunk)
+                os.replace(tmp, self.path)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+                raise
+
+
+def _chunks(first: bytes, path: str) -> Iterator[bytes]:
+    yield first
+    with open(path, "rb") as f:
+        while chunk := f.read(READ_SIZE):
+            yield chunk
+
+
+class Handoff:
+    """The store and the queue, as one hand-off; queue None: no outbound delivery."""
+
+    def __init__(self, store: MailboxStore, queue: Queue | None) -> None:
+        self.store = store
+        self.queue = queue
+
+    def deliver(
+        self,
+        source: str,
+        sender: str,
+        plan: Plan,
+        trace: bytes,
+        *,
+        envid: str = "",
+        ret: str = "",
+    ) -> str:
+        """Make the message at ``source`` (LF line ends) durable everywhere ``plan`` says;
+        the queue id ("" when nothing was queued).
+
+        trace: the Received header(s) to put in front; local copies also get the
+        Return-Path. The queued copy is written first but made visible only after every
+        local copy is durable. Raises StorageError or QueueError, leaving nothing."""
+        prepared = None
+        if plan.queued:
+            if self.queue is None:
+                raise QueueError("outbound delivery is not available")
+            prepared = self.queue.prepare(
+                _chunks(trace, source), sender, plan.queued, envid=envid, ret=ret
+            )
+        try:
+            if plan.mailboxes:
+                self.store.deliver(
+                    plan.mailboxes, Delivery(source, return_path(sender) + trace, sender)
+                )
+        except BaseException:
+            if prepared is not None:
+                prepared.abort()
+            raise
+        return prepared.commit() if prepared is not None else ""
+
+    def open_direct(
+        self, mailboxes: Sequence[Mailbox], sender: str, trace: bytes
+    ) -> PendingDelivery:
+        """Stream a local-only message straight into its mailboxes (no spool copy where
+        the format allows); its commit() is the durable point. StorageError/OSError."""
+        return self.store.open_delivery(mailboxes, return_path(sender) + trace, sender)
+
+
+@dataclass
+class Injected:
+    local: list[str] = field(default_factory=list)
+    queued: list[str] = field(default_factory=list)
+    rejected: list[tuple[str, str]] = field(default_factory=list)
+    queue_id: str = ""
+
+
+class Injector:
+    """Mail made on this host (sendmail, DSNs): route each recipient as the SMTP server
+    would (without a session or a relay check: the sender is local), then hand off."""
+
+    def __init__(
+        self, directory: Directory, store: MailboxStore, queue: Queue, spool_dir: str
+    ) -> None:
+        self.directory = directory
+        self.handoff = Handoff(store, queue)
+        self.spool_dir = spool_dir
+
+    def inject(
+        self,
+        message: bytes,
+        sender: str,
+        recipients: list[str],
+        *,
+        trace: bytes,
+        envid: str = "",
+        ret: str = "",
+    ) -> Injected:
+        """message: LF line ends; trace: the Received header(s) to put in front.
+
+        Raises StorageError or QueueError when nothing could be made durable.
+        """
+        snap = self.directory.snapshot()
+        result = Injected()
+        routed: list[tuple[str, object, Mapping[str, str]]] = []
+        for rcpt in recipients:
+            decision = resolve_recipient(split_address(rcpt), snap).decision
+            if isinstance(decision, Reject):
+                result.rejected.append((rcpt, decision.reply()))
+                continue
+            routed.append((rcpt, decision, {}))
+            if isinstance(decision, Deliver):
+                result.local.append(rcpt)
+            else:
+                assert isinstance(decision, Forward | Remote)
+                result.queued.append(decision.address)
+        plan = plan_delivery(routed, snap)
+        if not plan.mailboxes and not plan.queued:
+            return result
+        spool = Spool(self.spool_dir, f"local.{time.time_ns()}.{os.getpid()}.{id(self)}")
+        try:
+            spool.write(message)
+            spool.close()
+            result.queue_id = self.handoff.deliver(
+                spool.path, sender, plan, trace, envid=envid, ret=ret
+            )
+        except OSError as e:
+            raise StorageError(f"cannot stage the message: {e}") from e
+        finally:
+            spool.abort()
+        return result
+
+
+def send_dsn(
+    injector: Injector,
+    hostname: str,
+    msg: QueuedMessage,
+    failed: list[QueuedRecipient],
+    data: bytes,
+    now: float,
+    action: Action = "failed",
+    retry_until: float | None = None,
+) -> None:
+    """Deliver a DSN about ``failed`` to the envelope sender, locally or through the
+    queue. A DSN has the null sender, so it never causes another DSN."""
+    dsn = build_dsn(
+        msg, failed, data, hostname=hostname, now=now, action=action, retry_until=retry_until
+    )
+    trace = (
+        f"Received: by {hostname} (Daisy) id {msg.id}-dsn;\n"
+        f"\t{formatdate(now, localtime=False, usegmt=True)}\n"
+    ).encode()
+    result = injector.inject(dsn, "", [msg.sender], trace=trace)
+    if result.rejected:
+        event(
+            log,
+            "queue.bounce_undeliverable",
+            logging.WARNING,
+            id=msg.id,
+            reason=result.rejected[0][1],
+        )
+    else:
+        event(
+            log,
+            "queue.bounced" if action == "failed" else "queue.dsn",
+            id=msg.id,
+            to=msg.sender,
+            action=None if action == "failed" else action,
+            rcpts=",".join(r.address for r in failed),
+        )
+
+
+def success_notice_recipients(
+    recipients: Iterable[tuple[str, object, Mapping[str, str]]],
+) -> list[QueuedRecipient]:
+    """The recipients stored here that asked for NOTIFY=SUCCESS, as their "delivered" DSN
+    lists them (RFC 3461 5.2.2); queued ones get theirs from the queue."""
+    rcpts = [
+        QueuedRecipient(address, params.get("ORCPT", ""), params["NOTIFY"], "delivered", "2.0.0")
+        for address, target, params in recipients
+        if isinstance(target, Deliver) and "NOTIFY" in params
+    ]
+    return [r for r in rcpts if r.wants("SUCCESS")]
+
+
+def send_success_notice(
+    injector: Injector, hostname: str, msg: QueuedMessage, header: bytes
+) -> None:
+    """The "delivered" DSN for msg.recipients, stored here at msg.created; header: the
+    message's header, which the DSN returns."""
+    send_dsn(injector, hostname, msg, msg.recipients, header, msg.created, "delivered")
