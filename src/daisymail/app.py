@@ -80,7 +80,12 @@ class App:
         directory = open_directory(cfg)
         limiter = ConnectionLimiter(cfg.limits.max_connections, cfg.limits.max_connections_per_ip)
         throttle = AuthThrottle(time.monotonic, base_delay=cfg.limits.auth_failure_delay)
-        auth = Authenticator(directory, throttle, cfg.limits.auth_failure_delay)
+        auth = Authenticator(
+            directory,
+            throttle,
+            cfg.limits.auth_failure_delay,
+            default_domain=lambda: cfg.default_login_domain,  # cfg is updated by reload()
+        )
         return cls(
             cfg=cfg,
             config_path=config_path,
@@ -94,6 +99,7 @@ class App:
     def smtp_settings(self, service: str) -> smtp_protocol.Settings:
         c = self.cfg
         submission = service != "smtp"
+        auth = submission or c.smtp.mx_auth
         return smtp_protocol.Settings(
             hostname=c.hostname,
             max_message_size=c.limits.max_message_size,
@@ -101,7 +107,7 @@ class App:
             max_line_length=c.limits.max_line_length,
             max_errors=c.limits.max_errors,
             starttls_available=service != "submissions",
-            auth_mechanisms=("PLAIN", "LOGIN"),
+            auth_mechanisms=("PLAIN", "LOGIN") if auth else (),
             auth_requires_tls=True,
             require_auth_for_mail=submission,
         )
@@ -139,7 +145,7 @@ class App:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
         injector = Injector(self.directory, store, queue, spool)
         self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname)
-        policy = InboundPolicy(self.directory, c.relay, queue_available=True)
+        policy = InboundPolicy(self.directory, c.relay, queue_available=True, hostname=c.hostname)
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
         for name in ("smtp", "submission", "submissions"):
@@ -171,7 +177,6 @@ class App:
                 directory=self.directory,
                 store=store,
                 view_options=self.view_options,
-                default_domain=lambda: self.cfg.pop3.default_domain,
                 hostname=c.hostname,
                 limiter=self.limiter,
                 auth=self.auth,
@@ -245,6 +250,8 @@ class App:
         self.auth.failure_delay = new.limits.auth_failure_delay
         self.cfg.relay = new.relay
         self.cfg.pop3 = new.pop3
+        self.cfg.auth = new.auth
+        self.cfg.smtp = new.smtp
         self.cfg.queue = new.queue
         self.cfg.rewrite = new.rewrite
         self.limiter.total = new.limits.max_connections

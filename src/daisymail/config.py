@@ -87,6 +87,19 @@ class Queue:
 
 
 @dataclass
+class Smtp:
+    # AUTH on the MX port: off, as current MTAs ship; submission (587/465) is for users.
+    mx_auth: bool = False
+
+
+@dataclass
+class Auth:
+    # Domain for login names given without one, for every protocol; empty falls back
+    # to the older [pop3] default_domain.
+    default_domain: str = ""
+
+
+@dataclass
 class Pop3:
     use_x_uidl: bool = False
     hide_imap_control_message: bool = False
@@ -130,6 +143,8 @@ class Config:
     relay: Relay = field(default_factory=Relay)
     rewrite: Rewrite = field(default_factory=Rewrite)
     queue: Queue = field(default_factory=Queue)
+    smtp: Smtp = field(default_factory=Smtp)
+    auth: Auth = field(default_factory=Auth)
     pop3: Pop3 = field(default_factory=Pop3)
     limits: Limits = field(default_factory=Limits)
     log: Log = field(default_factory=Log)
@@ -147,6 +162,11 @@ class Config:
         """A configured path, absolute or relative to the data dir."""
         p = Path(value)
         return p if p.is_absolute() else self.base / p
+
+    @property
+    def default_login_domain(self) -> str:
+        """The domain for login names without one (SMTP AUTH, POP3, IMAP alike)."""
+        return self.auth.default_domain or self.pop3.default_domain
 
     @property
     def database_url(self) -> str:

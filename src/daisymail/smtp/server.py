@@ -25,8 +25,8 @@ from daisymail.directory.base import Directory
 from daisymail.directory.model import Mailbox, Snapshot
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
+from daisymail.logins import resolve_login
 from daisymail.observability import event
-from daisymail.pop3.login import split_login
 from daisymail.queue.inject import Injector
 from daisymail.queue.runner import send_dsn
 from daisymail.queue.spool import Prepared, Queue, QueuedMessage, QueuedRecipient, QueueError
@@ -47,7 +47,7 @@ from daisymail.smtp.protocol import (
     Settings,
     StartTLS,
 )
-from daisymail.smtp.submission import find_login, prepare_header, rewrite_envelope_sender
+from daisymail.smtp.submission import prepare_header, rewrite_envelope_sender
 from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, StorageError
 
 log = logging.getLogger("daisymail.smtp")
@@ -169,6 +169,12 @@ class _Connection:
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
+    @property
+    def _submitted(self) -> bool:
+        """Mail from an authenticated user, on any port: its header is checked (send-as)
+        and completed as submission does."""
+        return self.svc.submission or self.info.authenticated_as is not None
+
     async def run(self) -> None:
         event(
             log,
@@ -270,10 +276,8 @@ class _Connection:
 
     # -- AUTH --------------------------------------------------------------------------
     async def _authenticate(self, ev: AuthAttempt) -> tuple[bool, str | None]:
-        user, domain = split_login(ev.username)
-        snap = self.svc.directory.snapshot()
-        login = snap.find_login(user, domain)
-        if not await self.svc.auth.verify(self.ip, ev.username, login, ev.password):
+        login = await self.svc.auth.verify(self.ip, ev.username, ev.password)
+        if login is None:
             event(
                 log,
                 "smtp.auth.failed",
@@ -284,7 +288,6 @@ class _Connection:
                 mechanism=ev.mechanism,
             )
             return False, None
-        assert login is not None
         self.info.authenticated_as = login.address
         event(
             log,
@@ -302,7 +305,7 @@ class _Connection:
 
         Submission (headers are checked and rewritten after DATA) and anything for the
         queue take the spool file instead."""
-        if self.svc.submission:
+        if self._submitted:
             return None
         snap = self.svc.directory.snapshot()
         boxes: list[Mailbox] = []
@@ -402,7 +405,7 @@ class _Connection:
         snap = self.svc.directory.snapshot()
         sender = env.sender
         try:
-            if self.svc.submission:
+            if self._submitted:
                 refused = await asyncio.to_thread(self._prepare_submission, snap)
                 if refused is not None:
                     event(
@@ -538,7 +541,7 @@ class _Connection:
 
     def _prepare_submission(self, snap: Snapshot) -> Reply | None:
         """Check and rewrite the header of the spooled message (a new file, renamed over)."""
-        login = find_login(snap, self.info.authenticated_as or "")
+        login = resolve_login(snap, self.info.authenticated_as or "")
         if login is None:
             return Reply(530, "5.7.0", ("Authentication required",))
         with open(self.spool_path, "rb") as f:
