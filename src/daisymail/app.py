@@ -63,6 +63,7 @@ class App:
     services: list[SmtpService | Pop3Service] = field(default_factory=list)
     runner: Runner | None = None
     runner_task: asyncio.Task[None] | None = None
+    refresher_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, cfg: Config, config_path: str | None) -> App:
@@ -186,6 +187,22 @@ class App:
             )
             await self._listen(psvc, getattr(c.listen, name), ctx if psvc.implicit_tls else None)
         self.runner_task = asyncio.create_task(self.runner.run())
+        if self.directory.refresh_in_background():
+            self.refresher_task = asyncio.create_task(self._refresh_directory())
+
+    async def _refresh_directory(self) -> None:
+        """Sessions read the directory snapshot from memory; this keeps it current, the
+        database work in a worker thread, one check at a time, about once a second."""
+        while True:
+            await asyncio.sleep(self.directory.poll_interval)
+            t0 = time.monotonic()
+            try:
+                changed = await asyncio.to_thread(self.directory.poll)
+            except Exception as e:  # the last snapshot stays in service
+                event(log, "directory.refresh.failed", logging.WARNING, error=str(e))
+                continue
+            if changed:
+                event(log, "directory.reloaded", seconds=round(time.monotonic() - t0, 3))
 
     async def _listen(
         self, svc: SmtpService | Pop3Service, addrs: list[str], ctx: ssl.SSLContext | None
@@ -227,10 +244,11 @@ class App:
                 await asyncio.wait(pending, timeout=5)
         if self.runner is not None:
             await self.runner.stop()
-        if self.runner_task is not None:
-            self.runner_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.runner_task
+        for task in (self.runner_task, self.refresher_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.directory.close()
 
     def reload(self) -> None:
