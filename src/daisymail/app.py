@@ -192,7 +192,7 @@ class App:
 
     async def _refresh_directory(self) -> None:
         """Sessions read the directory snapshot from memory; this keeps it current, the
-        database work in a worker thread, one check at a time, about once a second."""
+        database work in a worker thread, one check at a time, a few times a second."""
         while True:
             await asyncio.sleep(self.directory.poll_interval)
             t0 = time.monotonic()
