@@ -10,7 +10,9 @@ import smtplib
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
+from daisymail.directory.model import Domain
 from daisymail.directory.sql import SqlDirectory
 from tests.conftest import Daisy
 
@@ -60,3 +62,24 @@ def test_a_slow_directory_reload_stalls_no_session(daisy: Daisy) -> None:
     assert latencies
     assert max(latencies) < reload_s / 2, (max(latencies), reload_s)
     assert "directory.reloaded" in daisy.logs()  # and the change did arrive
+
+
+def test_background_snapshot_does_no_io_and_poll_brings_changes(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'd.db'}"
+    served = SqlDirectory(url, create=True)
+    writer = SqlDirectory(url)
+    try:
+        assert served.refresh_in_background()
+        writer.add_domain(Domain("new.test"))
+        # however long we wait, snapshot() serves memory; only poll() reads the database
+        time.sleep(served.poll_interval * 5)
+        assert "new.test" not in served.snapshot().domains
+        # a poll in progress (it holds the lock) does not block snapshot()
+        with served._lock:
+            assert "new.test" not in served.snapshot().domains
+        assert served.poll() is True
+        assert "new.test" in served.snapshot().domains
+        assert served.poll() is False  # nothing changed since
+    finally:
+        served.close()
+        writer.close()
