@@ -74,6 +74,7 @@ class App:
     services: list[SmtpService | Pop3Service | ImapService] = field(default_factory=list)
     runner: Runner | None = None
     runner_task: asyncio.Task[None] | None = None
+    refresher_task: asyncio.Task[None] | None = None
 
     @classmethod
     def build(cls, cfg: Config, config_path: str | None) -> App:
@@ -91,7 +92,12 @@ class App:
         directory = open_directory(cfg)
         limiter = ConnectionLimiter(cfg.limits.max_connections, cfg.limits.max_connections_per_ip)
         throttle = AuthThrottle(time.monotonic, base_delay=cfg.limits.auth_failure_delay)
-        auth = Authenticator(directory, throttle, cfg.limits.auth_failure_delay)
+        auth = Authenticator(
+            directory,
+            throttle,
+            cfg.limits.auth_failure_delay,
+            default_domain=lambda: cfg.default_login_domain,  # cfg is updated by reload()
+        )
         return cls(
             cfg=cfg,
             config_path=config_path,
@@ -105,6 +111,7 @@ class App:
     def smtp_settings(self, service: str) -> smtp_protocol.Settings:
         c = self.cfg
         submission = service != "smtp"
+        auth = submission or c.smtp.mx_auth
         return smtp_protocol.Settings(
             hostname=c.hostname,
             max_message_size=c.limits.max_message_size,
@@ -113,7 +120,7 @@ class App:
             max_errors=c.limits.max_errors,
             max_hops=c.limits.max_hops,
             starttls_available=service != "submissions",
-            auth_mechanisms=("PLAIN", "LOGIN"),
+            auth_mechanisms=("PLAIN", "LOGIN") if auth else (),
             auth_requires_tls=True,
             require_auth_for_mail=submission,
         )
@@ -168,7 +175,7 @@ class App:
             for a in getattr(c.listen, n)
         ]
         self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname, listeners=own)
-        policy = InboundPolicy(self.directory, c.relay, queue_available=True)
+        policy = InboundPolicy(self.directory, c.relay, queue_available=True, hostname=c.hostname)
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
         mail_auth = MailAuth(c) if c.verify.enabled else None
@@ -202,7 +209,6 @@ class App:
                 directory=self.directory,
                 store=store,
                 view_options=self.view_options,
-                default_domain=lambda: self.cfg.pop3.default_domain,
                 hostname=c.hostname,
                 limiter=self.limiter,
                 auth=self.auth,
@@ -219,7 +225,6 @@ class App:
                 directory=self.directory,
                 store=store,
                 state=imap_state,
-                default_domain=lambda: self.cfg.pop3.default_domain,
                 hostname=c.hostname,
                 limiter=self.limiter,
                 auth=self.auth,
@@ -235,6 +240,22 @@ class App:
             await server.start_serving()
         assert self.runner is not None
         self.runner_task = asyncio.create_task(self.runner.run())
+        if self.directory.refresh_in_background():
+            self.refresher_task = asyncio.create_task(self._refresh_directory())
+
+    async def _refresh_directory(self) -> None:
+        """Sessions read the directory snapshot from memory; this keeps it current, the
+        database work in a worker thread, one check at a time, a few times a second."""
+        while True:
+            await asyncio.sleep(self.directory.poll_interval)
+            t0 = time.monotonic()
+            try:
+                changed = await asyncio.to_thread(self.directory.poll)
+            except Exception as e:  # the last snapshot stays in service
+                event(log, "directory.refresh.failed", logging.WARNING, error=str(e))
+                continue
+            if changed:
+                event(log, "directory.reloaded", seconds=round(time.monotonic() - t0, 3))
 
     async def _listen(
         self,
@@ -281,10 +302,11 @@ class App:
                 await asyncio.wait(pending, timeout=5)
         if self.runner is not None:
             await self.runner.stop()
-        if self.runner_task is not None:
-            self.runner_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.runner_task
+        for task in (self.runner_task, self.refresher_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self.directory.close()
 
     def reload(self) -> None:
@@ -304,6 +326,8 @@ class App:
         self.auth.failure_delay = new.limits.auth_failure_delay
         self.cfg.relay = new.relay
         self.cfg.pop3 = new.pop3
+        self.cfg.auth = new.auth
+        self.cfg.smtp = new.smtp
         self.cfg.queue = new.queue
         self.cfg.rewrite = new.rewrite
         self.limiter.total = new.limits.max_connections

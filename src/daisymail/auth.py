@@ -1,10 +1,13 @@
-"""Password checks shared by SMTP AUTH and POP3, with the same cost for every failure.
+"""Password checks shared by SMTP AUTH, POP3 and IMAP, with the same cost for every failure.
 
-An unknown user and a wrong password take the same path: a full argon2 verify
-(against a dummy hash when there is no account), the throttle's growing delay, then
-the fixed failure delay, and the same reply from the caller. A good login with a
-legacy hash (crypt, htpasswd, plaintext) is upgraded to argon2id when the directory
-can be written.
+Every failure takes the same path, whatever the reason: the throttle's growing delay, a
+full argon2 verify, then the fixed failure delay, and the same reply from the caller.
+An unknown user is verified against a dummy argon2 hash; a wrong password on an account
+whose hash is still legacy (``{PLAIN}``, ``{SHA}``, crypt: microseconds to check) also
+pays the dummy argon2 verify, so timing does not tell which accounts were not migrated.
+Failures are counted per client address and per account (logins.throttle_key), not per
+spelling of the name. A good login with a legacy hash is upgraded to argon2id (the
+directory write in a worker thread) when the directory can be written.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from daisymail.directory.passwords import (
     needs_rehash,
     verify_password,
 )
+from daisymail.logins import resolve_login, throttle_key
 from daisymail.observability import event
 from daisymail.throttle import AuthThrottle
 
@@ -39,8 +43,28 @@ _T = TypeVar("_T")
 _HASH_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="password")
 
 
-async def _hashing(fn: Callable[..., _T], *args: str) -> _T:
+async def _hashing(fn: Callable[..., _T], *args: object) -> _T:
     return await asyncio.get_running_loop().run_in_executor(_HASH_POOL, fn, *args)
+
+
+def _check(stored: str | None, password: str) -> bool:
+    """One thread hop for the whole check: the real verify, plus the dummy argon2 one
+    whenever the real one was not a full argon2 verify that failed on its own."""
+    if stored is None:
+        dummy_verify(password)
+        return False
+    ok = verify_password(stored, password)
+    if not ok and needs_rehash(stored):
+        dummy_verify(password)
+    return ok
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """A login name resolved: the account (None when unknown) and its throttle key."""
+
+    login: Login | None
+    key: str
 
 
 @dataclass
@@ -48,38 +72,47 @@ class Authenticator:
     directory: Directory
     throttle: AuthThrottle
     failure_delay: float
+    default_domain: Callable[[], str] = lambda: ""
 
-    async def before_attempt(self, ip: str, account: str) -> None:
+    def resolve(self, name: str) -> Attempt:
+        """The account a login name means (logins.resolve_login) and what it counts under."""
+        default = self.default_domain()
+        login = resolve_login(self.directory.snapshot(), name, default_domain=default)
+        return Attempt(login, throttle_key(name, login, default_domain=default))
+
+    async def before_attempt(self, ip: str, key: str) -> None:
         """The throttle's delay for this client and account, paid before any answer."""
-        delay = self.throttle.delay(ip, account.lower())
+        delay = self.throttle.delay(ip, key)
         if delay:
             await asyncio.sleep(delay)
 
-    async def verify(self, ip: str, account: str, login: Login | None, password: str) -> bool:
-        """Check a password; on failure count it and wait, so failures all look alike."""
-        await self.before_attempt(ip, account)
-        if login is None:
-            await _hashing(dummy_verify, password)
-            ok = False
-        else:
-            ok = await _hashing(verify_password, login.password_hash, password)
+    async def verify(self, ip: str, name: str, password: str) -> Login | None:
+        """The account if the password is right; on failure count it and wait, so that
+        failures all look alike."""
+        attempt = self.resolve(name)
+        await self.before_attempt(ip, attempt.key)
+        login = attempt.login
+        stored = login.password_hash if login is not None else None
+        ok = await _hashing(_check, stored, password)
         if not ok or login is None:
-            await self.failed(ip, account)
-            return False
-        self.throttle.success(ip, account.lower())
+            await self.failed(ip, attempt.key)
+            return None
+        self.throttle.success(ip, attempt.key)
         await self._upgrade(login, password)
-        return True
+        return login
 
-    async def failed(self, ip: str, account: str) -> None:
-        self.throttle.failure(ip, account.lower())
+    async def failed(self, ip: str, key: str) -> None:
+        self.throttle.failure(ip, key)
         await asyncio.sleep(self.failure_delay)
 
     async def _upgrade(self, login: Login, password: str) -> None:
+        """Rehash a legacy hash, hashing in the password pool and writing in a worker
+        thread: a slow database delays this login only, never the event loop."""
         if self.directory.read_only or not needs_rehash(login.password_hash):
             return
-        new_hash = await _hashing(hash_password, password)
         try:
-            self.directory.set_password(login.user, login.domain, new_hash)
+            new_hash = await _hashing(hash_password, password)
+            await asyncio.to_thread(self.directory.set_password, login.user, login.domain, new_hash)
         except Exception as e:  # the login succeeded; the upgrade waits for the next one
             with contextlib.suppress(Exception):
                 event(log, "auth.rehash.failed", logging.WARNING, user=login.address, error=e)

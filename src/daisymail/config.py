@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
+import math
 import os
 import tomllib
 import typing
@@ -90,6 +91,19 @@ class Queue:
 
 
 @dataclass
+class Smtp:
+    # AUTH on the MX port: off, as current MTAs ship; submission (587/465) is for users.
+    mx_auth: bool = False
+
+
+@dataclass
+class Auth:
+    # Domain for login names given without one, for every protocol; empty falls back
+    # to the older [pop3] default_domain.
+    default_domain: str = ""
+
+
+@dataclass
 class Pop3:
     use_x_uidl: bool = False
     hide_imap_control_message: bool = False
@@ -157,6 +171,8 @@ class Config:
     relay: Relay = field(default_factory=Relay)
     rewrite: Rewrite = field(default_factory=Rewrite)
     queue: Queue = field(default_factory=Queue)
+    smtp: Smtp = field(default_factory=Smtp)
+    auth: Auth = field(default_factory=Auth)
     pop3: Pop3 = field(default_factory=Pop3)
     limits: Limits = field(default_factory=Limits)
     log: Log = field(default_factory=Log)
@@ -179,6 +195,11 @@ class Config:
         return p if p.is_absolute() else self.base / p
 
     @property
+    def default_login_domain(self) -> str:
+        """The domain for login names without one (SMTP AUTH, POP3, IMAP alike)."""
+        return self.auth.default_domain or self.pop3.default_domain
+
+    @property
     def database_url(self) -> str:
         """The directory URL with a relative SQLite path resolved against the data dir."""
         url = self.directory.url
@@ -197,6 +218,29 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "verify.spf_fail_without_dmarc": ("mark", "junk", "reject"),
     "verify.temperror": ("mark", "defer"),
 }
+
+
+# Every numeric setting with the smallest value that still works: a smaller one passed
+# validation before, then made every session fail (issue 11, defect 9).
+_MINIMUMS: tuple[tuple[str, float, str], ...] = (
+    ("limits.max_message_size", 1024, "a smaller limit cannot hold a message header"),
+    ("limits.max_recipients", 1, "0 would refuse every recipient"),
+    ("limits.max_line_length", 1000, "RFC 5321 4.5.3.1.6: 1000-octet text lines must pass"),
+    ("limits.max_errors", 1, "0 would close every session at its first reply"),
+    ("limits.command_timeout", 1, "seconds a client may take for a command"),
+    ("limits.data_timeout", 1, "seconds a client may take for a block of message data"),
+    ("limits.pop3_timeout", 600, "RFC 1939 asks for at least 600 seconds"),
+    ("limits.write_timeout", 1, "seconds a client may take no data we send"),
+    ("limits.max_hops", 1, "0 would refuse every message"),
+    ("limits.max_connections", 1, "0 would refuse every connection"),
+    ("limits.max_connections_per_ip", 1, "0 would refuse every connection"),
+    ("limits.auth_failure_delay", 0, "seconds; 0 turns the delay and the throttle off"),
+    ("queue.lifetime", 1, "seconds before an undeliverable message is bounced"),
+    ("queue.destination_concurrency", 1, "0 would never send anything"),
+    ("queue.delay_warning", 0, "seconds; 0 = never"),
+    ("pop3.expire_days", 0, "0 = never"),
+    ("pop3.login_delay", 0, "0 = not announced"),
+)
 
 
 def _type_name(tp: Any) -> str:
@@ -287,21 +331,12 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(
                 f"{src}: relay.networks[{i}]: expected a network like 192.0.2.0/24, got {net!r}"
             ) from None
-    for key in ("max_message_size", "max_recipients", "max_line_length", "max_connections"):
-        if getattr(cfg.limits, key) <= 0:
-            raise ConfigError(f"{src}: limits.{key}: expected a positive integer")
-    if cfg.limits.max_hops <= 0:
-        raise ConfigError(f"{src}: limits.max_hops: expected a positive integer")
-    if cfg.limits.pop3_timeout < 600:
-        raise ConfigError(f"{src}: limits.pop3_timeout: RFC 1939 asks for at least 600 seconds")
-    if cfg.limits.write_timeout <= 0:
-        raise ConfigError(f"{src}: limits.write_timeout: expected a positive number of seconds")
-    if cfg.queue.destination_concurrency <= 0 or cfg.queue.lifetime <= 0:
-        raise ConfigError(
-            f"{src}: queue.destination_concurrency and queue.lifetime: expected positive integers"
-        )
-    if cfg.queue.delay_warning < 0:
-        raise ConfigError(f"{src}: queue.delay_warning: expected seconds >= 0 (0 = never)")
+    for key, minimum, why in _MINIMUMS:
+        section, name = key.split(".")
+        value = getattr(getattr(cfg, section), name)
+        if not math.isfinite(value) or value < minimum:
+            kind = "a number" if isinstance(value, float) else "an integer"
+            raise ConfigError(f"{src}: {key}: expected {kind} >= {minimum} ({why}), got {value!r}")
     if any(s <= 0 for s in cfg.queue.retry_schedule):
         raise ConfigError(f"{src}: queue.retry_schedule: expected positive numbers of seconds")
     if cfg.queue.smarthost:

@@ -58,11 +58,16 @@ destination_concurrency = 5      # connections at once to one destination
 tls_required_domains = []        # no plaintext fallback when STARTTLS fails for these
 [queue.routes]                   # static routes: "example.net" = "127.0.0.1:2526"
 
+[smtp]
+mx_auth = false                  # also offer AUTH on the MX port (users send only as themselves)
+
+[auth]
+default_domain = ""              # domain for logins given without one (SMTP AUTH, POP3)
+
 [pop3]
 use_x_uidl = false               # teapop -u: take UIDLs from X-UIDL headers
 hide_imap_control_message = false  # teapop -i: hide the UW-IMAP control message
 allow_plaintext_auth = false     # allow USER/PASS without TLS from non-loopback clients
-default_domain = ""              # domain for logins given without one
 apop = false                     # needs clear-text secrets; legacy only
 delete_after_retr = false        # teapop -d
 delete_after_top = false         # teapop -D: also messages sent in full by TOP

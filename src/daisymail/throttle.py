@@ -5,7 +5,8 @@ so one client trying many accounts and many clients trying one account are both
 slowed. The delay doubles with each remembered failure up to `max_delay`. Memory is
 bounded: at most `max_entries` keys per kind (the least recently failed are
 forgotten) and at most `max_tracked` failures per key. Shared by SMTP AUTH and POP3;
-pure apart from the injected clock.
+pure apart from the injected clock. The account key is the resolved account, not the
+name as typed (logins.throttle_key), so respelling a login does not reset its count.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from daisymail.directory.legacy.sources import LegacyPaths
 from daisymail.directory.model import Domain, Snapshot
 from daisymail.directory.passwords import verify_password
 from daisymail.directory.sql import SqlDirectory
-from daisymail.pop3.login import find_account, split_login
+from daisymail.logins import resolve_login
 from daisymail.routing.addresses import parse_path
 from daisymail.routing.recipients import Deliver, Forward, Reject, resolve_recipient
 from daisymail.routing.senders import rewrite_sender
@@ -31,8 +31,7 @@ def tree(tmp_path: Path) -> LegacyTree:
 
 def login(snap: Snapshot, name: str, password: str) -> str | None:
     """The mailbox path a POP3 login reaches, or None when it fails."""
-    user, domain = split_login(name)
-    account = find_account(user, domain, snap, default_domain="")
+    account = resolve_login(snap, name)
     if account is None or not verify_password(account.password_hash, password):
         return None
     return snap.mailboxes[account.mailbox].path

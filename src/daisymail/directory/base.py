@@ -1,7 +1,8 @@
 """The Directory interface: what servers read and what admin commands write.
 
-Servers only call snapshot() (cheap; backends cache and refresh on change) and
-set_password() to upgrade a legacy hash after a good login. The admin write API
+Servers only call snapshot() (cheap; backends cache and refresh on change; with
+refresh_in_background() it does no I/O at all) and set_password() to upgrade a legacy
+hash after a good login. The admin write API
 raises DirectoryError subclasses with a one-line message suitable for the CLI.
 """
 
@@ -44,6 +45,23 @@ class Directory(ABC):
 
     @abstractmethod
     def close(self) -> None: ...
+
+    @property
+    def poll_interval(self) -> float:
+        """How often poll() is worth calling."""
+        return 1.0
+
+    def refresh_in_background(self) -> bool:
+        """Make snapshot() serve from memory without I/O from now on, kept current by
+        poll() calls from a worker thread. False: the backend refreshes inside
+        snapshot() itself (and poll() need not be called)."""
+        return False
+
+    def poll(self) -> bool:
+        """Bring the snapshot up to date; blocking I/O, for a worker thread. True when
+        a new snapshot is in service (False also when the backend cannot tell)."""
+        self.snapshot()
+        return False
 
     @property
     def read_only(self) -> bool:

@@ -2,7 +2,10 @@
 
 Servers read an immutable in-memory Snapshot; it is re-read only when the ``generation``
 counter in ``meta`` changed, checked at most every ``refresh_interval`` seconds, so a write
-by another process (the CLI) reaches a running server within that interval.
+by another process (the CLI) reaches a running server within that interval. A server
+calls refresh_in_background(): from then on snapshot() never touches the database (it is
+called on the event loop, per command) and poll(), run in a worker thread a few times a
+second, does the generation check and the reload, so a slow database stalls no session.
 
 Every write transaction first bumps ``generation``. That one row update also serializes
 writers (a row lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so the checks a write
@@ -118,9 +121,38 @@ class SqlDirectory(Directory):
         self._snapshot: Snapshot | None = None
         self._generation: int | None = None
         self._checked = float("-inf")
+        self._background = False
 
     # -- reads ----------------------------------------------------------------------------
+    @property
+    def poll_interval(self) -> float:
+        # A quarter of the interval: one cheap query in a thread, and a CLI write is
+        # seen about as soon as when snapshot() itself checked after a quiet second.
+        return self._refresh_interval / 4
+
+    def refresh_in_background(self) -> bool:
+        """Serve snapshot() from memory from now on; poll() keeps it current."""
+        self.snapshot()  # loaded once here, before serving; DirectoryError if it cannot be
+        self._background = True
+        return True
+
+    def poll(self) -> bool:
+        """Re-read if the generation changed (blocking: run it in a worker thread).
+
+        True when a new snapshot is in service."""
+        with self._lock:
+            before = self._snapshot
+            try:
+                self._load(force=False)
+            except sa.exc.SQLAlchemyError as e:
+                log.warning("directory refresh failed, serving the last snapshot: %s", e)
+            self._checked = time.monotonic()
+            return self._snapshot is not before
+
     def snapshot(self) -> Snapshot:
+        cached = self._snapshot
+        if self._background and cached is not None:
+            return cached  # no lock: a poll in progress must not block the caller
         with self._lock:
             now = time.monotonic()
             if self._snapshot is not None and now - self._checked < self._refresh_interval:

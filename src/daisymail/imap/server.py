@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 
 from daisymail.auth import Authenticator
 from daisymail.directory.base import Directory
-from daisymail.directory.model import Login, Snapshot
 from daisymail.imap.commands import MailSession
 from daisymail.imap.protocol import (
     Close,
@@ -33,7 +32,6 @@ from daisymail.imap.responses import tagged
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
-from daisymail.pop3.login import find_account, split_login
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore, is_maildir
 from daisymail.store.imap_folders import AccountFolders
@@ -43,12 +41,6 @@ log = logging.getLogger("daisymail.imap")
 IDLE_POLL = 0.5
 
 
-def resolve_login(name: str, snapshot: Snapshot, default_domain: str) -> Login | None:
-    """The one place IMAP turns a login name into an account."""
-    user, domain = split_login(name)
-    return find_account(user, domain, snapshot, default_domain=default_domain)
-
-
 @dataclass
 class ImapService:
     name: str  # "imap" or "imaps"
@@ -56,7 +48,6 @@ class ImapService:
     directory: Directory
     store: FileStore
     state: MailboxState
-    default_domain: Callable[[], str]
     hostname: str
     limiter: ConnectionLimiter
     auth: Authenticator
@@ -191,10 +182,9 @@ class _Connection:
             self.session.executed(output, selected)
 
     async def _login(self, ev: LoginAttempt) -> None:
+        login = await self.svc.auth.verify(self.ip, ev.user, ev.password)
         snap = self.svc.directory.snapshot()
-        login = resolve_login(ev.user, snap, self.svc.default_domain())
-        ok = await self.svc.auth.verify(self.ip, ev.user, login, ev.password)
-        if not ok or login is None:
+        if login is None:
             event(
                 log,
                 "imap.login.failed",

@@ -26,7 +26,6 @@ from daisymail.directory.passwords import (
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
-from daisymail.pop3.login import find_account, split_login
 from daisymail.pop3.protocol import (
     Close,
     Commit,
@@ -70,7 +69,6 @@ class Pop3Service:
     directory: Directory
     store: MailboxStore
     view_options: Callable[[], ViewOptions]
-    default_domain: Callable[[], str]
     hostname: str
     limiter: ConnectionLimiter
     auth: Authenticator
@@ -184,21 +182,21 @@ class _Connection:
             self.session.commit_result(ok)
 
     async def _login(self, ev: LoginAttempt) -> LoginOk | LoginFailed:
-        user, domain = split_login(ev.user_name)
-        snap = self.svc.directory.snapshot()
-        login = find_account(user, domain, snap, default_domain=self.svc.default_domain())
         if ev.apop_digest is not None:
-            await self.svc.auth.before_attempt(self.ip, ev.user_name)
+            attempt = self.svc.auth.resolve(ev.user_name)
+            await self.svc.auth.before_attempt(self.ip, attempt.key)
+            login = attempt.login
             secret = plaintext_secret(login.password_hash) if login is not None else None
             ok = False
             if secret is not None:
                 expected = hashlib.md5((self.banner + secret).encode()).hexdigest()
                 ok = secrets.compare_digest(expected, ev.apop_digest)
             if not ok:
-                await self.svc.auth.failed(self.ip, ev.user_name)
+                await self.svc.auth.failed(self.ip, attempt.key)
+                login = None
         else:
-            ok = await self.svc.auth.verify(self.ip, ev.user_name, login, ev.password or "")
-        if not ok or login is None:
+            login = await self.svc.auth.verify(self.ip, ev.user_name, ev.password or "")
+        if login is None:
             event(
                 log,
                 "pop3.login.failed",
@@ -209,7 +207,7 @@ class _Connection:
                 mechanism=ev.mechanism,
             )
             return LoginFailed(in_use=False, temporary=False)
-        box = snap.mailboxes.get(login.mailbox)
+        box = self.svc.directory.snapshot().mailboxes.get(login.mailbox)
         if box is None:
             event(
                 log,

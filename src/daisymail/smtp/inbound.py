@@ -1,31 +1,73 @@
 """What port 25 accepts: mail for hosted domains as routing decides, relay only as allowed.
 
-Decisions are made on the directory snapshot in memory, so RCPT costs no I/O.
+Decisions are made on the directory snapshot in memory, so RCPT costs no I/O. An
+authenticated session (submission, or port 25 where ``[smtp] mx_auth`` allows AUTH)
+may relay, and only as itself: the send-as rule lives here, once, for every port.
 """
 
 from __future__ import annotations
 
 from daisymail.config import Relay
 from daisymail.directory.base import Directory
+from daisymail.directory.model import Login, Snapshot
+from daisymail.logins import resolve_login
 from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.routing.relay import relay_allowed
 from daisymail.smtp.protocol import Envelope, RcptDecision, Reply, SessionInfo
 
 
+def not_yours(address: str) -> Reply:
+    return Reply(
+        553, "5.7.1", (f"<{address}>... Sender address not owned by the authenticated user",)
+    )
+
+
+def may_send_as(login: Login, address: str, snapshot: Snapshot, hostname: str) -> bool:
+    """The login's own address, or one whose address rule delivers to its mailbox."""
+    if "@" not in address:
+        address = f"{address}@{hostname}"
+    addr = split_address(address)
+    if not addr.local:
+        return False
+    if addr.domain == login.domain.lower() and addr.local.lower() == login.user.lower():
+        return True
+    resolution = resolve_recipient(addr, snapshot)
+    decision = resolution.decision
+    return (
+        resolution.rule is not None
+        and isinstance(decision, Deliver)
+        and decision.mailbox == login.mailbox.lower()
+    )
+
+
 class InboundPolicy:
     """RCPT decisions for the MX port; forwards and relaying need the outbound queue."""
 
     def __init__(
-        self, directory: Directory, relay: Relay, *, queue_available: bool = False
+        self,
+        directory: Directory,
+        relay: Relay,
+        *,
+        queue_available: bool = False,
+        hostname: str = "localhost",
     ) -> None:
         self.directory = directory
         self.relay = relay
         self.queue_available = queue_available
+        self.hostname = hostname
 
     def check_sender(
         self, session: SessionInfo, sender: str, params: dict[str, str]
     ) -> Reply | None:
+        """Anyone may send as anyone to a hosted recipient; an authenticated session only
+        as its own addresses, since it may relay (issue 11, defect 2)."""
+        if session.authenticated_as is None:
+            return None
+        snap = self.directory.snapshot()
+        login = resolve_login(snap, session.authenticated_as)
+        if login is None or not sender or not may_send_as(login, sender, snap, self.hostname):
+            return not_yours(sender)
         return None
 
     def check_recipient(

@@ -35,9 +35,9 @@ from daisymail.directory.base import Directory
 from daisymail.directory.model import Snapshot
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
+from daisymail.logins import resolve_login
 from daisymail.mailauth.service import MailAuth
 from daisymail.observability import event
-from daisymail.pop3.login import split_login
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.routing.recipients import Deliver
 from daisymail.smtp.protocol import (
@@ -56,7 +56,7 @@ from daisymail.smtp.protocol import (
     Settings,
     StartTLS,
 )
-from daisymail.smtp.submission import find_login, prepare_header, rewrite_envelope_sender
+from daisymail.smtp.submission import prepare_header, rewrite_envelope_sender
 from daisymail.store.base import MailboxStore, PendingDelivery, StorageError
 
 log = logging.getLogger("daisymail.smtp")
@@ -186,6 +186,12 @@ class _Connection:
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
+    @property
+    def _submitted(self) -> bool:
+        """Mail from an authenticated user, on any port: its header is checked (send-as)
+        and completed as submission does."""
+        return self.svc.submission or self.info.authenticated_as is not None
+
     async def run(self) -> None:
         event(
             log,
@@ -284,10 +290,8 @@ class _Connection:
 
     # -- AUTH --------------------------------------------------------------------------
     async def _authenticate(self, ev: AuthAttempt) -> tuple[bool, str | None]:
-        user, domain = split_login(ev.username)
-        snap = self.svc.directory.snapshot()
-        login = snap.find_login(user, domain)
-        if not await self.svc.auth.verify(self.ip, ev.username, login, ev.password):
+        login = await self.svc.auth.verify(self.ip, ev.username, ev.password)
+        if login is None:
             event(
                 log,
                 "smtp.auth.failed",
@@ -298,7 +302,6 @@ class _Connection:
                 mechanism=ev.mechanism,
             )
             return False, None
-        assert login is not None
         self.info.authenticated_as = login.address
         event(
             log,
@@ -335,7 +338,7 @@ class _Connection:
         )
         self.header = bytearray()
         boxes = None
-        if not self.svc.submission and not self._verified():
+        if not self._submitted and not self._verified():
             # a verdict goes in front of the message: it must be staged first
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
@@ -431,7 +434,7 @@ class _Connection:
         rest, self.block = bytes(self.block), bytearray()
         try:
             await self._run(_finish_spool, spool, rest)
-            if self.svc.submission:
+            if self._submitted:
                 refused = await self._run(self._prepare_submission, snap, spool)
                 if refused is not None:
                     event(
@@ -517,7 +520,7 @@ class _Connection:
 
     def _prepare_submission(self, snap: Snapshot, spool: Spool) -> Reply | None:
         """Check and rewrite the header of the spooled message (I/O thread)."""
-        login = find_login(snap, self.info.authenticated_as or "")
+        login = resolve_login(snap, self.info.authenticated_as or "")
         if login is None:
             return Reply(530, "5.7.0", ("Authentication required",))
         refused: list[Reply] = []

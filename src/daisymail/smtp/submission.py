@@ -1,7 +1,8 @@
 """What ports 587 and 465 accept: authenticated users, sending as themselves.
 
 A user may use as envelope sender and in From: its login address or any address whose
-virtusertable rule leads to its own mailbox; anything else is ``553 5.7.1``. Recipients
+virtusertable rule leads to its own mailbox; anything else is ``553 5.7.1`` (the rule is
+inbound.may_send_as, shared with port 25 where AUTH is allowed there). Recipients
 anywhere are accepted (the session is authenticated, so relaying is allowed), hosted
 ones as routing decides. After DATA the header is checked and rewritten here: header
 senders through genericstable (SPEC §2.6), a missing Date and Message-ID added.
@@ -17,62 +18,26 @@ from email.utils import formatdate, getaddresses, make_msgid
 from daisymail.config import Relay
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
-from daisymail.routing.addresses import split_address
-from daisymail.routing.recipients import Deliver, resolve_recipient
 from daisymail.routing.senders import rewrite_sender
-from daisymail.smtp.inbound import InboundPolicy
+from daisymail.smtp.inbound import InboundPolicy, may_send_as, not_yours
 from daisymail.smtp.protocol import Reply, SessionInfo
 
 SENDER_HEADERS = frozenset({"from", "sender", "reply-to", "resent-from", "resent-sender"})
 _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 
 
-def not_yours(address: str) -> Reply:
-    return Reply(
-        553, "5.7.1", (f"<{address}>... Sender address not owned by the authenticated user",)
-    )
-
-
-def find_login(snapshot: Snapshot, identity: str) -> Login | None:
-    user, at, domain = identity.rpartition("@")
-    if not at:
-        user, domain = identity, ""
-    return snapshot.find_login(user, domain)
-
-
-def may_send_as(login: Login, address: str, snapshot: Snapshot, hostname: str) -> bool:
-    """The login's own address, or one whose address rule delivers to its mailbox."""
-    if "@" not in address:
-        address = f"{address}@{hostname}"
-    addr = split_address(address)
-    if not addr.local:
-        return False
-    if addr.domain == login.domain.lower() and addr.local.lower() == login.user.lower():
-        return True
-    resolution = resolve_recipient(addr, snapshot)
-    decision = resolution.decision
-    return (
-        resolution.rule is not None
-        and isinstance(decision, Deliver)
-        and decision.mailbox == login.mailbox.lower()
-    )
-
-
 class SubmissionPolicy(InboundPolicy):
-    """Port 25's recipient rules (authenticated clients may relay) plus sender ownership."""
+    """Port 25's rules, sender ownership included; here a session must be authenticated."""
 
     def __init__(self, directory: Directory, relay: Relay, hostname: str) -> None:
-        super().__init__(directory, relay, queue_available=True)
-        self.hostname = hostname
+        super().__init__(directory, relay, queue_available=True, hostname=hostname)
 
     def check_sender(
         self, session: SessionInfo, sender: str, params: dict[str, str]
     ) -> Reply | None:
-        snap = self.directory.snapshot()
-        login = find_login(snap, session.authenticated_as or "")
-        if login is None or not sender or not may_send_as(login, sender, snap, self.hostname):
+        if session.authenticated_as is None:  # the protocol asks for AUTH first anyway
             return not_yours(sender)
-        return None
+        return super().check_sender(session, sender, params)
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""teapop login names (SPEC §1.3, §1.4) and the §5.7 vectors under Daisy's decisions.
+"""The one login resolver (logins.py): teapop login names (SPEC §1.3, §1.4) and the §5.7
+vectors under Daisy's decisions, default domains, and the throttle key per account.
 
 The Snapshot below is what the importer makes of the §5.7 files: the traps of T6-T8
 (blank line, unterminated line, entries without `max`, max 0) are imported, so those
@@ -14,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from daisymail.directory.model import Domain, Login, Snapshot
-from daisymail.pop3.login import find_account, split_login
+from daisymail.logins import resolve_login, split_login, throttle_key
 
 
 def legacy(name: str) -> Domain:
@@ -60,8 +61,7 @@ T57 = Snapshot(
 
 
 def resolve(name: str, snapshot: Snapshot = T57, default_domain: str = "") -> str | None:
-    user, domain = split_login(name)
-    found = find_account(user, domain, snapshot, default_domain=default_domain)
+    found = resolve_login(snapshot, name, default_domain=default_domain)
     return None if found is None else found.mailbox
 
 
@@ -184,3 +184,47 @@ def test_domain_record_without_logins_decides() -> None:
         logins=(login("john", "default", "fallback"),),
     )
     assert resolve("john@empty.test", snapshot) is None
+
+
+def test_login_address_resolves_to_itself() -> None:
+    """Sessions keep login.address; resolving it again must give the same account."""
+    for snapshot in (T57, DEFAULTS, NATIVE):
+        for account in snapshot.logins:
+            assert resolve_login(snapshot, account.address) == account
+
+
+@pytest.mark.parametrize(
+    "name", ["bob@dom.test", "bob%dom.test", "BOB@DOM.TEST", "bob@dom.test ", "Bob%Dom.Test  "]
+)
+def test_one_throttle_key_per_account(name: str) -> None:
+    snapshot = Snapshot(
+        domains={"dom.test": Domain("dom.test")}, logins=(login("bob", "dom.test", "bob"),)
+    )
+    found = resolve_login(snapshot, name)
+    assert found is not None
+    assert throttle_key(name, found) == "bob@dom.test"
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("ghost@dom.test", "ghost@dom.test"),
+        ("GHOST%Dom.Test ", "ghost@dom.test"),
+        ("ghost", "ghost@dom.test"),  # the default domain filled in
+        ("ghost@", "ghost@dom.test"),
+        ("ghost@other.test", "ghost@other.test"),
+    ],
+)
+def test_unknown_names_count_under_their_normalized_spelling(name: str, key: str) -> None:
+    assert resolve_login(NATIVE, name, default_domain="Dom.Test") is None
+    assert throttle_key(name, None, default_domain="Dom.Test") == key
+
+
+def test_case_sensitive_domain_keeps_accounts_apart_in_resolution() -> None:
+    snapshot = Snapshot(
+        domains={"legacy.test": legacy("legacy.test")},
+        logins=(login("John", "legacy.test", "upper"), login("john", "legacy.test", "lower")),
+    )
+    assert resolve("John@legacy.test", snapshot) == "upper"
+    assert resolve("john%LEGACY.test", snapshot) == "lower"
+    assert resolve("JOHN@legacy.test", snapshot) is None
