@@ -29,6 +29,7 @@ from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter
 from daisymail.mailauth.service import MailAuth
+from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
@@ -174,7 +175,15 @@ class App:
             for n in ("smtp", "submission", "submissions")
             for a in getattr(c.listen, n)
         ]
-        self.runner = Runner(queue, lambda: self.cfg.queue, injector, c.hostname, listeners=own)
+        keys = store_for(c)
+        self.runner = Runner(
+            queue,
+            lambda: self.cfg.queue,
+            injector,
+            c.hostname,
+            listeners=own,
+            sign=lambda chunks, sender: sign_message(keys, chunks, sender),
+        )
         policy = InboundPolicy(self.directory, c.relay, queue_available=True, hostname=c.hostname)
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context

@@ -388,6 +388,8 @@ async def _send_data(client: aiosmtplib.SMTP, body: Body, timeout: float) -> SMT
     if protocol is None:
         raise aiosmtplib.SMTPServerDisconnected("connection lost")
     stuffer = DotStuffer()
+    if body.prefix:
+        protocol.write(stuffer.feed(body.prefix))
     f = await asyncio.to_thread(open, body.path, "rb")
     try:
         while chunk := await asyncio.to_thread(f.read, CHUNK):

@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from daisymail.config import Queue as QueueConfig
 from daisymail.delivery import Injector, send_dsn
@@ -50,6 +50,10 @@ Deliver = Callable[
 ]
 
 
+Sign = Callable[[Iterable[bytes], str], bytes]
+"""(message chunks, envelope sender) -> header fields to put in front; b"" for none."""
+
+
 def backoff(attempts: int, schedule: Sequence[int]) -> int:
     """Seconds to wait after the given number of failed attempts; the last step repeats."""
     if not schedule:
@@ -80,8 +84,10 @@ class Runner:
         clock: Callable[[], float] = time.time,
         deliver: Deliver = _deliver_default,
         listeners: Sequence[tuple[str, int]] = (),
+        sign: Sign | None = None,
     ) -> None:
-        """listeners: our own SMTP addresses, so that mail routed back to us bounces."""
+        """listeners: our own SMTP addresses, so that mail routed back to us bounces;
+        sign: the header fields (DKIM-Signature) a message gets as it leaves."""
         self.queue = queue
         self.settings = settings
         self.injector = injector
@@ -89,6 +95,7 @@ class Runner:
         self.clock = clock
         self.deliver = deliver
         self.listeners = tuple(listeners)
+        self.sign = sign
         self._wake = asyncio.Event()
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -203,12 +210,18 @@ class Runner:
         self._due[msg_id] = msg.next_attempt
         await self._save(msg)
 
+    def _body(self, path: str, sender: str) -> Body:
+        """The message as it leaves: scanned, and signed when a signer is set (blocking)."""
+        if self.sign is None:
+            return Body.scan(path)
+        return Body.scan(path, self.sign(Body(path).chunks(), sender))
+
     async def process(self, msg: QueuedMessage) -> None:
         """One attempt at every pending recipient, then save, bounce and reschedule."""
         cfg = self.settings()
         path = self.queue.message_path(msg.id)
         try:
-            body: Body | None = await asyncio.to_thread(Body.scan, path)
+            body: Body | None = await asyncio.to_thread(self._body, path, msg.sender)
         except FileNotFoundError:
             body = None
         if body is None:

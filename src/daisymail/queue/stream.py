@@ -9,6 +9,7 @@ however large the message.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 
@@ -24,16 +25,25 @@ class Body:
     eight_bit: bool = False
     size: int = 0
     """Octets on the wire (CRLF line ends), for SIZE=."""
+    prefix: bytes = b""
+    """Header fields sent in front of the file (DKIM-Signature), LF line ends."""
 
     @classmethod
-    def scan(cls, path: str) -> Body:
+    def scan(cls, path: str, prefix: bytes = b"") -> Body:
         """Blocking (a pass over the file at C speed): run it in a thread."""
-        eight_bit, size = False, 0
+        eight_bit = not prefix.isascii()
+        size = len(prefix) + prefix.count(b"\n")
         with open(path, "rb") as f:
             while chunk := f.read(CHUNK):
                 eight_bit = eight_bit or not chunk.isascii()
                 size += len(chunk) + chunk.count(b"\n")
-        return cls(path, eight_bit, size)
+        return cls(path, eight_bit, size, prefix)
+
+    def chunks(self) -> Iterator[bytes]:
+        """The file in CHUNK-sized pieces, without the prefix (blocking)."""
+        with open(self.path, "rb") as f:
+            while chunk := f.read(CHUNK):
+                yield chunk
 
 
 CHUNK = 256 * 1024
