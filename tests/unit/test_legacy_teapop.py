@@ -193,3 +193,27 @@ def test_parsers_never_crash(data: bytes) -> None:
     parse_teapop_passwd(data, "tp")
     parse_password_file(data, "pw", entry())
     parse_password_file(data, "pw", entry(method="htpasswd", max_accounts=None))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"..:pw:..\n", b".:pw:.\n", b"u:pw:../../etc/passwd\n", b"u:pw:a/../..\n", b"u:pw:./\n"],
+)
+def test_mailbox_names_that_climb_out_of_the_spool_are_refused(line: bytes) -> None:
+    accounts, findings = parse_password_file(b"ok:pw:okbox\n" + line, "f", entry())
+    assert [a.user for a in accounts] == ["ok"]
+    assert [(f.line, f.severity) for f in findings] == [(2, "error")]
+    assert "spool directory" in findings[0].message
+
+
+def test_absolute_and_dotted_mailbox_names_stay_allowed() -> None:
+    accounts, findings = parse_password_file(
+        b"a:pw:/var/mail/a\nb:pw:...\nc:pw:x/../c\n", "f", entry()
+    )
+    assert [a.user for a in accounts] == ["a", "b", "c"]
+    assert not [f for f in findings if f.severity == "error"]
+
+
+def test_an_htpasswd_user_named_dot_dot_gets_no_mailbox_at_the_spool_root() -> None:
+    accounts, findings = parse_password_file(b"..:x\n", "f", entry(method="htpasswd"))
+    assert accounts == [] and "spool directory" in findings[0].message

@@ -270,6 +270,14 @@ def parse_password_file(
         if not mailbox:
             note(lineno, "error", f"{user}: empty mailbox name; skipped")
             continue
+        if _leaves_spool(mailbox):
+            note(
+                lineno,
+                "error",
+                f"{user}: mailbox name {mailbox!r} points at the spool directory or above it "
+                "('.' or '..'); skipped",
+            )
+            continue
         hashed = entry.method == "htpasswd" or password.startswith(HASH_PREFIXES)
         if hashed and entry.method == "textfile":
             note(
@@ -315,6 +323,14 @@ def parse_password_file(
             f"accounts log in; {len(over_max)} line(s) from here on are not imported",
         )
     return accounts, findings
+
+
+def _leaves_spool(name: str) -> bool:
+    """A relative mailbox name made of '.' and '..' steps that end at or above the spool
+    directory: teapop would have opened a directory or another file there."""
+    if name.startswith("/"):
+        return False  # an absolute path is the admin's explicit choice (§1.7)
+    return posixpath.normpath(name.rstrip("/") or ".").split("/")[0] in (".", "..")
 
 
 def mailbox_path(base: str, hash_depth: int, name: str) -> tuple[str, bool]:
