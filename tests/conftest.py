@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 IN_CI = os.environ.get("CI") == "true"
-SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s")
+SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "http")
 
 
 def require_tool(name: str) -> str:
@@ -93,6 +93,7 @@ class Daisy:
         text = self.config.read_text()
         for name, port in self.ports.items():
             text = re.sub(rf"^{name} = \[.*?\]", f'{name} = ["127.0.0.1:{port}"]', text, flags=re.M)
+        text = text.replace('listen = ["127.0.0.1:2080"]', f'listen = ["127.0.0.1:{self.ports["http"]}"]')
         # Tests must not wait seconds for each deliberate failure.
         text = text.replace("auth_failure_delay = 2.0", "auth_failure_delay = 0.2")
         self.config.write_text(text + extra_config)

@@ -53,6 +53,7 @@ class Authenticator:
         """The throttle's delay for this client and account, paid before any answer."""
         delay = self.throttle.delay(ip, account.lower())
         if delay:
+            event(log, "auth.throttled", client=ip, user=account, delay=delay)
             await asyncio.sleep(delay)
 
     async def verify(self, ip: str, account: str, login: Login | None, password: str) -> bool:

@@ -81,6 +81,18 @@ auth_failure_delay = 2.0
 
 [log]
 level = "info"
+
+[http]                           # metrics, health checks, client autoconfig, MTA-STS, admin API
+listen = [{http}]                # plain HTTP "ADDR:PORT" list; [] = off
+listen_tls = []                  # HTTPS with the [tls] certificates (and SNI), e.g. "0.0.0.0:443"
+metrics_networks = ["127.0.0.1/32", "::1/128"]   # who may read /metrics
+api = false                      # admin API under /api/v1 (daisymail token create); never on a
+                                 # non-loopback address without TLS
+client_host = ""                 # host mail clients are told to use; default: certificate's name
+[http.mta_sts]                   # served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt
+mode = ""                        # "enforce", "testing" or "none"; "" = not served
+mx = []                          # default: [hostname]
+max_age = 604800
 """
 
 
@@ -100,4 +112,5 @@ def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
         submissions=addrs(465, 2465),
         pop3=addrs(110, 2110),
         pop3s=addrs(995, 2995),
+        http='"127.0.0.1:2080"' if dev else "",
     )

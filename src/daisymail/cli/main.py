@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from daisymail import __version__
-from daisymail.cli import admin, legacy, queue, resolve, sendmail, setup
+from daisymail.cli import admin, legacy, queue, resolve, sendmail, setup, token
 from daisymail.cli.common import State, fail, state
 
 
@@ -44,6 +44,7 @@ cli.add_command(legacy.import_group)
 cli.add_command(legacy.export_group)
 cli.add_command(sendmail.sendmail)
 cli.add_command(queue.queue)
+cli.add_command(token.token)
 for group in (admin.domain, admin.mailbox, admin.user, admin.alias, admin.sender, admin.relay):
     cli.add_command(group)
 

@@ -45,6 +45,10 @@ class Directory(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def ping(self) -> None:
+        """Raise when the backing store cannot be read now (readiness probes)."""
+        self.snapshot()
+
     @property
     def read_only(self) -> bool:
         """True when writes always fail (live legacy files): callers skip rehashing."""

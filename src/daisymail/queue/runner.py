@@ -240,9 +240,12 @@ class Runner:
         slot = self._slots.setdefault(route.key, asyncio.Semaphore(cfg.destination_concurrency))
         outgoing = [remote.Outgoing(r.address, r.notify, r.orcpt) for r in rcpts]
         async with slot:
+            started = time.monotonic()
             results = await self.deliver(
                 route, msg.sender, outgoing, data, self.hostname, msg.envid, msg.ret
             )
+            seconds = round(time.monotonic() - started, 4)
+        event(log, "queue.attempt", id=msg.id, route=route.key, rcpts=len(rcpts), seconds=seconds)
         for r in rcpts:
             outcome = results.get(r.address) or remote.Outcome("temporary", "4.0.0", "no answer")
             self._record(msg, r, outcome)

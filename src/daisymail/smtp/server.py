@@ -129,7 +129,13 @@ class _LoggedPolicy:
                 client=self.ip,
                 sender=envelope.sender or "<>",
                 rcpt=address,
-                reply=" ".join([str(decision.reply.code), *decision.reply.lines[:1]]),
+                reply=" ".join(
+                    [
+                        str(decision.reply.code),
+                        decision.reply.enhanced or "",
+                        *decision.reply.lines[:1],
+                    ]
+                ),
             )
         return decision
 
@@ -167,6 +173,7 @@ class _Connection:
         self.in_message = False
         self.messages = 0
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
+        self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
     async def run(self) -> None:
@@ -230,6 +237,7 @@ class _Connection:
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):
+            self.data_started = time.monotonic()  # for the transaction latency metric
             self._discard_spool()
             self.notice_rcpts = _success_notice_rcpts(ev.envelope)
             self.header = bytearray()
@@ -434,9 +442,11 @@ class _Connection:
                     )
             received = self._trace_headers(env, msg_id)
             prefix = f"Return-Path: <{sender}>\n".encode("utf-8", "surrogateescape") + received
+            stored = time.monotonic()
             queue_id = await asyncio.to_thread(
                 self._make_durable, env, sender, mailboxes, queued, prefix, received
             )
+            self.store_seconds = time.monotonic() - stored
         except (StorageError, QueueError) as e:
             self._log_deferred(env, msg_id, e)
             return Reply(452, "4.3.1", ("Insufficient system storage, try again later",))
@@ -505,6 +515,8 @@ class _Connection:
             size=env.size,
             mailboxes=",".join(dict.fromkeys(mailboxes)),
             queued=queue_id or None,
+            seconds=round(time.monotonic() - self.data_started, 4),
+            store_seconds=round(self.store_seconds, 4),
         )
 
     def _make_durable(
