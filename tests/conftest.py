@@ -93,7 +93,8 @@ class Daisy:
         text = self.config.read_text()
         for name, port in self.ports.items():
             text = re.sub(rf"^{name} = \[.*?\]", f'{name} = ["127.0.0.1:{port}"]', text, flags=re.M)
-        text = text.replace('listen = ["127.0.0.1:2080"]', f'listen = ["127.0.0.1:{self.ports["http"]}"]')
+        http = f'listen = ["127.0.0.1:{self.ports["http"]}"]'
+        text = text.replace('listen = ["127.0.0.1:2080"]', http)
         # Tests must not wait seconds for each deliberate failure.
         text = text.replace("auth_failure_delay = 2.0", "auth_failure_delay = 0.2")
         self.config.write_text(text + extra_config)

@@ -172,7 +172,7 @@ class HttpSide:
         return web.Response(text=text, content_type="application/xml", charset="utf-8")
 
     async def outlook(self, request: web.Request) -> web.Response:
-        body = await request.text()
+        body = (await request.read()).decode("utf-8", "replace")  # bad bytes: no address
         given = autoconfig.autodiscover_address(body)
         found = autoconfig.hosted_address(given, self._hosted()) if given else None
         if found is None:
