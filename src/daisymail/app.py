@@ -219,7 +219,9 @@ class App:
             from daisymail.directory.tokens import TokenStore
             from daisymail.http.api import Api
 
-            api = Api(lambda: self.cfg, self.directory, TokenStore(c.database_url, create=True))
+            # The SQL directory has the database open: never re-create it (see TokenStore).
+            tokens = TokenStore(c.database_url, create=c.directory.backend != "sql")
+            api = Api(lambda: self.cfg, self.directory, tokens)
         ctx = HttpContext(
             config=lambda: self.cfg,
             directory=self.directory,

@@ -36,6 +36,10 @@ def _digest(secret: str) -> str:
 
 class TokenStore:
     def __init__(self, url: str, *, create: bool = False) -> None:
+        # create=True only where nothing else in this process has the file open: making
+        # it opens and closes the file, and closing any descriptor of an SQLite file drops
+        # every POSIX lock this process holds on it (another process may then delete the
+        # WAL the directory is still writing to).
         self._engine = _engine(url, create=create)
         try:
             migrations.upgrade(self._engine)
@@ -69,7 +73,7 @@ class TokenStore:
         return f"{PREFIX}{token_id}_{secret}", info
 
     def list(self) -> list[TokenInfo]:
-        with self._engine.connect() as conn:
+        with self._engine.connect() as conn, conn.begin():
             rows = conn.execute(sa.select(api_tokens).order_by(api_tokens.c.created)).all()
         return [TokenInfo(r.id, bool(r.read_only), float(r.created), r.note) for r in rows]
 
@@ -86,7 +90,8 @@ class TokenStore:
         token_id, sep, secret = token[len(PREFIX) :].partition("_")
         if not sep or not token_id or not secret or len(token) > 200:
             return None
-        with self._engine.connect() as conn:
+        # An explicit transaction: each check reads the current tokens, never a stale view.
+        with self._engine.connect() as conn, conn.begin():
             row = conn.execute(sa.select(api_tokens).where(api_tokens.c.id == token_id)).first()
         if row is None or not hmac.compare_digest(row.secret_hash, _digest(secret)):
             return None
