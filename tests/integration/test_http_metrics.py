@@ -166,3 +166,25 @@ def test_a_real_prometheus_scrapes_daisy(server: Daisy, tmp_path: Path) -> None:
         proc.wait(timeout=20)
     assert [t["health"] for t in targets] == ["up"]
     assert found and found[0]["value"][1] == "1"  # type: ignore[index]
+
+
+def test_the_documented_alert_rules_check_and_use_exposed_metrics(
+    server: Daisy, tmp_path: Path
+) -> None:
+    promtool = require_tool("promtool")
+    doc = (Path(__file__).parents[2] / "docs" / "admin.md").read_text()
+    start = doc.index("groups:\n  - name: daisymail")
+    rules = tmp_path / "rules.yml"
+    rules.write_text(doc[start : doc.index("```", start)])
+    res = subprocess.run(
+        [promtool, "check", "rules", str(rules)], capture_output=True, text=True, timeout=30
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    exposed = get(server, "/metrics")[1]
+    for name in (
+        "daisymail_queue_messages",
+        "daisymail_queue_oldest_age_seconds",
+        "daisymail_deliveries_total",
+        "daisymail_tls_certificate_expiry_timestamp_seconds",
+    ):
+        assert name in rules.read_text() and f"# TYPE {name.removesuffix('_total')}" in exposed
