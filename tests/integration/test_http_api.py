@@ -17,12 +17,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import Daisy
+from tests.integration.http_helpers import with_http
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daisy]:
     d = Daisy(tmp_path_factory.mktemp("http-api") / "daisy")
     d.init()
+    with_http(d)
     d.set_config("[http]", "api", "true")
     # Mail for far.test waits in the queue: its route is a closed port.
     text = d.config.read_text().replace(
@@ -187,7 +189,7 @@ def test_openapi_and_schemathesis_find_no_server_error(
         [
             str(exe), "run", f"http://127.0.0.1:{server.ports['http']}/api/v1/openapi.json",
             "--checks", "not_a_server_error", "-H", f"Authorization: Bearer {token}",
-            "--max-examples", "15", "--workers", "1", "--max-time", "90",
+            "--max-examples", "8", "--workers", "2", "--max-time", "30",
             "--phases", "examples,coverage,fuzzing", "--seed", "1",
         ],
         capture_output=True, text=True, timeout=240, cwd=tmp_path,
@@ -200,6 +202,7 @@ def test_openapi_and_schemathesis_find_no_server_error(
 def test_api_refused_on_a_public_address_without_tls(tmp_path: Path) -> None:
     d = Daisy(tmp_path / "daisy")
     d.init()
+    with_http(d)
     d.set_config("[http]", "api", "true")
     d.set_config("[http]", "listen", '["0.0.0.0:1"]')
     res = d.cli("serve", check=False)

@@ -11,7 +11,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import Daisy, free_port, require_tool
+from tests.conftest import Daisy, require_tool
+from tests.integration.http_helpers import with_http
 
 CLIENT_HOST = "mail.daisy.test"  # the name `init --hostname` put in the certificate
 
@@ -20,8 +21,7 @@ CLIENT_HOST = "mail.daisy.test"  # the name `init --hostname` put in the certifi
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daisy]:
     d = Daisy(tmp_path_factory.mktemp("http-autoconfig") / "daisy")
     d.init()
-    d.ports["https"] = free_port()
-    d.set_config("[http]", "listen_tls", f'["127.0.0.1:{d.ports["https"]}"]')
+    with_http(d, tls=True)
     d.set_config("[http.mta_sts]", "mode", '"enforce"')
     d.set_config("[http.mta_sts]", "mx", '["mx1.daisy.test", "mx2.daisy.test"]')
     for domain in ("a.test", "b.test"):

@@ -15,12 +15,14 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Daisy, free_port, require_tool
+from tests.integration.http_helpers import with_http
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daisy]:
     d = Daisy(tmp_path_factory.mktemp("http-metrics") / "daisy")
     d.init()
+    with_http(d)
     d.cli("domain", "add", "example.test")
     d.add_user("demo@example.test", "demo-pw")
     d.start()
@@ -119,6 +121,7 @@ def test_readiness_fails_when_the_queue_dir_is_not_writable(server: Daisy, tmp_p
 def test_metrics_refused_outside_metrics_networks(tmp_path: Path) -> None:
     d = Daisy(tmp_path / "daisy")
     d.init()
+    with_http(d)
     d.set_config("[http]", "metrics_networks", '["192.0.2.0/24"]')
     d.start()
     try:
