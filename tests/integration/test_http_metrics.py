@@ -191,3 +191,8 @@ def test_the_documented_alert_rules_check_and_use_exposed_metrics(
         "daisymail_tls_certificate_expiry_timestamp_seconds",
     ):
         assert name in rules.read_text() and f"# TYPE {name.removesuffix('_total')}" in exposed
+
+
+def test_the_api_is_off_unless_configured(server: Daisy) -> None:
+    assert get(server, "/api/v1/openapi.json")[0] == 404
+    assert get(server, "/api/v1/domains")[0] == 404
