@@ -54,6 +54,7 @@ def test_events_become_counters() -> None:
     m.on_event("auth.throttled", {"client": "192.0.2.1"})
     m.on_event("smtp.message.deferred", {"sid": "gone"})
     m.on_event("pop3.refused", {"sid": "x", "reason": "too many"})
+    m.on_event("mailauth.dkim", {"sid": "s1", "result": "pass"})
     assert value(m, "daisymail_sessions_total", service="submission", tls="yes") == 1
     assert value(m, "daisymail_sessions_total", service="pop3s", tls="yes") == 1
     assert value(m, "daisymail_logins_total", service="submission", result="failure") == 1
@@ -68,6 +69,7 @@ def test_events_become_counters() -> None:
     assert value(m, "daisymail_throttle_hits_total") == 1
     assert value(m, "daisymail_storage_errors_total", event="smtp.message.deferred") == 1
     assert value(m, "daisymail_connections_refused_total", service="pop3") == 1
+    assert value(m, "daisymail_mailauth_verdicts_total", method="dkim", result="pass") == 1
 
 
 def test_a_bad_event_never_raises() -> None:

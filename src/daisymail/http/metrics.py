@@ -101,6 +101,12 @@ class Metrics:
             ["event"],
             registry=r,
         )
+        self.mailauth = Counter(
+            "daisymail_mailauth_verdicts",
+            "DKIM, SPF and DMARC results of received mail (events mailauth.<method> result=)",
+            ["method", "result"],
+            registry=r,
+        )
         self.smtp_transaction = Histogram(
             "daisymail_smtp_transaction_seconds",
             "From DATA to the final reply of an accepted message",
@@ -167,6 +173,8 @@ class Metrics:
             self._queue(what, fields)
         elif name == "auth.throttled":
             self.throttled.inc()
+        elif proto == "mailauth" and what in ("dkim", "spf", "dmarc", "arc"):
+            self.mailauth.labels(what, str(fields.get("result", "none")).lower()).inc()
 
     def _smtp(self, what: str, fields: dict[str, object]) -> None:
         listener = self._service(fields)
