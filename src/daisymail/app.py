@@ -282,6 +282,9 @@ class App:
             server.close()
         if self.http is not None:
             await self.http.stop()
+            from daisymail.observability import remove_hook
+
+            remove_hook(self.http.ctx.metrics.on_event)
         for svc in self.services:
             svc.sessions.stop()
         tasks = [t for svc in self.services for t in svc.sessions.tasks]

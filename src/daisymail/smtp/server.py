@@ -122,6 +122,7 @@ class _LoggedPolicy:
     ) -> RcptDecision:
         decision = self.inner.check_recipient(session, envelope, address, params)
         if not decision.accepted:
+            r = decision.reply
             event(
                 log,
                 "smtp.rcpt.refused",
@@ -129,13 +130,7 @@ class _LoggedPolicy:
                 client=self.ip,
                 sender=envelope.sender or "<>",
                 rcpt=address,
-                reply=" ".join(
-                    [
-                        str(decision.reply.code),
-                        decision.reply.enhanced or "",
-                        *decision.reply.lines[:1],
-                    ]
-                ),
+                reply=" ".join(p for p in (str(r.code), r.enhanced, *r.lines[:1]) if p),
             )
         return decision
 
