@@ -205,6 +205,9 @@ class Daisy:
         text = self.config.read_text()
         for name, port in self.ports.items():
             text = re.sub(rf"^{name} = \[.*?\]", f'{name} = ["127.0.0.1:{port}"]', text, flags=re.M)
+        # The HTTP side adds imports to every start: on only where a test turns it on
+        # (tests/integration/http_helpers.py).
+        text = text.replace('listen = ["127.0.0.1:2080"]', "listen = []")
         # Tests must not wait seconds for each deliberate failure.
         text = text.replace("auth_failure_delay = 2.0", "auth_failure_delay = 0.2")
         self.config.write_text(text + extra_config)

@@ -18,6 +18,8 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from daisymail import config as config_mod
 from daisymail.auth import Authenticator
@@ -44,6 +46,7 @@ from daisymail.privileges import (
 )
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
+from daisymail.sdnotify import notify
 from daisymail.smtp import protocol as smtp_protocol
 from daisymail.smtp.inbound import InboundPolicy
 from daisymail.smtp.server import SmtpService
@@ -53,6 +56,9 @@ from daisymail.store.files import FileStore
 from daisymail.store.imap_state import FileMailboxState
 from daisymail.throttle import AuthThrottle
 from daisymail.tls import ServerTLS, TLSError
+
+if TYPE_CHECKING:
+    from daisymail.http.server import HttpSide
 
 log = logging.getLogger("daisymail")
 GRACE_SECONDS = 20.0
@@ -76,6 +82,8 @@ class App:
     runner: Runner | None = None
     runner_task: asyncio.Task[None] | None = None
     refresher_task: asyncio.Task[None] | None = None
+    listening: list[tuple[str, asyncio.Server]] = field(default_factory=list)
+    http: HttpSide | None = None
 
     @classmethod
     def build(cls, cfg: Config, config_path: str | None) -> App:
@@ -242,11 +250,57 @@ class App:
                 append_limit=c.limits.max_message_size,
             )
             await self._listen(isvc, getattr(c.listen, name), ctx if isvc.implicit_tls else None)
+        if c.http.listen or c.http.listen_tls:
+            self._bind_http()
+
+    def _bind_http(self) -> None:
+        """The HTTP side's sockets, bound now (a low port needs root) and served later."""
+        from daisymail.http.metrics import Metrics, ScrapeSources
+        from daisymail.http.server import HttpConfigError, HttpContext, HttpSide
+        from daisymail.observability import add_hook
+
+        c = self.cfg
+        metrics = Metrics()
+        metrics.add_sources(
+            ScrapeSources(
+                sessions_open=lambda: {s.name: len(s.sessions.tasks) for s in self.services},
+                queue_dir=lambda: str(self.cfg.path(self.cfg.queue.dir)),
+                certificates=self._certificates,
+            )
+        )
+        add_hook(metrics.on_event)
+        api = None
+        if c.http.api:
+            from daisymail.directory.tokens import TokenStore
+            from daisymail.http.api import Api
+
+            # The SQL directory has the database open: never re-create it (see TokenStore).
+            tokens = TokenStore(c.database_url, create=c.directory.backend != "sql")
+            api = Api(lambda: self.cfg, self.directory, tokens)
+        ctx = HttpContext(
+            config=lambda: self.cfg,
+            directory=self.directory,
+            metrics=metrics,
+            tls_context=self.tls.context,
+            listeners_up=lambda: {n: s.is_serving() for n, s in self.listening},
+            api=api,
+        )
+        self.http = HttpSide(ctx)
+        try:
+            self.http.bind()
+        except HttpConfigError as e:
+            raise StartupError(str(e)) from None
+
+    def _certificates(self) -> list[Path]:
+        c = self.cfg
+        return [c.path(c.tls.cert), *(c.path(d) / "cert.pem" for d in c.tls.sni.values())]
 
     async def serve_sessions(self) -> None:
         """Accept connections and run the queue: only after the privileges are dropped."""
         for server in self.servers:
             await server.start_serving()
+        if self.http is not None:
+            await self.http.start()
         assert self.runner is not None
         self.runner_task = asyncio.create_task(self.runner.run())
         if self.directory.refresh_in_background():
@@ -293,12 +347,18 @@ class App:
             except OSError as e:
                 raise StartupError(f"cannot listen on {addr} ({svc.name}): {e.strerror}") from None
             self.servers.append(server)
+            self.listening.append((svc.name, server))
             event(log, "listen", service=svc.name, address=addr)
 
     async def stop(self, grace: float = GRACE_SECONDS) -> None:
         """Stop accepting; let sessions finish for `grace` seconds; then cancel them."""
         for server in self.servers:
             server.close()
+        if self.http is not None:
+            await self.http.stop()
+            from daisymail.observability import remove_hook
+
+            remove_hook(self.http.ctx.metrics.on_event)
         for svc in self.services:
             svc.sessions.stop()
         tasks = [t for svc in self.services for t in svc.sessions.tasks]
@@ -339,6 +399,10 @@ class App:
         self.cfg.smtp = new.smtp
         self.cfg.queue = new.queue
         self.cfg.rewrite = new.rewrite
+        # The HTTP side's sockets and API switch need a restart; what it serves does not.
+        self.cfg.http.metrics_networks = new.http.metrics_networks
+        self.cfg.http.client_host = new.http.client_host
+        self.cfg.http.mta_sts = new.http.mta_sts
         self.limiter.total = new.limits.max_connections
         self.limiter.per_ip = new.limits.max_connections_per_ip
         for svc in self.services:
@@ -397,7 +461,9 @@ async def serve(cfg: Config, config_path: str | None) -> None:
         loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, app.reload)
     event(log, "started", hostname=cfg.hostname, config=cfg.source, pid=os.getpid())
+    notify("READY=1")
     await stop.wait()
+    notify("STOPPING=1")
     await app.stop()
     event(log, "stopped")
 

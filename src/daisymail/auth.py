@@ -84,6 +84,7 @@ class Authenticator:
         """The throttle's delay for this client and account, paid before any answer."""
         delay = self.throttle.delay(ip, key)
         if delay:
+            event(log, "auth.throttled", client=ip, user=key, delay=delay)
             await asyncio.sleep(delay)
 
     async def verify(self, ip: str, name: str, password: str) -> Login | None:

@@ -160,6 +160,23 @@ class DKIM:
 
 
 @dataclass
+class MtaSts:
+    mode: str = ""  # "" = not served; "enforce", "testing" or "none" (RFC 8461)
+    mx: list[str] = field(default_factory=list)  # default: [hostname]
+    max_age: int = 7 * 24 * 3600
+
+
+@dataclass
+class Http:
+    listen: list[str] = field(default_factory=list)  # plain HTTP; [] = off
+    listen_tls: list[str] = field(default_factory=list)  # HTTPS with the [tls] certificates
+    metrics_networks: list[str] = field(default_factory=lambda: ["127.0.0.1/32", "::1/128"])
+    api: bool = False  # the admin API under /api/v1 (bearer tokens)
+    client_host: str = ""  # the host mail clients are told; default: the certificate's name
+    mta_sts: MtaSts = field(default_factory=MtaSts)
+
+
+@dataclass
 class Config:
     hostname: str = "localhost"
     data_dir: str = "."
@@ -179,6 +196,7 @@ class Config:
     dns: DNS = field(default_factory=DNS)
     dkim: DKIM = field(default_factory=DKIM)
     verify: Verify = field(default_factory=Verify)
+    http: Http = field(default_factory=Http)
     # Where it came from; not a TOML key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -218,6 +236,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "verify.spf_fail_without_dmarc": ("mark", "junk", "reject"),
     "verify.temperror": ("mark", "defer"),
 }
+_MTA_STS_MODES = ("", "enforce", "testing", "none")
 
 
 # Every numeric setting with the smallest value that still works: a smaller one passed
@@ -356,8 +375,36 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"{src}: dns.nameservers[{i}]: {e}") from None
     if cfg.dns.timeout <= 0 or cfg.dkim.rotate_delay < 0:
         raise ConfigError(f"{src}: dns.timeout > 0 and dkim.rotate_delay >= 0 expected")
+    _validate_http(cfg)
     if not cfg.hostname or any(c.isspace() for c in cfg.hostname):
         raise ConfigError(f"{src}: hostname: expected a host name, got {cfg.hostname!r}")
+
+
+def _validate_http(cfg: Config) -> None:
+    src, h = cfg.source, cfg.http
+    for key in ("listen", "listen_tls"):
+        for i, addr in enumerate(getattr(h, key)):
+            try:
+                parse_hostport(addr)
+            except ValueError as e:
+                raise ConfigError(f"{src}: http.{key}[{i}]: {e}") from None
+    for i, net in enumerate(h.metrics_networks):
+        try:
+            ipaddress.ip_network(net, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"{src}: http.metrics_networks[{i}]: expected a network like 127.0.0.1/32, "
+                f"got {net!r}"
+            ) from None
+    if h.mta_sts.mode not in _MTA_STS_MODES:
+        raise ConfigError(
+            f'{src}: http.mta_sts.mode: expected one of enforce, testing, none or "" (off), '
+            f"got {h.mta_sts.mode!r}"
+        )
+    if not 0 < h.mta_sts.max_age <= 31557600:
+        raise ConfigError(f"{src}: http.mta_sts.max_age: expected 1 to 31557600 seconds")
+    if any(c.isspace() for c in h.client_host):
+        raise ConfigError(f"{src}: http.client_host: expected a host name")
 
 
 def parse_hostport(value: str) -> tuple[str, int]:

@@ -106,6 +106,18 @@ dmarc_reject = true              # DMARC fails under p=reject: 550 5.7.1 (false:
 dmarc_quarantine = true          # DMARC fails under p=quarantine: Junk (for now: marked only)
 spf_fail_without_dmarc = "mark"  # SPF fail, no DMARC record: "mark", "junk" or "reject"
 temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (451)
+
+[http]                           # metrics, health checks, client autoconfig, MTA-STS, admin API
+listen = [{http}]                # plain HTTP "ADDR:PORT" list; [] = off
+listen_tls = []                  # HTTPS with the [tls] certificates (and SNI), e.g. "0.0.0.0:443"
+metrics_networks = ["127.0.0.1/32", "::1/128"]   # who may read /metrics
+api = false                      # admin API under /api/v1 (daisymail token create); never on a
+                                 # non-loopback address without TLS
+client_host = ""                 # host mail clients are told to use; default: certificate's name
+[http.mta_sts]                   # served at https://mta-sts.DOMAIN/.well-known/mta-sts.txt
+mode = ""                        # "enforce", "testing" or "none"; "" = not served
+mx = []                          # default: [hostname]
+max_age = 604800
 """
 
 
@@ -130,4 +142,5 @@ def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
         verify="false                  # on loopback there is no DNS to check against"
         if dev
         else "true",
+        http='"127.0.0.1:2080"' if dev else "",
     )

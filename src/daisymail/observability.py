@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import sys
+from collections.abc import Callable
 
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
 
@@ -43,8 +44,25 @@ def _fmt(value: object) -> str:
     return text
 
 
+EventHook = Callable[[str, dict[str, object]], None]
+_hooks: list[EventHook] = []
+
+
+def add_hook(hook: EventHook) -> None:
+    """Also hand every event to hook (metrics count the events the logs already name)."""
+    if hook not in _hooks:
+        _hooks.append(hook)
+
+
+def remove_hook(hook: EventHook) -> None:
+    if hook in _hooks:
+        _hooks.remove(hook)
+
+
 def event(logger: logging.Logger, name: str, level: int = logging.INFO, **fields: object) -> None:
     """Log one event line; fields with a None value are left out."""
+    for hook in _hooks:
+        hook(name, fields)
     if not logger.isEnabledFor(level):
         return
     parts = [name, *(f"{k}={_fmt(v)}" for k, v in fields.items() if v is not None)]

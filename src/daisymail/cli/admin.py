@@ -1,17 +1,14 @@
 """Directory admin commands: domains, mailboxes, users, aliases, sender rules, relay rules.
 
-Each command only parses, calls the Directory write API and prints; the directory
-validates and explains refusals, so the rules hold the same for every caller.
+Each command only parses, calls the service layer (daisymail.service.admin, which the
+HTTP API calls too) and prints; the checks live there, so they hold for every caller.
 """
 
 from __future__ import annotations
 
-import re
-
 import click
 
 from daisymail.cli.common import (
-    EXIT_USAGE,
     errors_as_messages,
     fail,
     json_option,
@@ -20,48 +17,13 @@ from daisymail.cli.common import (
     read_password,
     state,
 )
-from daisymail.directory.model import AddressRule, Domain, Login, Mailbox, SenderRule, Snapshot
-from daisymail.routing.addresses import AddressError, parse_path
-from daisymail.routing.relay import class_entry_from_relay_rule, relay_rule_from_admin_entry
+from daisymail.routing.relay import class_entry_from_relay_rule
+from daisymail.service.admin import Admin
 
 
-def hash_password(password: str) -> str:
-    """argon2, passlib and libsodium load only for the commands that hash a password."""
-    from daisymail.directory.passwords import hash_password as hash_
-
-    return hash_(password)
-
-
-_MAILBOX_NAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
-
-
-def _split_address(text: str) -> tuple[str, str]:
-    try:
-        addr = parse_path(f"<{text}>", smtputf8=True)
-    except AddressError as e:
-        fail(f"bad address {text!r}: {e.text}", EXIT_USAGE)
-    if addr is None or not addr.domain or not addr.local:
-        fail(f"bad address {text!r}: expected user@domain", EXIT_USAGE)
-    return addr.local, addr.domain
-
-
-def _require_domain(snap: Snapshot, domain: str) -> None:
-    if domain not in snap.domains:
-        fail(f"domain {domain} is not hosted here (add it with: daisymail domain add {domain})")
-
-
-def _check_mailbox_name(name: str) -> str:
-    name = name.lower()
-    if not _MAILBOX_NAME.match(name):
-        fail(
-            f"bad mailbox name {name!r}: use letters, digits, '.', '_' and '-' (at most 64)",
-            EXIT_USAGE,
-        )
-    return name
-
-
-def _default_mailbox_name(user: str, domain: str) -> str:
-    return re.sub(r"[^a-z0-9._-]", "_", f"{user}.{domain}".lower())[:64]
+def _admin() -> Admin:
+    st = state()
+    return Admin(st.directory, st.config.storage.default_format)
 
 
 # -- domain -------------------------------------------------------------------------------
@@ -91,14 +53,8 @@ _case_opt = click.option(
 def domain_add(name: str, fallback: bool | None, login_case: str | None) -> None:
     """Host a new domain."""
     with errors_as_messages():
-        state().directory.add_domain(
-            Domain(
-                name=name.lower(),
-                fallback=bool(fallback),
-                login_case_sensitive=login_case == "sensitive",
-            )
-        )
-    click.echo(f"domain {name.lower()} added")
+        dom = _admin().add_domain(name, fallback, login_case)
+    click.echo(f"domain {dom.name} added")
 
 
 @domain.command("set")
@@ -107,24 +63,9 @@ def domain_add(name: str, fallback: bool | None, login_case: str | None) -> None
 @_case_opt
 def domain_set(name: str, fallback: bool | None, login_case: str | None) -> None:
     """Change a domain's settings."""
-    d = state().directory
-    current = d.snapshot().domains.get(name.lower())
-    if current is None:
-        fail(f"no such domain: {name.lower()}")
-    if fallback is None and login_case is None:
-        fail("nothing to change: give --fallback/--strict or --login-case", EXIT_USAGE)
-    updated = Domain(
-        name=current.name,
-        fallback=current.fallback if fallback is None else fallback,
-        login_case_sensitive=current.login_case_sensitive
-        if login_case is None
-        else login_case == "sensitive",
-        generics=current.generics,
-        origin=current.origin,
-    )
     with errors_as_messages():
-        d.update_domain(updated)
-    click.echo(f"domain {current.name} updated")
+        dom = _admin().update_domain(name, fallback, login_case)
+    click.echo(f"domain {dom.name} updated")
 
 
 @domain.command("remove")
@@ -132,7 +73,7 @@ def domain_set(name: str, fallback: bool | None, login_case: str | None) -> None
 def domain_remove(name: str) -> None:
     """Stop hosting a domain (refused while it still has users or aliases)."""
     with errors_as_messages():
-        state().directory.remove_domain(name.lower())
+        _admin().remove_domain(name)
     click.echo(f"domain {name.lower()} removed")
 
 
@@ -141,11 +82,8 @@ def domain_remove(name: str) -> None:
 @json_option
 def domain_list(name: str | None, as_json: bool) -> None:
     """List hosted domains."""
-    doms = sorted(state().directory.snapshot().domains.values(), key=lambda d: d.name)
-    if name:
-        doms = [d for d in doms if d.name == name.lower()]
-        if not doms:
-            fail(f"no such domain: {name.lower()}")
+    with errors_as_messages():
+        doms = _admin().list_domains(name)
     if as_json:
         print_json(doms)
         return
@@ -173,12 +111,9 @@ def mailbox() -> None:
 @click.option("--path", default="", help="File or folder; default: NAME under the mail dir.")
 def mailbox_add(name: str, fmt: str | None, path: str) -> None:
     """Create a mailbox."""
-    st = state()
-    name = _check_mailbox_name(name)
-    chosen = fmt or st.config.storage.default_format
     with errors_as_messages():
-        st.directory.add_mailbox(Mailbox(name=name, format=chosen, path=path))  # type: ignore[arg-type]
-    click.echo(f"mailbox {name} added ({chosen})")
+        box = _admin().add_mailbox(name, fmt, path)
+    click.echo(f"mailbox {box.name} added ({box.format})")
 
 
 @mailbox.command("remove")
@@ -186,7 +121,7 @@ def mailbox_add(name: str, fmt: str | None, path: str) -> None:
 def mailbox_remove(name: str) -> None:
     """Remove a mailbox record (its files are left on disk)."""
     with errors_as_messages():
-        state().directory.remove_mailbox(name.lower())
+        _admin().remove_mailbox(name)
     click.echo(f"mailbox {name.lower()} removed (files kept on disk)")
 
 
@@ -195,11 +130,8 @@ def mailbox_remove(name: str) -> None:
 @json_option
 def mailbox_list(name: str | None, as_json: bool) -> None:
     """List mailboxes."""
-    boxes = sorted(state().directory.snapshot().mailboxes.values(), key=lambda m: m.name)
-    if name:
-        boxes = [b for b in boxes if b.name == name.lower()]
-        if not boxes:
-            fail(f"no such mailbox: {name.lower()}")
+    with errors_as_messages():
+        boxes = _admin().list_mailboxes(name)
     if as_json:
         print_json(boxes)
         return
@@ -287,28 +219,11 @@ def user() -> None:
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def user_add(address: str, mailbox_name: str | None, password_stdin: bool) -> None:
     """Add a user ADDRESS: login, address rule and (if missing) its mailbox."""
-    st = state()
-    local, dom = _split_address(address)
-    d = st.directory
-    snap = d.snapshot()
-    _require_domain(snap, dom)
-    name = _check_mailbox_name(mailbox_name or _default_mailbox_name(local, dom))
-    if snap.find_login(local, dom) is not None:
-        fail(f"user {local}@{dom} already exists")
-    password = read_password(password_stdin)
-    hashed = hash_password(password)
-    pattern = f"{local}@{dom}".lower()
-    existing_rule = snap.address_rules.get(pattern)
-    if existing_rule is not None and existing_rule.lower() != name:
-        fail(f"address {pattern} already routes to {existing_rule!r}; remove that alias first")
-    with errors_as_messages(), d.transaction():
-        if name not in snap.mailboxes:
-            fmt = st.config.storage.default_format
-            d.add_mailbox(Mailbox(name=name, format=fmt))  # type: ignore[arg-type]
-        d.add_login(Login(user=local, domain=dom, password_hash=hashed, mailbox=name))
-        if existing_rule is None:
-            d.add_address_rule(AddressRule(pattern=pattern, target=name))
-    click.echo(f"user {local}@{dom} added (mailbox {name})")
+    admin = _admin()
+    with errors_as_messages():
+        admin.check_new_user(address, mailbox_name)  # before asking for the password
+        login = admin.add_user(address, read_password(password_stdin), mailbox_name)
+    click.echo(f"user {login.address} added (mailbox {login.mailbox})")
 
 
 @user.command("passwd")
@@ -316,14 +231,10 @@ def user_add(address: str, mailbox_name: str | None, password_stdin: bool) -> No
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 def user_passwd(address: str, password_stdin: bool) -> None:
     """Set a user's password (stored as an argon2id hash)."""
-    local, dom = _split_address(address)
-    d = state().directory
-    login = d.snapshot().find_login(local, dom)
-    if login is None:
-        fail(f"no such user: {local}@{dom}")
-    password = read_password(password_stdin)
+    admin = _admin()
     with errors_as_messages():
-        d.set_password(login.user, login.domain, hash_password(password))
+        admin.find_user(address)
+        login = admin.set_password(address, read_password(password_stdin))
     click.echo(f"password of {login.address} changed")
 
 
@@ -331,17 +242,8 @@ def user_passwd(address: str, password_stdin: bool) -> None:
 @click.argument("address")
 def user_remove(address: str) -> None:
     """Remove a user's login and its address rule (the mailbox is kept)."""
-    local, dom = _split_address(address)
-    d = state().directory
-    snap = d.snapshot()
-    login = snap.find_login(local, dom)
-    if login is None:
-        fail(f"no such user: {local}@{dom}")
-    pattern = f"{login.user}@{login.domain}".lower()
-    with errors_as_messages(), d.transaction():
-        d.remove_login(login.user, login.domain)
-        if snap.address_rules.get(pattern, "").lower() == login.mailbox:
-            d.remove_address_rule(pattern)
+    with errors_as_messages():
+        login = _admin().remove_user(address)
     click.echo(f"user {login.address} removed (mailbox {login.mailbox} kept)")
 
 
@@ -350,13 +252,11 @@ def user_remove(address: str) -> None:
 @json_option
 def user_list(domain_name: str | None, as_json: bool) -> None:
     """List users, optionally of one domain."""
-    logins = sorted(state().directory.snapshot().logins, key=lambda x: (x.domain, x.user))
-    if domain_name:
-        logins = [x for x in logins if x.domain == domain_name.lower()]
+    users = _admin().list_users(domain_name)
     if as_json:
-        print_json([{"address": x.address, "mailbox": x.mailbox} for x in logins])
+        print_json(users)
         return
-    print_table([(x.address, x.mailbox) for x in logins], ("USER", "MAILBOX"))
+    print_table([(x["address"], x["mailbox"]) for x in users], ("USER", "MAILBOX"))
 
 
 # -- alias --------------------------------------------------------------------------------
@@ -365,52 +265,15 @@ def alias() -> None:
     """Address rules (virtusertable): user@dom, user+*@dom, user++@dom, @dom catch-alls."""
 
 
-def _pattern_domain(pattern: str) -> str:
-    if "@" not in pattern:
-        fail(f"bad pattern {pattern!r}: expected user@domain or @domain", EXIT_USAGE)
-    return pattern.rsplit("@", 1)[1].lower()
-
-
-def _check_pattern(pattern: str) -> None:
-    """A pattern's user part (``user``, ``user+*``, ``user++``, ``+*``) must be what an
-    address can hold: ``@@example.test`` could never match a recipient."""
-    local, _, domain = pattern.rpartition("@")
-    if not local:
-        return
-    try:
-        addr = parse_path(f"<{local}@{domain}>", smtputf8=True)
-    except AddressError as e:
-        fail(f"bad pattern {pattern!r}: {e.text}", EXIT_USAGE)
-    if addr is None:
-        fail(f"bad pattern {pattern!r}: expected user@domain or @domain", EXIT_USAGE)
-
-
 @alias.command("add")
 @click.argument("pattern")
 @click.argument("target")
 @click.option("--create-mailbox", is_flag=True, help="Create TARGET as a mailbox if missing.")
 def alias_add(pattern: str, target: str, create_mailbox: bool) -> None:
     """Route PATTERN to TARGET: a mailbox name, an address, or error:CODE text."""
-    st = state()
-    d = st.directory
-    snap = d.snapshot()
-    dom = _pattern_domain(pattern)
-    _check_pattern(pattern)
-    _require_domain(snap, dom)
-    if not target.strip():
-        fail("empty target", EXIT_USAGE)
-    is_mailbox = not target.startswith("error:") and "@" not in target and "%" not in target
-    with errors_as_messages(), d.transaction():
-        if is_mailbox:
-            base = target.split("+", 1)[0].lower()
-            if base not in snap.mailboxes:
-                if not create_mailbox:
-                    fail(f"no such mailbox: {base} (use --create-mailbox to create it)")
-                name = _check_mailbox_name(base)
-                fmt = st.config.storage.default_format
-                d.add_mailbox(Mailbox(name=name, format=fmt))  # type: ignore[arg-type]
-        d.add_address_rule(AddressRule(pattern=pattern.lower(), target=target))
-    click.echo(f"alias {pattern.lower()} -> {target}")
+    with errors_as_messages():
+        rule = _admin().add_alias(pattern, target, create_mailbox)
+    click.echo(f"alias {rule.pattern} -> {rule.target}")
 
 
 @alias.command("remove")
@@ -418,7 +281,7 @@ def alias_add(pattern: str, target: str, create_mailbox: bool) -> None:
 def alias_remove(pattern: str) -> None:
     """Remove an address rule."""
     with errors_as_messages():
-        state().directory.remove_address_rule(pattern.lower())
+        _admin().remove_alias(pattern)
     click.echo(f"alias {pattern.lower()} removed")
 
 
@@ -427,13 +290,11 @@ def alias_remove(pattern: str) -> None:
 @json_option
 def alias_list(domain_name: str | None, as_json: bool) -> None:
     """List address rules, optionally of one domain."""
-    rules = sorted(state().directory.snapshot().address_rules.items())
-    if domain_name:
-        rules = [(p, t) for p, t in rules if p.rsplit("@", 1)[-1] == domain_name.lower()]
+    rules = _admin().list_aliases(domain_name)
     if as_json:
-        print_json([{"pattern": p, "target": t} for p, t in rules])
+        print_json(rules)
         return
-    print_table(rules, ("PATTERN", "TARGET"))
+    print_table([(r["pattern"], r["target"]) for r in rules], ("PATTERN", "TARGET"))
 
 
 # -- sender -------------------------------------------------------------------------------
@@ -448,8 +309,8 @@ def sender() -> None:
 def sender_add(from_: str, address: str) -> None:
     """Rewrite sender FROM to ADDRESS."""
     with errors_as_messages():
-        state().directory.add_sender_rule(SenderRule(pattern=from_.lower(), target=address))
-    click.echo(f"sender {from_.lower()} -> {address}")
+        rule = _admin().add_sender(from_, address)
+    click.echo(f"sender {rule.pattern} -> {rule.target}")
 
 
 @sender.command("remove")
@@ -457,7 +318,7 @@ def sender_add(from_: str, address: str) -> None:
 def sender_remove(from_: str) -> None:
     """Remove a sender rule."""
     with errors_as_messages():
-        state().directory.remove_sender_rule(from_.lower())
+        _admin().remove_sender(from_)
     click.echo(f"sender {from_.lower()} removed")
 
 
@@ -465,24 +326,17 @@ def sender_remove(from_: str) -> None:
 @json_option
 def sender_list(as_json: bool) -> None:
     """List sender rules."""
-    rules = sorted(state().directory.snapshot().sender_rules.items())
+    rules = _admin().list_senders()
     if as_json:
-        print_json([{"pattern": p, "target": t} for p, t in rules])
+        print_json(rules)
         return
-    print_table(rules, ("FROM", "ADDRESS"))
+    print_table([(r["pattern"], r["target"]) for r in rules], ("FROM", "ADDRESS"))
 
 
 # -- relay --------------------------------------------------------------------------------
 @click.group()
 def relay() -> None:
     """Relay rules (relay-domains): domains mail may be relayed to, networks that may relay."""
-
-
-def _relay_rule(entry: str):  # type: ignore[no-untyped-def]
-    try:
-        return relay_rule_from_admin_entry(entry)
-    except ValueError as e:
-        fail(f"bad relay entry {entry!r}: {e}", EXIT_USAGE)
 
 
 @relay.command("add")
@@ -492,9 +346,8 @@ def relay_add(entry: str) -> None:
 
     Networks in CIDR (10.0.0.0/8, 2001:db8::/32) or sendmail's forms (192.168.5,
     IPv6:2001:db8::)."""
-    rule = _relay_rule(entry)
     with errors_as_messages():
-        state().directory.add_relay_rule(rule)
+        rule = _admin().add_relay(entry)
     click.echo(f"relay {rule.kind} {rule.pattern} added")
 
 
@@ -502,9 +355,8 @@ def relay_add(entry: str) -> None:
 @click.argument("entry", metavar="DOMAIN-OR-NETWORK")
 def relay_remove(entry: str) -> None:
     """Remove a relay rule."""
-    rule = _relay_rule(entry)
     with errors_as_messages():
-        state().directory.remove_relay_rule(rule.pattern)
+        rule = _admin().remove_relay(entry)
     click.echo(f"relay {rule.kind} {rule.pattern} removed")
 
 
@@ -512,7 +364,7 @@ def relay_remove(entry: str) -> None:
 @json_option
 def relay_list(as_json: bool) -> None:
     """List relay rules (the config's [relay] networks apply as well)."""
-    rules = sorted(state().directory.snapshot().relay_rules, key=lambda r: (r.kind, r.pattern))
+    rules = _admin().list_relays()
     if as_json:
         print_json(rules)
         return

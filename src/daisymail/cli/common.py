@@ -14,6 +14,7 @@ import click
 from daisymail import config as config_mod
 from daisymail.config import Config, ConfigError
 from daisymail.directory.base import Directory, DirectoryError
+from daisymail.service.errors import ServiceError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -71,6 +72,8 @@ def errors_as_messages() -> Iterator[None]:
     """Turn expected failures into one line on stderr and a non-zero exit."""
     try:
         yield
+    except ServiceError as e:
+        fail(e.message, e.exit_code)
     except DirectoryError as e:
         fail(str(e))
     except ConfigError as e:

@@ -31,6 +31,7 @@ COMMANDS: dict[str, str] = {
     "relay": "daisymail.cli.admin:relay",
     "dkim": "daisymail.cli.dkim:dkim",
     "dns": "daisymail.cli.dnscmd:dns_group",
+    "token": "daisymail.cli.token:token",
 }
 
 

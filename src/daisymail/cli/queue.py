@@ -1,42 +1,26 @@
 """`daisymail queue`: look at and act on the outbound queue, with or without the server.
 
-Everything works on the queue files. `flush` creates the trigger file ``<queue>/flush``,
-which a running server notices within a second and then retries every message at once.
-`bounce` returns a message to its sender now (DSN as for a permanent failure) and
-removes it.
+The operations live in daisymail.service.queue (the HTTP API calls them too); this only
+parses and prints.
 """
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime
 
 import click
 
-from daisymail.cli.common import fail, json_option, print_json, print_table, state
-from daisymail.delivery import Injector
-from daisymail.queue.spool import Queue, QueuedMessage, QueueError
-from daisymail.store.base import StorageError
-from daisymail.store.files import FileStore
+from daisymail.cli.common import errors_as_messages, json_option, print_json, print_table, state
+from daisymail.service.queue import QueueOps
 
 
-def _queue() -> Queue:
-    cfg = state().config
-    return Queue(str(cfg.path(cfg.queue.dir)))
+def _ops() -> QueueOps:
+    st = state()
+    return QueueOps(st.config, st.directory)
 
 
 def _when(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _get(queue: Queue, msg_id: str) -> QueuedMessage:
-    try:
-        msg = queue.get(msg_id)
-    except QueueError as e:  # an unreadable envelope
-        fail(str(e))
-    if msg is None:
-        fail(f"no message {msg_id} in the queue")
-    return msg
 
 
 @click.group()
@@ -48,7 +32,7 @@ def queue() -> None:
 @json_option
 def list_(as_json: bool) -> None:
     """Queued messages with their pending recipients."""
-    msgs = _queue().messages()
+    msgs = QueueOps(state().config).list()
     if as_json:
         print_json(msgs)
         return
@@ -71,18 +55,20 @@ def list_(as_json: bool) -> None:
 @click.argument("msg_id", metavar="ID")
 def show(msg_id: str) -> None:
     """The envelope of one message and its header."""
-    q = _queue()
-    msg = _get(q, msg_id)
+    ops = QueueOps(state().config)
+    with errors_as_messages():
+        msg = ops.get(msg_id)
+        headers = ops.headers(msg_id)
     print_json(msg)
     click.echo()
-    for line in q.iter_headers(msg_id):
-        click.echo(line.decode("utf-8", "replace"), nl=False)
+    click.echo(headers, nl=False)
 
 
 @queue.command()
 def flush() -> None:
     """Ask the running server to retry every message now."""
-    _queue().request_flush()
+    with errors_as_messages():
+        QueueOps(state().config).flush()
     click.echo("flush requested; a running server retries within a second")
 
 
@@ -90,8 +76,8 @@ def flush() -> None:
 @click.argument("msg_id", metavar="ID")
 def remove(msg_id: str) -> None:
     """Delete a message without telling anyone."""
-    if not _queue().remove(msg_id):
-        fail(f"no message {msg_id} in the queue")
+    with errors_as_messages():
+        QueueOps(state().config).remove(msg_id)
     click.echo(f"removed {msg_id}")
 
 
@@ -99,24 +85,6 @@ def remove(msg_id: str) -> None:
 @click.argument("msg_id", metavar="ID")
 def bounce(msg_id: str) -> None:
     """Return a message to its sender now and remove it."""
-    st = state()
-    cfg = st.config
-    q = _queue()
-    msg = _get(q, msg_id)
-    failed = msg.pending
-    for r in failed:
-        r.state = "failed"
-        r.status = "5.0.0"
-        r.diagnostic = "returned to the sender by the postmaster"
-    notify = [r for r in failed if r.wants_failure_notice]
-    if msg.sender and notify:
-        from daisymail.delivery import send_dsn  # it pulls in the queue and the stores
-
-        store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
-        injector = Injector(st.directory, store, q, str(cfg.path(cfg.storage.spool_dir)))
-        try:
-            send_dsn(injector, cfg.hostname, msg, notify, q.read_message(msg_id), time.time())
-        except (StorageError, QueueError, OSError) as e:
-            fail(f"cannot return {msg_id}: {e}")
-    q.remove(msg_id)
-    click.echo(f"returned {msg_id} to {msg.sender or '<>'}" if msg.sender else f"removed {msg_id}")
+    with errors_as_messages():
+        res = _ops().bounce(msg_id)
+    click.echo(f"returned {res.id} to {res.sender}" if res.sender else f"removed {res.id}")

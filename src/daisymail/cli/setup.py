@@ -45,7 +45,8 @@ def prepare_data_dir(cfg: Config) -> None:
 @click.option(
     "--dev",
     is_flag=True,
-    help="Loopback-only listeners on high ports (2525, 2587, 2465, 2110, 2995, 2143, 2993).",
+    help="Loopback-only listeners on high ports"
+    " (2525, 2587, 2465, 2110, 2995, 2143, 2993; HTTP 2080).",
 )
 @click.option("--force", is_flag=True, help="Overwrite an existing config file.")
 def init(data_dir: str | None, hostname: str | None, dev: bool, force: bool) -> None:

@@ -46,6 +46,10 @@ class Directory(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    def ping(self) -> None:
+        """Raise when the backing store cannot be read now (readiness probes)."""
+        self.snapshot()
+
     @property
     def poll_interval(self) -> float:
         """How often poll() is worth calling."""

@@ -100,7 +100,22 @@ def _v1(conn: sa.Connection) -> None:
     conn.execute(sa.insert(meta).values(id=1, generation=0))
 
 
-STEPS: Sequence[Callable[[sa.Connection], None]] = (_v1,)
+def _v2(conn: sa.Connection) -> None:
+    """Admin API tokens: only a hash of each secret is kept."""
+    md = sa.MetaData()
+    sa.Table(
+        "api_tokens",
+        md,
+        sa.Column("id", sa.Text, primary_key=True),
+        sa.Column("secret_hash", sa.Text, nullable=False),
+        sa.Column("read_only", sa.Boolean, nullable=False),
+        sa.Column("created", sa.Float, nullable=False),
+        sa.Column("note", sa.Text, nullable=False),
+    )
+    md.create_all(conn)
+
+
+STEPS: Sequence[Callable[[sa.Connection], None]] = (_v1, _v2)
 
 
 def upgrade(engine: sa.Engine) -> int:

@@ -88,6 +88,15 @@ logins = sa.Table(
     sa.Column("password_hash", sa.Text, nullable=False),
     sa.Column("mailbox", sa.Text, sa.ForeignKey("mailboxes.name"), nullable=False),
 )
+api_tokens = sa.Table(
+    "api_tokens",
+    metadata,
+    sa.Column("id", sa.Text, primary_key=True),
+    sa.Column("secret_hash", sa.Text, nullable=False),
+    sa.Column("read_only", sa.Boolean, nullable=False),
+    sa.Column("created", sa.Float, nullable=False),
+    sa.Column("note", sa.Text, nullable=False),
+)
 meta = sa.Table(
     "meta",
     metadata,
@@ -166,6 +175,10 @@ class SqlDirectory(Directory):
             self._checked = now
             assert self._snapshot is not None
             return self._snapshot
+
+    def ping(self) -> None:
+        with self._engine.connect() as conn:
+            conn.execute(sa.select(meta.c.generation)).scalar()
 
     def refresh(self) -> Snapshot:
         """Re-read everything now, whatever the generation and the interval."""

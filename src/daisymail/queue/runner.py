@@ -343,9 +343,13 @@ class Runner:
         slot = self._slots.setdefault(route.key, asyncio.Semaphore(cfg.destination_concurrency))
         outgoing = [remote.Outgoing(r.address, r.notify, r.orcpt) for r in rcpts]
         async with slot:
-            return await self.deliver(
+            started = time.monotonic()
+            results = await self.deliver(
                 route, msg.sender, outgoing, body, self.hostname, msg.envid, msg.ret
             )
+            seconds = round(time.monotonic() - started, 4)
+        event(log, "queue.attempt", id=msg.id, route=route.key, rcpts=len(rcpts), seconds=seconds)
+        return results
 
     def _record(self, msg: QueuedMessage, r: QueuedRecipient, outcome: remote.Outcome) -> None:
         r.status, r.diagnostic, r.remote_mta = (

@@ -139,6 +139,7 @@ class _LoggedPolicy:
     ) -> RcptDecision:
         decision = self.inner.check_recipient(session, envelope, address, params)
         if not decision.accepted:
+            r = decision.reply
             event(
                 log,
                 "smtp.rcpt.refused",
@@ -146,7 +147,7 @@ class _LoggedPolicy:
                 client=self.ip,
                 sender=envelope.sender or "<>",
                 rcpt=address,
-                reply=" ".join([str(decision.reply.code), *decision.reply.lines[:1]]),
+                reply=" ".join(p for p in (str(r.code), r.enhanced, *r.lines[:1]) if p),
             )
         return decision
 
@@ -184,6 +185,7 @@ class _Connection:
         self.in_message = False
         self.messages = 0
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
+        self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
     @property
@@ -253,6 +255,7 @@ class _Connection:
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):
+            self.data_started = time.monotonic()  # for the transaction latency metric
             await self._start_message(ev.envelope)
         elif isinstance(ev, MessageData):
             await self._message_write(ev.data)
@@ -394,8 +397,10 @@ class _Connection:
         msg_id = self._msg_id()
         rest, self.block = bytes(self.block), bytearray()
         self.sink = None  # from here on, only a failed commit may remove what it wrote
+        stored = time.monotonic()
         try:
             await self._run(_finish_direct, sink, rest)
+            self.store_seconds = time.monotonic() - stored
         except (StorageError, OSError) as e:
             self._abort(sink)
             return self._storage_failed(env, e)
@@ -457,6 +462,7 @@ class _Connection:
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
+            stored = time.monotonic()
             queue_id = await self._run(
                 functools.partial(
                     self.svc.handoff.deliver,
@@ -468,6 +474,7 @@ class _Connection:
                 plan,
                 trace,
             )
+            self.store_seconds = time.monotonic() - stored
         except (StorageError, QueueError, OSError) as e:
             return self._storage_failed(env, e)
         finally:
@@ -516,6 +523,8 @@ class _Connection:
             size=env.size,
             mailboxes=",".join(dict.fromkeys(mailboxes)),
             queued=queue_id or None,
+            seconds=round(time.monotonic() - self.data_started, 4),
+            store_seconds=round(self.store_seconds, 4),
         )
 
     def _prepare_submission(self, snap: Snapshot, spool: Spool) -> Reply | None:
