@@ -131,18 +131,20 @@ class Loaded:
         return self._root
 
 
-def section_bytes(item: Item, loaded: Loaded) -> bytes | None:
+def section_bytes(item: Item, loaded: Loaded) -> bytes:
+    """The octets of a section; a section the message does not have is empty, as
+    RFC 9051 6.4.5 has it for a missing part and Dovecot does."""
     if not item.numbers and not item.text:
         return loaded.data
     root = loaded.root
     part = mime.find_part(root, list(item.numbers)) if item.numbers else root
     if part is None:
-        return None
+        return b""
     if item.text == "MIME":
         return part.header
     if item.numbers and item.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"):
         if part.inner is None:
-            return None
+            return b""
         part = part.inner
     if item.text == "HEADER":
         return part.header
@@ -182,10 +184,8 @@ def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
     if name == "RFC822.TEXT":
         return b"RFC822.TEXT " + nstring(mime.split_header(loaded.data)[1])
     data = section_bytes(item, loaded)
-    if data is not None and item.partial is not None:
+    if item.partial is not None:
         start, length = item.partial
         data = data[start : start + length]
     label = item.label.encode("ascii", "replace")
-    if data is None:
-        return label + b" NIL"
     return label + b" {%d}\r\n" % len(data) + data

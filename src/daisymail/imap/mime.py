@@ -70,28 +70,52 @@ def parse(
         boundary = fields.get_param("boundary")
         if isinstance(boundary, str) and boundary:
             child_default = "message/rfc822" if sub == "digest" else "text/plain"
-            for chunk in _split_multipart(body, boundary.encode("ascii", "replace")):
-                part.children.append(
-                    parse(chunk, default=child_default, depth=depth + 1, count=counter)
-                )
+            for chunk, line_end in _split_multipart(body, boundary.encode("ascii", "replace")):
+                child = parse(chunk, default=child_default, depth=depth + 1, count=counter)
+                if line_end and _ends_with_own_close(child, chunk):
+                    child.body += b"\r\n"
+                    if child.inner is not None:
+                        child.inner.body += b"\r\n"
+                part.children.append(child)
     elif (main, sub) == ("message", "rfc822") or (main, sub) == ("message", "global"):
         part.inner = parse(body, depth=depth + 1, count=counter)
     return part
 
 
-def _split_multipart(body: bytes, boundary: bytes) -> list[bytes]:
-    pattern = re.compile(rb"(?:\A|\r\n)--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r\n|\Z)")
-    chunks: list[bytes] = []
+def _split_multipart(body: bytes, boundary: bytes) -> list[tuple[bytes, bool]]:
+    """The body parts between the delimiter lines, each with whether a CRLF before the
+    next delimiter was taken off (RFC 2046: that CRLF belongs to the delimiter).
+
+    A delimiter is a line of its own: right after the previous delimiter line, two
+    delimiters in a row make an empty part."""
+    pattern = re.compile(rb"(?m)^--" + re.escape(boundary) + rb"(--)?[ \t]*(?:\r\n|\Z)")
+    chunks: list[tuple[bytes, bool]] = []
     start: int | None = None
     for m in pattern.finditer(body):
         if start is not None:
-            chunks.append(body[start : m.start()])
+            chunk = body[start : m.start()]
+            line_end = chunk.endswith(b"\r\n")
+            chunks.append((chunk[:-2] if line_end else chunk, line_end))
         if m[1]:
             return chunks
         start = m.end()
     if start is not None:
-        chunks.append(body[start:])
+        chunks.append((body[start:], False))
     return chunks
+
+
+def _ends_with_own_close(child: Part, chunk: bytes) -> bool:
+    """Whether a part ends with the close delimiter of its own multipart (or of its
+    encapsulated message's): then the line end after it is the part's, not the
+    parent's delimiter's, as Dovecot counts it."""
+    target = child.inner if child.inner is not None else child
+    if target.content_type[0] != "multipart":
+        return False
+    boundary = target.fields.get_param("boundary")
+    if not isinstance(boundary, str) or not boundary:
+        return False
+    last = chunk.rsplit(b"\r\n", 1)[-1].rstrip(b" \t")
+    return last == b"--" + boundary.encode("ascii", "replace") + b"--"
 
 
 # -- sections ------------------------------------------------------------------------------
@@ -132,6 +156,12 @@ def header_fields(header: bytes, names: list[str], exclude: bool) -> bytes:
 
 
 # -- ENVELOPE and BODYSTRUCTURE -----------------------------------------------------------
+# Header values are taken as the octets on disk (raw 8-bit text stays what it was, encoded
+# words stay encoded): clients decode them, and the email package would replace 8-bit
+# octets it cannot name a charset for.
+
+MISSING_MAILBOX = b"MISSING_MAILBOX"  # what Dovecot and Cyrus send for an empty part
+MISSING_DOMAIN = b"MISSING_DOMAIN"  # (a NIL host would mean "start of a group")
 
 
 def _raw(value: str) -> bytes:
@@ -140,34 +170,102 @@ def _raw(value: str) -> bytes:
     return re.sub(rb"\r?\n(?=[ \t])", b"", data).strip()
 
 
+def raw_values(fields: Message, name: str) -> list[str]:
+    """Every value of a header field as parsed from the octets (surrogate-escaped)."""
+    wanted = name.lower()
+    return [str(v) for k, v in fields.raw_items() if k.lower() == wanted]
+
+
 def _field(fields: Message, name: str) -> bytes | None:
-    value = fields.get(name)
-    return None if value is None else _raw(str(value))
+    values = raw_values(fields, name)
+    return _raw(values[0]) if values else None
+
+
+def split_addresses(value: str) -> list[tuple[str, str]]:
+    """An address list in order, as ("mailbox", text), ("group", name) and ("end", "").
+
+    email.utils.getaddresses drops group syntax (``Team: a@b, c@d;``), which ENVELOPE
+    must keep; so the top level is split here and each mailbox parsed by parseaddr.
+    """
+    out: list[tuple[str, str]] = []
+    buf: list[str] = []
+    quoted = escaped = angle = False
+    depth = 0
+    group = False
+
+    def flush() -> None:
+        text = "".join(buf).strip()
+        if text:
+            out.append(("mailbox", text))
+        buf.clear()
+
+    for ch in value:
+        if quoted or depth:
+            buf.append(ch)
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif quoted and ch == '"':
+                quoted = False
+            elif depth and ch == "(":
+                depth += 1
+            elif depth and ch == ")":
+                depth -= 1
+            continue
+        if ch == '"':
+            quoted = True
+        elif ch == "(":
+            depth = 1
+        elif ch == "<":
+            angle = True
+        elif ch == ">":
+            angle = False
+        elif angle:
+            pass
+        elif ch == ":" and not group:
+            out.append(("group", "".join(buf).strip()))
+            buf.clear()
+            group = True
+            continue
+        elif ch == ";" and group:
+            flush()
+            out.append(("end", ""))
+            group = False
+            continue
+        elif ch == ",":
+            flush()
+            continue
+        buf.append(ch)
+    flush()
+    if group:
+        out.append(("end", ""))
+    return out
+
+
+def _address(text: str) -> Value:
+    display, addr = email.utils.parseaddr(text)
+    local, at, domain = addr.rpartition("@")
+    if not at:
+        local, domain = addr, ""
+    return [
+        _raw(display) if display else None,
+        None,
+        _raw(local) if local else MISSING_MAILBOX,
+        _raw(domain) if domain else MISSING_DOMAIN,
+    ]
 
 
 def _addresses(fields: Message, name: str) -> Value:
-    values = fields.get_all(name)
-    if not values:
-        return None
     out: list[Value] = []
-    try:
-        pairs = email.utils.getaddresses([str(v) for v in values])
-    except Exception:
-        return None
-    for display, addr in pairs:
-        if not addr and not display:
-            continue
-        local, at, domain = addr.rpartition("@")
-        if not at:
-            local, domain = addr, ""
-        out.append(
-            [
-                _raw(display) if display else None,
-                None,
-                _raw(local) if local else None,
-                _raw(domain) if domain else None,
-            ]
-        )
+    for value in raw_values(fields, name):
+        for kind, text in split_addresses(re.sub(r"\r?\n(?=[ \t])", "", value)):
+            if kind == "mailbox":
+                out.append(_address(text))
+            elif kind == "group":
+                out.append([None, None, _raw(text), None])
+            else:
+                out.append([None, None, None, None])
     if not out:
         return None
     return Raw(b"(" + b"".join(serialize(a) for a in out) + b")")  # no spaces: 1*address
@@ -189,34 +287,108 @@ def envelope(fields: Message) -> Value:
     ]
 
 
-def _params(fields: Message, header: str) -> Value:
-    try:
-        params = fields.get_params(header=header) or []
-    except Exception:
-        return None
-    out: list[Value] = []
-    for i, (key, raw) in enumerate(params):
-        if i == 0 and header == "content-type":
-            continue  # the type itself
-        if not key:
+def _split_params(value: str) -> list[str]:
+    """A structured header value cut at the semicolons outside quoted strings."""
+    pieces: list[str] = []
+    buf: list[str] = []
+    quoted = escaped = False
+    for ch in value:
+        if quoted:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                quoted = False
+        elif ch == '"':
+            quoted = True
+        elif ch == ";":
+            pieces.append("".join(buf))
+            buf.clear()
             continue
-        value: object = raw  # RFC 2231 values come as tuples, whatever the stubs say
-        if isinstance(value, tuple):
-            value = email.utils.collapse_rfc2231_value(value)
-        out += [_raw(key.upper()), _raw(str(value))]
+        buf.append(ch)
+    pieces.append("".join(buf))
+    return pieces
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", text[1:-1])
+    return text
+
+
+_SEGMENT = re.compile(r"(.+?)\*(\d{1,3})(\*?)\Z")
+
+
+def header_params(value: str | None) -> tuple[str, list[tuple[str, str]]]:
+    """(the value before the first semicolon, its parameters in order).
+
+    RFC 2231 continuations (``name*0*=...; name*1=...``) are joined into one ``name*``
+    or ``name`` parameter, as RFC 2231 asks of IMAP servers, but charset and
+    percent-encoding are left for the client to undo.
+    """
+    if value is None:
+        return "", []
+    flat = re.sub(r"\r?\n(?=[ \t])", "", value)
+    first, *rest = _split_params(flat)
+    params: list[tuple[str, str]] = []
+    segments: dict[str, list[tuple[int, bool, str]]] = {}
+    for piece in rest:
+        key, eq, raw = piece.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            continue
+        m = _SEGMENT.match(key)
+        if m:
+            base = m[1].lower()
+            if base not in segments:
+                segments[base] = []
+                params.append((base + "\0", ""))  # a place holder, filled below
+            segments[base].append((int(m[2]), bool(m[3]), _unquote(raw)))
+            continue
+        params.append((key, _unquote(raw)))
+    out: list[tuple[str, str]] = []
+    for key, val in params:
+        if key.endswith("\0"):
+            parts = sorted(segments[key[:-1]])
+            star = "*" if parts[0][1] else ""
+            out.append((key[:-1] + star, "".join(p[2] for p in parts)))
+        else:
+            out.append((key, val))
+    return first.strip(), out
+
+
+def _params(fields: Message, header: str, text_type: bool = False) -> Value:
+    values = raw_values(fields, header)
+    _, params = header_params(values[0] if values else None)
+    out: list[Value] = []
+    for key, value in params:
+        out += [_raw(key.upper()), _raw(value)]
+    if text_type and not any(k.lower() == "charset" for k, _ in params):
+        out += [b"CHARSET", b"US-ASCII"]  # RFC 2045's default, said out loud as others do
     return out or None
 
 
 def _disposition(fields: Message) -> Value:
-    value = fields.get("Content-Disposition")
+    values = raw_values(fields, "Content-Disposition")
+    if not values:
+        return None
+    kind = _raw(header_params(values[0])[0])
+    return [kind.upper() or b"ATTACHMENT", _params(fields, "Content-Disposition")]
+
+
+def _language(fields: Message) -> Value:
+    value = _field(fields, "Content-Language")
     if value is None:
         return None
-    kind = _raw(str(value)).split(b";", 1)[0].strip()
-    return [kind.upper() or b"ATTACHMENT", _params(fields, "content-disposition")]
+    tags: list[Value] = [t.strip() for t in value.split(b",") if t.strip()]
+    return tags[0] if len(tags) == 1 else (tags or None)
 
 
 def _lines(body: bytes) -> int:
-    return body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+    """Line breaks in the body: a last line without one is not counted (as Dovecot)."""
+    return body.count(b"\n")
 
 
 def body_structure(part: Part, extended: bool = True) -> Value:
@@ -231,7 +403,7 @@ def body_structure(part: Part, extended: bool = True) -> Value:
             out += [
                 _params(f, "content-type"),
                 _disposition(f),
-                _field(f, "Content-Language"),
+                _language(f),
                 _field(f, "Content-Location"),
             ]
         return out
@@ -241,7 +413,7 @@ def body_structure(part: Part, extended: bool = True) -> Value:
     out = [
         main.upper(),
         sub.upper(),
-        _params(f, "content-type"),
+        _params(f, "content-type", text_type=main == "text"),
         _field(f, "Content-ID"),
         _field(f, "Content-Description"),
         encoding.upper(),
@@ -259,7 +431,7 @@ def body_structure(part: Part, extended: bool = True) -> Value:
         out += [
             _field(f, "Content-MD5"),
             _disposition(f),
-            _field(f, "Content-Language"),
+            _language(f),
             _field(f, "Content-Location"),
         ]
     return out

@@ -7,6 +7,7 @@ import email
 import email.header
 import email.policy
 import email.utils
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,20 +53,45 @@ class Target:
 
     _text: str | None = None
 
+    _headers: str | None = None
+
     def header(self, name: str) -> list[str]:
-        values = self.loaded.root.fields.get_all(name) or []
-        return [decode_header(str(v)) for v in values]
+        return [decode_header(v) for v in mime.raw_values(self.loaded.root.fields, name)]
 
     def body_text(self) -> str:
         if self._text is None:
             self._text = decoded_body(self.loaded.data)
         return self._text
 
+    def all_headers(self) -> str:
+        """The header fields of the message and of every MIME part in it, decoded: TEXT
+        finds an attachment by its file name, as Dovecot's does."""
+        if self._headers is None:
+            lines: list[str] = []
+            stack = [self.loaded.root]
+            while stack:
+                part = stack.pop()
+                lines += [f"{k}: {decode_header(v)}" for k, v in part.fields.raw_items()]
+                stack += part.children
+                if part.inner is not None:
+                    stack.append(part.inner)
+            self._headers = "\n".join(lines)
+        return self._headers
+
 
 Predicate = Callable[[Target], bool]
 
 
 def decode_header(value: str) -> str:
+    """A header value as text: raw 8-bit octets read as UTF-8 (else Latin-1), encoded
+    words decoded, folding removed."""
+    if any("\udc80" <= c <= "\udcff" for c in value):  # octets the parser could not read
+        octets = value.encode("utf-8", "surrogateescape")
+        try:
+            value = octets.decode("utf-8")
+        except UnicodeDecodeError:
+            value = octets.decode("latin-1")
+    value = re.sub(r"\r?\n(?=[ \t])", "", value)
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
     except Exception:
@@ -183,8 +209,7 @@ class _Keys:
         if key == "TEXT":
             needle = self.text()
             return lambda t: (
-                needle in mime.split_header(t.loaded.data)[0].decode("utf-8", "replace").casefold()
-                or needle in t.body_text().casefold()
+                needle in t.all_headers().casefold() or needle in t.body_text().casefold()
             )
         if key in ("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"):
             return _date_key(key, _date(self.next()))

@@ -1,0 +1,98 @@
+"""ENVELOPE, BODYSTRUCTURE, sections and SEARCH text as Dovecot gives them: one vector per
+difference the Dovecot comparison (tests/integration/test_imap_dovecot_diff.py) found."""
+
+from __future__ import annotations
+
+import pytest
+
+from daisymail.imap import mime
+from daisymail.imap.responses import serialize
+from daisymail.imap.search import decode_header
+
+
+def _bs(data: bytes) -> bytes:
+    return serialize(mime.body_structure(mime.parse(mime.crlf(data))))
+
+
+def _env(data: bytes) -> bytes:
+    return serialize(mime.envelope(mime.parse(mime.crlf(data)).fields))
+
+
+ENVELOPE_ADDRESSES = [
+    # A group keeps its syntax: a start (NIL host) and an end (all NIL).
+    (
+        b"To: undisclosed-recipients:;\n\nx",
+        b'((NIL NIL "undisclosed-recipients" NIL)(NIL NIL NIL NIL))',
+    ),
+    (
+        b"To: Team: a@b.test, Ben <c@d.test>;, solo@e.test\n\nx",
+        b'((NIL NIL "Team" NIL)(NIL NIL "a" "b.test")("Ben" NIL "c" "d.test")'
+        b'(NIL NIL NIL NIL)(NIL NIL "solo" "e.test"))',
+    ),
+    # No domain: never a NIL host (that would start a group).
+    (b"To: root\n\nx", b'((NIL NIL "root" "MISSING_DOMAIN"))'),
+    (b"To: <>\n\nx", b'((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))'),
+    (b'To: "Quoted, Comma" <q@c.test>\n\nx', b'(("Quoted, Comma" NIL "q" "c.test"))'),
+]
+
+
+@pytest.mark.parametrize(("message", "to"), ENVELOPE_ADDRESSES)
+def test_envelope_addresses(message: bytes, to: bytes) -> None:
+    assert b" " + to + b" NIL NIL NIL NIL)" in _env(message)
+
+
+def test_envelope_keeps_8bit_header_octets() -> None:
+    env = _env("From: Jürgen <j@x.test>\nSubject: Größe\n\nx".encode())
+    assert "Größe".encode() in env and "Jürgen".encode() in env
+    assert b"\xef\xbf\xbd" not in env  # no replacement characters
+
+
+BODYSTRUCTURES = [
+    # RFC 2045's default charset is said out loud.
+    (b"Subject: x\n\nbody\n", b'("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 6 1 '),
+    # Lines are line breaks: the last line before a delimiter has none of its own.
+    (
+        b"Content-Type: multipart/mixed; boundary=b\n\n--b\n\none\n--b--\n",
+        b'(("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 3 0 ',
+    ),
+    # RFC 2231 continuations joined, the encoding left to the client.
+    (
+        b"Content-Type: application/x; name*0*=utf-8''%E2%82; name*1*=%AC.txt\n\nx",
+        b'("APPLICATION" "X" ("NAME*" "utf-8\'\'%E2%82%AC.txt") ',
+    ),
+    # Two delimiters in a row: an empty part between them.
+    (
+        b"Content-Type: multipart/mixed; boundary=b\n\n--b\n--b\n\nx\n--b--\n",
+        b'(("TEXT" "PLAIN" ("CHARSET" "US-ASCII") NIL NIL "7BIT" 0 0 NIL NIL NIL NIL)'
+        b'("TEXT" "PLAIN"',
+    ),
+]
+
+
+@pytest.mark.parametrize(("message", "start"), BODYSTRUCTURES)
+def test_bodystructure_vectors(message: bytes, start: bytes) -> None:
+    assert _bs(message).startswith(start)
+
+
+def test_disposition_and_language() -> None:
+    bs = _bs(
+        b"Content-Type: text/plain\nContent-Disposition: attachment; filename=a.txt\n"
+        b"Content-Language: en, de\n\nx"
+    )
+    assert bs.endswith(b'("ATTACHMENT" ("FILENAME" "a.txt")) ("en" "de") NIL)')
+
+
+def test_close_delimiter_line_end_stays_with_the_nested_part() -> None:
+    message = (
+        b"Content-Type: multipart/mixed; boundary=out\n\n--out\n"
+        b"Content-Type: message/rfc822\n\nSubject: in\n"
+        b"Content-Type: multipart/alternative; boundary=in\n\n--in\n\nx\n--in--\n--out--\n"
+    )
+    root = mime.parse(mime.crlf(message))
+    assert root.children[0].body.endswith(b"--in--\r\n")
+
+
+def test_search_decodes_raw_8bit_and_encoded_words() -> None:
+    raw = "Größe".encode().decode("ascii", "surrogateescape")
+    assert decode_header(raw) == "Größe"
+    assert decode_header("=?utf-8?q?caf=C3=A9?=\r\n x") == "café x"
