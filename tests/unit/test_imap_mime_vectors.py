@@ -96,3 +96,35 @@ def test_search_decodes_raw_8bit_and_encoded_words() -> None:
     raw = "Größe".encode().decode("ascii", "surrogateescape")
     assert decode_header(raw) == "Größe"
     assert decode_header("=?utf-8?q?caf=C3=A9?=\r\n x") == "café x"
+
+
+def test_folded_boundary_is_unfolded() -> None:
+    """imaptest's fetch-body-mime: ``boundary="foo<CRLF> bar"`` is the boundary "foo bar"."""
+    root = mime.parse(
+        mime.crlf(
+            b'Content-Type: multipart/mixed; boundary="foo\n bar"\n\n'
+            b"--foo bar\n\nhello\n--foo bar--\n"
+        )
+    )
+    assert [c.body for c in root.children] == [b"hello"]
+
+
+def test_group_with_only_a_comment_is_empty() -> None:
+    assert mime.split_addresses("group:;, group2: (foo) ;") == [
+        ("group", "group"),
+        ("end", ""),
+        ("group", "group2"),
+        ("end", ""),
+    ]
+
+
+def test_search_from_finds_an_address_written_with_comments() -> None:
+    from daisymail.imap.fetch import Loaded
+    from daisymail.imap.search import Target, parse_search
+
+    data = mime.crlf(b"From: <user-from (comment)@ (comment) domain.org>\n\nx\n")
+    item = Loaded.__new__(Loaded)
+    item._data = data  # type: ignore[attr-defined]
+    item._root = None  # type: ignore[attr-defined]
+    predicate, _ = parse_search(["FROM", b"user-from@domain.org"])
+    assert predicate(Target(1, 1, 1, item))

@@ -67,8 +67,8 @@ def parse(
         return part
     main, sub = part.content_type
     if main == "multipart":
-        boundary = fields.get_param("boundary")
-        if isinstance(boundary, str) and boundary:
+        boundary = _boundary(fields)
+        if boundary:
             child_default = "message/rfc822" if sub == "digest" else "text/plain"
             for chunk, line_end in _split_multipart(body, boundary.encode("ascii", "replace")):
                 child = parse(chunk, default=child_default, depth=depth + 1, count=counter)
@@ -104,6 +104,13 @@ def _split_multipart(body: bytes, boundary: bytes) -> list[tuple[bytes, bool]]:
     return chunks
 
 
+def _boundary(fields: Message) -> str:
+    """The boundary parameter, unfolded (``boundary="foo<CRLF> bar"`` is "foo bar")."""
+    values = raw_values(fields, "Content-Type")
+    params = header_params(values[0] if values else None)[1]
+    return next((v for k, v in params if k.lower() == "boundary"), "")
+
+
 def _ends_with_own_close(child: Part, chunk: bytes) -> bool:
     """Whether a part ends with the close delimiter of its own multipart (or of its
     encapsulated message's): then the line end after it is the part's, not the
@@ -111,8 +118,8 @@ def _ends_with_own_close(child: Part, chunk: bytes) -> bool:
     target = child.inner if child.inner is not None else child
     if target.content_type[0] != "multipart":
         return False
-    boundary = target.fields.get_param("boundary")
-    if not isinstance(boundary, str) or not boundary:
+    boundary = _boundary(target.fields)
+    if not boundary:
         return False
     last = chunk.rsplit(b"\r\n", 1)[-1].rstrip(b" \t")
     return last == b"--" + boundary.encode("ascii", "replace") + b"--"
@@ -195,7 +202,7 @@ def split_addresses(value: str) -> list[tuple[str, str]]:
 
     def flush() -> None:
         text = "".join(buf).strip()
-        if text:
+        if re.sub(r"\([^()]*\)", "", text).strip():  # not just a comment: "group: (x) ;"
             out.append(("mailbox", text))
         buf.clear()
 

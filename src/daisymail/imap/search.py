@@ -58,6 +58,17 @@ class Target:
     def header(self, name: str) -> list[str]:
         return [decode_header(v) for v in mime.raw_values(self.loaded.root.fields, name)]
 
+    def addresses(self, name: str) -> list[str]:
+        """An address field as written, and each address in it as ``name <local@domain>``
+        (comments and odd spacing gone), so that FROM finds what ENVELOPE shows."""
+        out = self.header(name)
+        for value in out[:]:
+            for kind, text in mime.split_addresses(value):
+                if kind == "mailbox":
+                    display, addr = email.utils.parseaddr(text)
+                    out.append(f"{display.strip()} <{addr}>")
+        return out
+
     def body_text(self) -> str:
         if self._text is None:
             self._text = decoded_body(self.loaded.data)
@@ -197,9 +208,12 @@ class _Keys:
         if key == "UID":
             uids = sequence_set(self.next())
             return lambda t: uids.contains(t.loaded.msg.uid, t.largest_uid)
+        if key == "SUBJECT":
+            needle = self.text()
+            return lambda t: any(needle in v.casefold() for v in t.header("Subject"))
         if key in ADDRESS_KEYS:
             needle, name = self.text(), key
-            return lambda t: any(needle in v.casefold() for v in t.header(name))
+            return lambda t: any(needle in v.casefold() for v in t.addresses(name))
         if key == "HEADER":
             name, needle = astring(self.next()), self.text()
             return lambda t: any(needle in v.casefold() for v in t.header(name))
