@@ -63,7 +63,8 @@ def test_fetch_envelope_flags_search_move(server: Daisy) -> None:
 def test_append_and_idle_sees_new_mail(server: Daisy) -> None:
     with _client(server) as c, _client(server) as idler:
         uid_before = c.folder_status("Sent", ["UIDNEXT"])[b"UIDNEXT"]
-        c.append("Sent", b"From: demo@example.test\r\nSubject: sent copy\r\n\r\nhi\r\n", [b"\\Seen"])
+        message = b"From: demo@example.test\r\nSubject: sent copy\r\n\r\nhi\r\n"
+        c.append("Sent", message, [b"\\Seen"])
         c.select_folder("Sent", readonly=True)
         assert c.search(["UID", f"{uid_before}:*", "SEEN"]) == [uid_before]
         idler.select_folder("INBOX")
