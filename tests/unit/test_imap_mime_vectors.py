@@ -33,6 +33,8 @@ ENVELOPE_ADDRESSES = [
     (b"To: root\n\nx", b'((NIL NIL "root" "MISSING_DOMAIN"))'),
     (b"To: <>\n\nx", b'((NIL NIL "MISSING_MAILBOX" "MISSING_DOMAIN"))'),
     (b'To: "Quoted, Comma" <q@c.test>\n\nx', b'(("Quoted, Comma" NIL "q" "c.test"))'),
+    # An obsolete source route is the address's adl (imaptest's fetch-envelope).
+    (b"To: <@route:user@domain>\n\nx", b'((NIL "@route" "user" "domain"))'),
 ]
 
 

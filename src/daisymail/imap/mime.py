@@ -250,14 +250,18 @@ def split_addresses(value: str) -> list[tuple[str, str]]:
     return out
 
 
+_ROUTE = re.compile(r"<\s*(@[^:<>]*):")
+
+
 def _address(text: str) -> Value:
     display, addr = email.utils.parseaddr(text)
     local, at, domain = addr.rpartition("@")
     if not at:
         local, domain = addr, ""
+    route = _ROUTE.search(text)  # an obsolete source route, <@relay:user@domain>: the adl
     return [
         _raw(display) if display else None,
-        None,
+        _raw(route[1].strip()) if route else None,
         _raw(local) if local else MISSING_MAILBOX,
         _raw(domain) if domain else MISSING_DOMAIN,
     ]
