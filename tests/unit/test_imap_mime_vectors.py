@@ -3,7 +3,12 @@ difference the Dovecot comparison (tests/integration/test_imap_dovecot_diff.py) 
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from daisymail.imap import mime
 from daisymail.imap.responses import serialize
@@ -130,3 +135,29 @@ def test_search_from_finds_an_address_written_with_comments() -> None:
     item._root = None  # type: ignore[attr-defined]
     predicate, _ = parse_search(["FROM", b"user-from@domain.org"])
     assert predicate(Target(1, 1, 1, item))
+
+
+@given(
+    st.binary(max_size=200) | st.lists(st.sampled_from([b"\r", b"\n", b"\r\n", b"x"])).map(b"".join)
+)
+def test_crlf_turns_every_bare_lf_into_crlf(data: bytes) -> None:
+    assert mime.crlf(data) == re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def test_envelope_is_cached_per_message(tmp_path: Path) -> None:
+    """A folder opened again is answered from the cache, without reading the files."""
+    from daisymail.imap import fetch
+    from daisymail.store.imap_folders import Message
+
+    path = tmp_path / "cur" / "1.unique.host:2,"
+    path.parent.mkdir()
+    path.write_bytes(b"Subject: cached\r\n\r\nx\r\n")
+    msg = Message(1, "1.unique.host", frozenset(), 1, str(path))
+    item = fetch.Item("ENVELOPE", label="ENVELOPE")
+    first = fetch.render(item, msg, fetch.Loaded(msg))
+    path.unlink()
+    assert fetch.render(item, msg, fetch.Loaded(msg)) == first
+    assert b'"cached"' in first
+    other = Message(2, "2.unique.host", frozenset(), 1, str(path))
+    with pytest.raises(FileNotFoundError):  # another message is not taken for this one
+        fetch.render(item, other, fetch.Loaded(other))

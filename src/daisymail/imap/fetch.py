@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 
 from daisymail.imap import mime
@@ -159,6 +161,30 @@ def section_bytes(item: Item, loaded: Loaded) -> bytes:
     return part.body
 
 
+# ENVELOPE and BODYSTRUCTURE of recently fetched messages, in wire form. A Maildir
+# message never changes once delivered (flags live in its name, not its octets), so a
+# mail program opening a folder again is answered without reading or parsing the files
+# (Dovecot keeps the same in its index cache). Bounded: about 500 octets an entry.
+_STRUCTURE_CACHE: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+STRUCTURE_CACHE_ENTRIES = 20000
+
+
+def _structure(name: str, msg: Message, loaded: Loaded) -> bytes:
+    key = (os.path.dirname(os.path.dirname(msg.path)), msg.unique, name)
+    cached = _STRUCTURE_CACHE.get(key)
+    if cached is not None:
+        _STRUCTURE_CACHE.move_to_end(key)
+        return cached
+    if name == "ENVELOPE":
+        value = serialize(mime.envelope(loaded.root.fields))
+    else:
+        value = serialize(mime.body_structure(loaded.root, name == "BODYSTRUCTURE"))
+    _STRUCTURE_CACHE[key] = value
+    if len(_STRUCTURE_CACHE) > STRUCTURE_CACHE_ENTRIES:
+        _STRUCTURE_CACHE.popitem(last=False)
+    return value
+
+
 def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
     name = item.name
     if name == "FLAGS":
@@ -171,12 +197,8 @@ def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
         return b"RFC822.SIZE %d" % msg.size
     if name == "INTERNALDATE":
         return b"INTERNALDATE " + internal_date(msg.internal_date)
-    if name == "ENVELOPE":
-        return b"ENVELOPE " + serialize(mime.envelope(loaded.root.fields))
-    if name == "BODYSTRUCTURE":
-        return b"BODYSTRUCTURE " + serialize(mime.body_structure(loaded.root, True))
-    if name == "BODY":
-        return b"BODY " + serialize(mime.body_structure(loaded.root, False))
+    if name in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
+        return name.encode() + b" " + _structure(name, msg, loaded)
     if name == "RFC822":
         return b"RFC822 " + nstring(loaded.data)
     if name == "RFC822.HEADER":

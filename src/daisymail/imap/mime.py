@@ -20,12 +20,17 @@ from daisymail.imap.responses import Raw, Value, serialize
 MAX_DEPTH = 20
 MAX_PARTS = 2000
 _HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
-_BARE_LF = re.compile(rb"(?<!\r)\n")
 
 
 def crlf(data: bytes) -> bytes:
-    """Line ends as IMAP sends them (messages are stored with LF or CRLF)."""
-    return _BARE_LF.sub(b"\r\n", data)
+    """Line ends as IMAP sends them (messages are stored with LF or CRLF).
+
+    Every bare LF becomes CRLF. Done with two C-speed replaces, and not at all when
+    there is no bare LF (messages stored with CRLF): the regular expression this
+    replaces held FETCH of bodies to about 30 MB/s."""
+    if data.count(b"\n") == data.count(b"\r\n"):
+        return data
+    return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
 def split_header(data: bytes) -> tuple[bytes, bytes]:
