@@ -161,3 +161,20 @@ def test_envelope_is_cached_per_message(tmp_path: Path) -> None:
     other = Message(2, "2.unique.host", frozenset(), 1, str(path))
     with pytest.raises(FileNotFoundError):  # another message is not taken for this one
         fetch.render(item, other, fetch.Loaded(other))
+
+
+def test_files_without_bare_lf_are_remembered(tmp_path: Path) -> None:
+    from daisymail.imap import fetch
+    from daisymail.store.imap_folders import Message
+
+    (tmp_path / "cur").mkdir()
+    crlf_file, lf_file = tmp_path / "cur" / "3.a.host:2,", tmp_path / "cur" / "4.b.host:2,"
+    crlf_file.write_bytes(b"Subject: a\r\n\r\nx\r\n")
+    lf_file.write_bytes(b"Subject: b\n\nx\n")
+    a = Message(3, "3.a.host", frozenset(), 1, str(crlf_file))
+    b = Message(4, "4.b.host", frozenset(), 1, str(lf_file))
+    assert fetch.Loaded(a).data == b"Subject: a\r\n\r\nx\r\n"
+    assert fetch.Loaded(b).data == b"Subject: b\r\n\r\nx\r\n"
+    assert (str(tmp_path), "3.a.host") in fetch._CRLF_FILES
+    assert (str(tmp_path), "4.b.host") not in fetch._CRLF_FILES
+    assert fetch.Loaded(b).data == b"Subject: b\r\n\r\nx\r\n"  # converted every time

@@ -6,11 +6,14 @@ import os
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeVar
 
 from daisymail.imap import mime
 from daisymail.imap.parser import ParseError, Token, parse_tokens
 from daisymail.imap.responses import flag_list, internal_date, nstring, serialize
 from daisymail.store.imap_folders import Message
+
+_V = TypeVar("_V")
 
 MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
@@ -111,6 +114,27 @@ def parse_items(arg: Token) -> list[Item]:
     return items
 
 
+# What is known of recently fetched messages. A Maildir message never changes once
+# delivered (flags live in its name, not its octets), so a mail program opening a folder
+# again is answered without reading or parsing the files (Dovecot keeps the same in its
+# index cache): ENVELOPE and BODYSTRUCTURE in wire form (about 500 octets an entry), and
+# which files have no bare LF to turn into CRLF. Bounded, least recently used out first.
+CACHE_ENTRIES = 20000
+_STRUCTURE_CACHE: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+_CRLF_FILES: OrderedDict[tuple[str, ...], bool] = OrderedDict()
+
+
+def _cache_key(msg: Message) -> tuple[str, str]:
+    """The folder and the Maildir unique name: the same message whatever its flags."""
+    return os.path.dirname(os.path.dirname(msg.path)), msg.unique
+
+
+def _remember(cache: OrderedDict[tuple[str, ...], _V], key: tuple[str, ...], value: _V) -> None:
+    cache[key] = value
+    if len(cache) > CACHE_ENTRIES:
+        cache.popitem(last=False)
+
+
 class Loaded:
     """A message's octets (CRLF) and MIME tree, read once and only when needed."""
 
@@ -123,7 +147,14 @@ class Loaded:
     def data(self) -> bytes:
         if self._data is None:
             with open(self.msg.path, "rb") as f:
-                self._data = mime.crlf(f.read())
+                raw = f.read()
+            key = _cache_key(self.msg)
+            if key in _CRLF_FILES:  # known to have no bare LF: sent as it is
+                self._data = raw
+            else:
+                self._data = mime.crlf(raw)
+                if self._data is raw:
+                    _remember(_CRLF_FILES, key, True)
         return self._data
 
     @property
@@ -161,16 +192,8 @@ def section_bytes(item: Item, loaded: Loaded) -> bytes:
     return part.body
 
 
-# ENVELOPE and BODYSTRUCTURE of recently fetched messages, in wire form. A Maildir
-# message never changes once delivered (flags live in its name, not its octets), so a
-# mail program opening a folder again is answered without reading or parsing the files
-# (Dovecot keeps the same in its index cache). Bounded: about 500 octets an entry.
-_STRUCTURE_CACHE: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
-STRUCTURE_CACHE_ENTRIES = 20000
-
-
 def _structure(name: str, msg: Message, loaded: Loaded) -> bytes:
-    key = (os.path.dirname(os.path.dirname(msg.path)), msg.unique, name)
+    key = (*_cache_key(msg), name)
     cached = _STRUCTURE_CACHE.get(key)
     if cached is not None:
         _STRUCTURE_CACHE.move_to_end(key)
@@ -179,9 +202,7 @@ def _structure(name: str, msg: Message, loaded: Loaded) -> bytes:
         value = serialize(mime.envelope(loaded.root.fields))
     else:
         value = serialize(mime.body_structure(loaded.root, name == "BODYSTRUCTURE"))
-    _STRUCTURE_CACHE[key] = value
-    if len(_STRUCTURE_CACHE) > STRUCTURE_CACHE_ENTRIES:
-        _STRUCTURE_CACHE.popitem(last=False)
+    _remember(_STRUCTURE_CACHE, key, value)
     return value
 
 
