@@ -203,6 +203,9 @@ service imap-login {{
 service imap {{
   process_limit = {processes}
 }}
+protocol imap {{
+  mail_max_userip_connections = {clients}
+}}
 """
 
 
@@ -438,6 +441,8 @@ def main() -> int:
         idle,
         args.reps or (2 if args.quick else 3),
         args.idle_dovecot,
+        args.idle_folder,
+        args.idle_only,
     )
     json.dump(result, sys.stdout, indent=1)
     print()
