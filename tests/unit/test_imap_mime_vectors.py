@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daisymail.imap import mime
+from daisymail.imap import fields, mime
 from daisymail.imap.responses import serialize
 from daisymail.imap.search import decode_header
 
@@ -117,7 +117,7 @@ def test_folded_boundary_is_unfolded() -> None:
 
 
 def test_group_with_only_a_comment_is_empty() -> None:
-    assert mime.split_addresses("group:;, group2: (foo) ;") == [
+    assert fields.split_addresses("group:;, group2: (foo) ;") == [
         ("group", "group"),
         ("end", ""),
         ("group", "group2"),

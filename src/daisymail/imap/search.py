@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daisymail.imap import mime
+from daisymail.imap import fields, mime
 from daisymail.imap.fetch import Loaded
 from daisymail.imap.parser import (
     ParseError,
@@ -63,7 +63,7 @@ class Target:
         (comments and odd spacing gone), so that FROM finds what ENVELOPE shows."""
         out = self.header(name)
         for value in out[:]:
-            for kind, text in mime.split_addresses(value):
+            for kind, text in fields.split_addresses(value):
                 if kind == "mailbox":
                     display, addr = email.utils.parseaddr(text)
                     out.append(f"{display.strip()} <{addr}>")
