@@ -156,6 +156,41 @@ def memory_table(res: Row) -> list[str]:
     return [*out, ""]
 
 
+def imap_table(res: Row) -> list[str]:
+    """IMAP next to Dovecot (bench/imap_load.py): medians of the repetitions."""
+    imap = res.get("imap")
+    if not imap:
+        return []
+    rows = imap["rows"]
+    out = [
+        f"### IMAP ({imap['messages']} messages in INBOX)",
+        "",
+        "| figure | Daisy | Dovecot | ratio |",
+        "|---|---:|---:|---:|",
+    ]
+    for figure, key, label in (
+        (
+            "open_folder",
+            "sessions_per_s",
+            "LOGIN + SELECT + FETCH 1:* (FLAGS ENVELOPE), sessions/s",
+        ),
+        ("fetch_bodies", "mb_per_s", "UID FETCH 1:* BODY.PEEK[] of 100 KiB messages, MB/s"),
+    ):
+        d = _median(_pick(rows, figure=figure, server="daisy"), key)
+        p = _median(_pick(rows, figure=figure, server="dovecot"), key)
+        out.append(f"| {label} | {_fmt(d, 2)} | {_fmt(p, 2)} | {_ratio(d, p)} |")
+    idle = {r["server"]: r for r in _pick(rows, figure="idle")}
+    if "daisy" in idle:
+        d, p = idle["daisy"], idle.get("dovecot")
+        out.append(
+            f"| RSS with {d['held']} of {d['idle']} idle IDLE sessions on "
+            f"{d.get('folder', 'INBOX')}, MB (Daisy before them: {d['before_rss_mb']}) "
+            f"| {_fmt(d['rss_mb'])} | {_fmt(p['rss_mb'] if p else None)} "
+            f"| {_ratio(d['rss_mb'], p['rss_mb'] if p else None)} |"
+        )
+    return [*out, ""]
+
+
 def targets(res: Row) -> list[str]:
     """The issue's targets, each checked against this run's medians."""
     smtp, pop3 = res["smtp"], res["pop3"]
@@ -286,6 +321,7 @@ def markdown(res: Row) -> str:
         *smtp_tables(res),
         *pop3_table(res),
         *memory_table(res),
+        *imap_table(res),
         *targets(res),
         *analysis(),
         METHOD.format(

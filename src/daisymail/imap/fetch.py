@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
+from typing import TypeVar
 
 from daisymail.imap import mime
 from daisymail.imap.parser import ParseError, Token, parse_tokens
 from daisymail.imap.responses import flag_list, internal_date, nstring, serialize
 from daisymail.store.imap_folders import Message
+
+_V = TypeVar("_V")
 
 MACROS = {
     "ALL": ["FLAGS", "INTERNALDATE", "RFC822.SIZE", "ENVELOPE"],
@@ -109,6 +114,27 @@ def parse_items(arg: Token) -> list[Item]:
     return items
 
 
+# What is known of recently fetched messages. A Maildir message never changes once
+# delivered (flags live in its name, not its octets), so a mail program opening a folder
+# again is answered without reading or parsing the files (Dovecot keeps the same in its
+# index cache): ENVELOPE and BODYSTRUCTURE in wire form (about 500 octets an entry), and
+# which files have no bare LF to turn into CRLF. Bounded, least recently used out first.
+CACHE_ENTRIES = 20000
+_STRUCTURE_CACHE: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+_CRLF_FILES: OrderedDict[tuple[str, ...], bool] = OrderedDict()
+
+
+def _cache_key(msg: Message) -> tuple[str, str]:
+    """The folder and the Maildir unique name: the same message whatever its flags."""
+    return os.path.dirname(os.path.dirname(msg.path)), msg.unique
+
+
+def _remember(cache: OrderedDict[tuple[str, ...], _V], key: tuple[str, ...], value: _V) -> None:
+    cache[key] = value
+    if len(cache) > CACHE_ENTRIES:
+        cache.popitem(last=False)
+
+
 class Loaded:
     """A message's octets (CRLF) and MIME tree, read once and only when needed."""
 
@@ -121,7 +147,14 @@ class Loaded:
     def data(self) -> bytes:
         if self._data is None:
             with open(self.msg.path, "rb") as f:
-                self._data = mime.crlf(f.read())
+                raw = f.read()
+            key = _cache_key(self.msg)
+            if key in _CRLF_FILES:  # known to have no bare LF: sent as it is
+                self._data = raw
+            else:
+                self._data = mime.crlf(raw)
+                if self._data is raw:
+                    _remember(_CRLF_FILES, key, True)
         return self._data
 
     @property
@@ -131,18 +164,20 @@ class Loaded:
         return self._root
 
 
-def section_bytes(item: Item, loaded: Loaded) -> bytes | None:
+def section_bytes(item: Item, loaded: Loaded) -> bytes:
+    """The octets of a section; a section the message does not have is empty, as
+    RFC 9051 6.4.5 has it for a missing part and Dovecot does."""
     if not item.numbers and not item.text:
         return loaded.data
     root = loaded.root
     part = mime.find_part(root, list(item.numbers)) if item.numbers else root
     if part is None:
-        return None
+        return b""
     if item.text == "MIME":
         return part.header
     if item.numbers and item.text in ("HEADER", "HEADER.FIELDS", "HEADER.FIELDS.NOT", "TEXT"):
         if part.inner is None:
-            return None
+            return b""
         part = part.inner
     if item.text == "HEADER":
         return part.header
@@ -157,6 +192,20 @@ def section_bytes(item: Item, loaded: Loaded) -> bytes | None:
     return part.body
 
 
+def _structure(name: str, msg: Message, loaded: Loaded) -> bytes:
+    key = (*_cache_key(msg), name)
+    cached = _STRUCTURE_CACHE.get(key)
+    if cached is not None:
+        _STRUCTURE_CACHE.move_to_end(key)
+        return cached
+    if name == "ENVELOPE":
+        value = serialize(mime.envelope(loaded.root.fields))
+    else:
+        value = serialize(mime.body_structure(loaded.root, name == "BODYSTRUCTURE"))
+    _remember(_STRUCTURE_CACHE, key, value)
+    return value
+
+
 def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
     name = item.name
     if name == "FLAGS":
@@ -169,12 +218,8 @@ def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
         return b"RFC822.SIZE %d" % msg.size
     if name == "INTERNALDATE":
         return b"INTERNALDATE " + internal_date(msg.internal_date)
-    if name == "ENVELOPE":
-        return b"ENVELOPE " + serialize(mime.envelope(loaded.root.fields))
-    if name == "BODYSTRUCTURE":
-        return b"BODYSTRUCTURE " + serialize(mime.body_structure(loaded.root, True))
-    if name == "BODY":
-        return b"BODY " + serialize(mime.body_structure(loaded.root, False))
+    if name in ("ENVELOPE", "BODYSTRUCTURE", "BODY"):
+        return name.encode() + b" " + _structure(name, msg, loaded)
     if name == "RFC822":
         return b"RFC822 " + nstring(loaded.data)
     if name == "RFC822.HEADER":
@@ -182,10 +227,8 @@ def render(item: Item, msg: Message, loaded: Loaded) -> bytes:
     if name == "RFC822.TEXT":
         return b"RFC822.TEXT " + nstring(mime.split_header(loaded.data)[1])
     data = section_bytes(item, loaded)
-    if data is not None and item.partial is not None:
+    if item.partial is not None:
         start, length = item.partial
         data = data[start : start + length]
     label = item.label.encode("ascii", "replace")
-    if data is None:
-        return label + b" NIL"
     return label + b" {%d}\r\n" % len(data) + data

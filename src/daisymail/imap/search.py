@@ -7,10 +7,11 @@ import email
 import email.header
 import email.policy
 import email.utils
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from daisymail.imap import mime
+from daisymail.imap import fields, mime
 from daisymail.imap.fetch import Loaded
 from daisymail.imap.parser import (
     ParseError,
@@ -52,20 +53,56 @@ class Target:
 
     _text: str | None = None
 
+    _headers: str | None = None
+
     def header(self, name: str) -> list[str]:
-        values = self.loaded.root.fields.get_all(name) or []
-        return [decode_header(str(v)) for v in values]
+        return [decode_header(v) for v in mime.raw_values(self.loaded.root.fields, name)]
+
+    def addresses(self, name: str) -> list[str]:
+        """An address field as written, and each address in it as ``name <local@domain>``
+        (comments and odd spacing gone), so that FROM finds what ENVELOPE shows."""
+        out = self.header(name)
+        for value in out[:]:
+            for kind, text in fields.split_addresses(value):
+                if kind == "mailbox":
+                    display, addr = email.utils.parseaddr(text)
+                    out.append(f"{display.strip()} <{addr}>")
+        return out
 
     def body_text(self) -> str:
         if self._text is None:
             self._text = decoded_body(self.loaded.data)
         return self._text
 
+    def all_headers(self) -> str:
+        """The header fields of the message and of every MIME part in it, decoded: TEXT
+        finds an attachment by its file name, as Dovecot's does."""
+        if self._headers is None:
+            lines: list[str] = []
+            stack = [self.loaded.root]
+            while stack:
+                part = stack.pop()
+                lines += [f"{k}: {decode_header(v)}" for k, v in part.fields.raw_items()]
+                stack += part.children
+                if part.inner is not None:
+                    stack.append(part.inner)
+            self._headers = "\n".join(lines)
+        return self._headers
+
 
 Predicate = Callable[[Target], bool]
 
 
 def decode_header(value: str) -> str:
+    """A header value as text: raw 8-bit octets read as UTF-8 (else Latin-1), encoded
+    words decoded, folding removed."""
+    if any("\udc80" <= c <= "\udcff" for c in value):  # octets the parser could not read
+        octets = value.encode("utf-8", "surrogateescape")
+        try:
+            value = octets.decode("utf-8")
+        except UnicodeDecodeError:
+            value = octets.decode("latin-1")
+    value = re.sub(r"\r?\n(?=[ \t])", "", value)
     try:
         return str(email.header.make_header(email.header.decode_header(value)))
     except Exception:
@@ -171,9 +208,12 @@ class _Keys:
         if key == "UID":
             uids = sequence_set(self.next())
             return lambda t: uids.contains(t.loaded.msg.uid, t.largest_uid)
+        if key == "SUBJECT":
+            needle = self.text()
+            return lambda t: any(needle in v.casefold() for v in t.header("Subject"))
         if key in ADDRESS_KEYS:
             needle, name = self.text(), key
-            return lambda t: any(needle in v.casefold() for v in t.header(name))
+            return lambda t: any(needle in v.casefold() for v in t.addresses(name))
         if key == "HEADER":
             name, needle = astring(self.next()), self.text()
             return lambda t: any(needle in v.casefold() for v in t.header(name))
@@ -183,8 +223,7 @@ class _Keys:
         if key == "TEXT":
             needle = self.text()
             return lambda t: (
-                needle in mime.split_header(t.loaded.data)[0].decode("utf-8", "replace").casefold()
-                or needle in t.body_text().casefold()
+                needle in t.all_headers().casefold() or needle in t.body_text().casefold()
             )
         if key in ("BEFORE", "ON", "SINCE", "SENTBEFORE", "SENTON", "SENTSINCE"):
             return _date_key(key, _date(self.next()))
