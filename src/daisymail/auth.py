@@ -103,9 +103,11 @@ class Authenticator:
         if delay:
             await asyncio.sleep(delay)
 
-    async def verify(self, ip: str, name: str, password: str) -> Login | None:
+    async def verify(
+        self, ip: str, name: str, password: str, *, sid: str | None = None
+    ) -> Login | None:
         """The account if the password is right; on failure count it and wait, so that
-        failures all look alike."""
+        failures all look alike. sid: the session's id, for the log line of a cache hit."""
         self.sync(self.directory.snapshot())
         attempt = self.resolve(name)
         await self.before_attempt(ip, attempt.key)
@@ -116,7 +118,7 @@ class Authenticator:
         address = login.address if login is not None else attempt.key
         digest = self.cache.digest(address, stored or "", password)
         if login is not None and self.cache.check(address, digest):
-            event(log, "auth.cache.hit", logging.DEBUG, client=ip, user=address)
+            event(log, "auth.cache.hit", logging.DEBUG, sid=sid, client=ip, user=address)
             ok = True
         else:
             ok = await _hashing(_check, stored, password)

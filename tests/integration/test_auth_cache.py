@@ -115,7 +115,12 @@ def test_repeated_pop3_logins_hit_the_cache(server: Daisy) -> None:
     for _ in range(5):
         assert pop3_login(server, "poll@example.test", "poll-pw").startswith("+OK")
     assert hits(server, "poll@example.test") == 4  # the first one paid argon2
-    assert server.logs().count("pop3.login ") >= 5  # each logged as before
+    logs = server.logs()
+    # Each hit is logged with its session's id, and the session logs its login as before.
+    sids = re.findall(r"auth\.cache\.hit sid=(\w+) client=127\.0\.0\.1 user=poll@", logs)
+    assert len(sids) == 4
+    for sid in sids:
+        assert re.search(rf"pop3\.login sid={sid} .*user=poll@example\.test", logs)
 
 
 def test_repeated_imap_logins_hit_the_cache(server: Daisy) -> None:
