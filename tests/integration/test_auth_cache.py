@@ -10,6 +10,7 @@ import base64
 import imaplib
 import poplib
 import re
+import signal
 import smtplib
 import socket
 import ssl
@@ -194,3 +195,17 @@ def test_negative_cache_ttl_is_refused(daisy_dir: Daisy) -> None:
     res = daisy_dir.cli("check", check=False)
     assert res.returncode != 0
     assert "auth.cache_ttl" in res.stderr + res.stdout
+
+
+def test_sighup_with_cache_ttl_zero_turns_the_cache_off(daisy_dir: Daisy) -> None:
+    d = _server(daisy_dir, 3600, ("poll",))
+    for _ in range(2):
+        assert pop3_login(d, "poll@example.test", "poll-pw").startswith("+OK")
+    assert hits(d, "poll@example.test") == 1
+    d.set_config("[auth]", "cache_ttl", "0")
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    eventually(lambda: "reloaded " in d.logs(), timeout=10)
+    for _ in range(2):
+        assert pop3_login(d, "poll@example.test", "poll-pw").startswith("+OK")
+    assert hits(d, "poll@example.test") == 1
