@@ -32,7 +32,7 @@ test: $(VENV)/.installed test-deps
 	$(PY) -m pytest -q -n $(TEST_JOBS) -m "not serial" --durations=15
 	$(PY) -m pytest -q -m serial
 
-## bench: Daisy next to Postfix + Dovecot (as root; installs them on first use), ~10 minutes;
+## bench: Daisy next to Postfix + Dovecot (as root; installs them on first use), ~13 minutes;
 ## regenerates docs/performance.md. BENCH_ARGS=--quick for a short check of the harness.
 bench: $(VENV)/.installed
 	$(PY) bench/run $(BENCH_ARGS)

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from daisymail import config as config_mod
 from daisymail.auth import Authenticator
+from daisymail.authcache import CredentialCache
 from daisymail.config import Config, ConfigError, parse_hostport
 from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
@@ -106,6 +107,7 @@ class App:
             throttle,
             cfg.limits.auth_failure_delay,
             default_domain=lambda: cfg.default_login_domain,  # cfg is updated by reload()
+            cache=CredentialCache(time.monotonic, cfg.auth.cache_ttl),
         )
         return cls(
             cfg=cfg,
@@ -318,6 +320,7 @@ class App:
                 event(log, "directory.refresh.failed", logging.WARNING, error=str(e))
                 continue
             if changed:
+                self.auth.sync(self.directory.snapshot())  # departed accounts leave the cache
                 event(log, "directory.reloaded", seconds=round(time.monotonic() - t0, 3))
 
     async def _listen(
@@ -393,6 +396,9 @@ class App:
             )
         self.cfg.limits = new.limits
         self.auth.failure_delay = new.limits.auth_failure_delay
+        self.auth.cache.ttl = new.auth.cache_ttl
+        if not self.auth.cache.enabled:
+            self.auth.cache.clear()
         self.cfg.relay = new.relay
         self.cfg.pop3 = new.pop3
         self.cfg.auth = new.auth

@@ -8,6 +8,10 @@ pays the dummy argon2 verify, so timing does not tell which accounts were not mi
 Failures are counted per client address and per account (logins.throttle_key), not per
 spelling of the name. A good login with a legacy hash is upgraded to argon2id (the
 directory write in a worker thread) when the directory can be written.
+
+A good login is remembered (authcache: an HMAC, never the password) so the same account
+logging in again with the same password skips the verify; only successes are answered
+from there, and a miss takes the path above unchanged, so failures cost what they did.
 """
 
 from __future__ import annotations
@@ -16,13 +20,15 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
+from daisymail.authcache import CredentialCache
 from daisymail.directory.base import Directory
-from daisymail.directory.model import Login
+from daisymail.directory.model import Login, Snapshot
 from daisymail.directory.passwords import (
     dummy_verify,
     hash_password,
@@ -73,6 +79,17 @@ class Authenticator:
     throttle: AuthThrottle
     failure_delay: float
     default_domain: Callable[[], str] = lambda: ""
+    cache: CredentialCache = field(default_factory=lambda: CredentialCache(time.monotonic, 0))
+    _synced: Snapshot | None = field(default=None, init=False, repr=False)
+
+    def sync(self, snapshot: Snapshot) -> None:
+        """Drop remembered logins of accounts that left the directory. A changed hash
+        needs nothing here: it is part of every entry's HMAC, so it misses anyway."""
+        if snapshot is self._synced:
+            return
+        self._synced = snapshot
+        if len(self.cache):
+            self.cache.forget_missing(login.address for login in snapshot.logins)
 
     def resolve(self, name: str) -> Attempt:
         """The account a login name means (logins.resolve_login) and what it counts under."""
@@ -87,14 +104,27 @@ class Authenticator:
             event(log, "auth.throttled", client=ip, user=key, delay=delay)
             await asyncio.sleep(delay)
 
-    async def verify(self, ip: str, name: str, password: str) -> Login | None:
+    async def verify(
+        self, ip: str, name: str, password: str, *, sid: str | None = None
+    ) -> Login | None:
         """The account if the password is right; on failure count it and wait, so that
-        failures all look alike."""
+        failures all look alike. sid: the session's id, for the log line of a cache hit."""
+        self.sync(self.directory.snapshot())
         attempt = self.resolve(name)
         await self.before_attempt(ip, attempt.key)
         login = attempt.login
         stored = login.password_hash if login is not None else None
-        ok = await _hashing(_check, stored, password)
+        # The HMAC is made for every attempt, known account or not: the same few
+        # microseconds whatever the name, before the verify that a miss pays in full.
+        address = login.address if login is not None else attempt.key
+        digest = self.cache.digest(address, stored or "", password)
+        if login is not None and self.cache.check(address, digest):
+            event(log, "auth.cache.hit", logging.DEBUG, sid=sid, client=ip, user=address)
+            ok = True
+        else:
+            ok = await _hashing(_check, stored, password)
+            if ok and login is not None and self.directory.snapshot() is self._synced:
+                self.cache.remember(address, digest)  # not if the account changed meanwhile
         if not ok or login is None:
             await self.failed(ip, attempt.key)
             return None

@@ -101,6 +101,9 @@ class Auth:
     # Domain for login names given without one, for every protocol; empty falls back
     # to the older [pop3] default_domain.
     default_domain: str = ""
+    # Seconds a good login is remembered (an HMAC, never the password) so the same
+    # password again skips the argon2 verify; 0 turns the cache off.
+    cache_ttl: int = 3600
 
 
 @dataclass
@@ -254,6 +257,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
     ("limits.max_connections", 1, "0 would refuse every connection"),
     ("limits.max_connections_per_ip", 1, "0 would refuse every connection"),
     ("limits.auth_failure_delay", 0, "seconds; 0 turns the delay and the throttle off"),
+    ("auth.cache_ttl", 0, "seconds a good login is remembered; 0 turns the cache off"),
     ("queue.lifetime", 1, "seconds before an undeliverable message is bounced"),
     ("queue.destination_concurrency", 1, "0 would never send anything"),
     ("queue.delay_warning", 0, "seconds; 0 = never"),

@@ -63,6 +63,7 @@ mx_auth = false                  # also offer AUTH on the MX port (users send on
 
 [auth]
 default_domain = ""              # domain for logins given without one (SMTP AUTH, POP3)
+cache_ttl = 3600                 # seconds a good login skips the hash check again; 0 = off
 
 [pop3]
 use_x_uidl = false               # teapop -u: take UIDLs from X-UIDL headers

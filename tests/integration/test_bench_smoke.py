@@ -88,6 +88,13 @@ def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
     assert modes == {("logins", 1), ("logins", 20), ("retrieve", 1), ("retrieve", 20)}
     assert all(r["sessions"] > 0 for r in doc["pop3"])
     assert all(r["mb_per_s"] > 0 for r in doc["pop3"] if r["mode"] == "retrieve")
+    logins = doc["logins"]  # the polling pattern, Daisy's login cache on and off
+    assert {(r["variant"], r["concurrency"]) for r in logins} == {
+        (v, c) for v in ("cache on", "cache off") for c in (1, 20)
+    }
+    assert all(r["server"] == "daisy" and r["sessions"] > 0 for r in logins)
+    rate = {(r["variant"], r["concurrency"]): r["logins_per_s"] for r in logins}
+    assert rate["cache on", 1] > rate["cache off", 1]  # ~100x here: a hit skips argon2
     (mem,) = doc["memory"]
     assert mem["smtp_accepted"] == mem["pop3_accepted"] == mem["idle_each"]
     assert mem["held"]["rss_mb"] > 0 and mem["held"]["processes"] == 1

@@ -182,7 +182,7 @@ class _Connection:
             self.session.executed(output, selected)
 
     async def _login(self, ev: LoginAttempt) -> None:
-        login = await self.svc.auth.verify(self.ip, ev.user, ev.password)
+        login = await self.svc.auth.verify(self.ip, ev.user, ev.password, sid=self.sid)
         snap = self.svc.directory.snapshot()
         if login is None:
             event(

@@ -195,7 +195,9 @@ class _Connection:
                 await self.svc.auth.failed(self.ip, attempt.key)
                 login = None
         else:
-            login = await self.svc.auth.verify(self.ip, ev.user_name, ev.password or "")
+            login = await self.svc.auth.verify(
+                self.ip, ev.user_name, ev.password or "", sid=self.sid
+            )
         if login is None:
             event(
                 log,

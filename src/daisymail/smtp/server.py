@@ -293,7 +293,7 @@ class _Connection:
 
     # -- AUTH --------------------------------------------------------------------------
     async def _authenticate(self, ev: AuthAttempt) -> tuple[bool, str | None]:
-        login = await self.svc.auth.verify(self.ip, ev.username, ev.password)
+        login = await self.svc.auth.verify(self.ip, ev.username, ev.password, sid=self.sid)
         if login is None:
             event(
                 log,
