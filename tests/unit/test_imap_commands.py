@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from daisymail.imap.commands import MailSession, append_date
+from daisymail.imap.append import append_date
+from daisymail.imap.commands import MailSession
 from daisymail.imap.parser import parse_command
 from daisymail.imap.protocol import UID_COMMANDS, Execute, State
 from daisymail.imap.responses import internal_date

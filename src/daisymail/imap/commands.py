@@ -8,13 +8,14 @@ here; message commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE) in messages.p
 from __future__ import annotations
 
 import re
-from email.utils import parsedate_to_datetime
 
-from daisymail.imap import messages
-from daisymail.imap.parser import ParseError, Token, astring, atom, token_list
+from daisymail.imap import append, messages
+from daisymail.imap.common import CommandFailed, Result, mailbox_name
+from daisymail.imap.parser import ParseError, astring, atom, token_list
 from daisymail.imap.protocol import Execute
 from daisymail.imap.responses import flag_list, string, tagged, untagged
 from daisymail.imap.selected import SelectedView
+from daisymail.imap.stream import Output
 from daisymail.store.base import StorageError
 from daisymail.store.imap_folders import (
     INBOX,
@@ -28,24 +29,8 @@ SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 STATUS_ITEMS = frozenset(
     {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "RECENT", "DELETED", "HIGHESTMODSEQ"}
 )
-_APPEND_DATE = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-]\d{4})$")
 
-Result = tuple[bytes, bool | None]  # reply bytes, new selected state (None: unchanged)
-
-
-class CommandFailed(Exception):
-    """A NO reply: str(e) is the text, code the response code."""
-
-    def __init__(self, text: str, code: str = "") -> None:
-        super().__init__(text)
-        self.code = code
-
-
-def mailbox_name(tok: Token) -> str:
-    name = astring(tok)
-    if name.upper() == INBOX:
-        return INBOX
-    return name
+__all__ = ["CommandFailed", "MailSession", "Result", "mailbox_name"]
 
 
 class MailSession:
@@ -67,7 +52,7 @@ class MailSession:
             if handler is None:
                 raise ParseError(f"{ev.name} is not supported")
             try:
-                out: bytes = handler(self, ev)
+                out: Output = handler(self, ev)
             except CommandFailed as e:
                 return self._news(ev) + tagged(ev.tag, "NO", str(e), e.code), None
             return out, None
@@ -285,38 +270,7 @@ class MailSession:
         return self._news(ev) + line + tagged(ev.tag, "OK", "STATUS completed"), None
 
     def cmd_append(self, ev: Execute) -> Result:
-        args = list(ev.args)
-        if len(args) < 2 or not isinstance(args[-1], bytes):
-            raise ParseError("APPEND needs a folder name and a message literal")
-        name = mailbox_name(args[0])
-        data: bytes = args[-1]
-        flags: frozenset[str] = frozenset()
-        when: float | None = None
-        for extra in args[1:-1]:
-            if isinstance(extra, list):
-                flags = messages.parse_flags(extra)
-            elif isinstance(extra, bytes):
-                when = append_date(extra.decode("ascii", "replace"))
-            else:
-                raise ParseError("bad APPEND argument")
-        if len(data) > self.append_limit:
-            raise CommandFailed("message too big", "TOOBIG")
-        if not self.folders.exists(name):
-            raise CommandFailed("no such folder", "TRYCREATE")
-        folder = self.folders.folder(name)
-        uid = folder.append(data, flags - {"\\Recent"}, when)
-        validity = folder.sync().uidvalidity
-        code = f"APPENDUID {validity} {uid}"
-        return self._news(ev) + tagged(ev.tag, "OK", "APPEND completed", code), None
+        return append.cmd_append(self, ev.tag, ev.args), None
 
-
-def append_date(text: str) -> float:
-    """``"17-Jul-1996 02:44:25 -0700"`` as seconds since the epoch."""
-    m = _APPEND_DATE.match(text)
-    if not m:
-        raise ParseError("bad date-time")
-    day, month, year, hh, mm, ss, zone = m.groups()
-    try:
-        return parsedate_to_datetime(f"{day} {month} {year} {hh}:{mm}:{ss} {zone}").timestamp()
-    except (TypeError, ValueError):
-        raise ParseError("bad date-time") from None
+    def check_quota(self, name: str, size: int) -> None:
+        """Raise CommandFailed [OVERQUOTA] when size more octets do not fit."""

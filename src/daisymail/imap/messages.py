@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from daisymail.imap import fetch
+from daisymail.imap import fetch, stream
 from daisymail.imap.parser import (
     ParseError,
     Token,
@@ -57,7 +57,7 @@ def _tail(
     return news + tagged(ev.tag, "OK", text, code)
 
 
-def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
+def cmd_fetch(session: MailSession, ev: Execute) -> stream.Output:
     if len(ev.args) not in (2, 3):
         raise ParseError("FETCH needs a set and items")
     view = _view(session)
@@ -82,6 +82,7 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
                 items.append(fetch.Item("FLAGS", label="FLAGS"))
     if changed_since is not None:
         chosen = [(seq, m) for seq, m in chosen if m.modseq > changed_since]
+    segments: list[stream.Segment] = [*out]
     for seq, msg in chosen:
         try:
             parts = _render(view, msg, items)
@@ -89,8 +90,12 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
             continue  # expunged by another session meanwhile; announced later
         if any(i.name == "FLAGS" for i in items):
             view.told[msg.uid] = msg.flags
-        out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
-    return b"".join(out) + _tail(session, ev, ev.uid, "FETCH completed")
+        segments.append(b"* %d FETCH (" % seq)
+        for n, part in enumerate(parts):
+            segments.extend([b" ", *part] if n else part)
+        segments.append(b")\r\n")
+    segments.append(_tail(session, ev, ev.uid, "FETCH completed"))
+    return stream.join(segments)
 
 
 def _modifier(tok: Token, name: str) -> int:
@@ -110,19 +115,21 @@ def _own_change(view: SelectedView, snap: FolderSnapshot, uids: list[int]) -> No
             view.told[uid] = after[uid].flags
 
 
-def _render(view: SelectedView, msg: Message, items: list[fetch.Item]) -> list[bytes]:
+def _render(
+    view: SelectedView, msg: Message, items: list[fetch.Item]
+) -> list[list[stream.Segment]]:
     """The items of one message; a file renamed meanwhile (another reader set flags,
     POP3 added its size field) is looked up again once."""
     try:
         loaded = fetch.Loaded(msg)
-        return [fetch.render(item, msg, loaded) for item in items]
+        return [stream.render(item, msg, loaded) for item in items]
     except FileNotFoundError:
         fresh = {m.uid: m for m in view.folder.sync().messages}.get(msg.uid)
         if fresh is None:
             raise
         view.messages[msg.uid] = fresh
         loaded = fetch.Loaded(fresh)
-        return [fetch.render(item, fresh, loaded) for item in items]
+        return [stream.render(item, fresh, loaded) for item in items]
 
 
 def cmd_store(session: MailSession, ev: Execute) -> bytes:

@@ -11,77 +11,39 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from daisymail.imap.framing import FrameError, Framer
+from daisymail.imap.events import (
+    AppendChunk,
+    AppendEnd,
+    AppendStart,
+    Close,
+    Event,
+    Execute,
+    IdleStart,
+    LoginAttempt,
+    Settings,
+    StartTLS,
+    State,
+)
+from daisymail.imap.framing import FrameError, Framer, StreamStart
 from daisymail.imap.parser import Command, ParseError, Token, astring, parse_command, tag_of
 from daisymail.imap.responses import string, tagged, untagged
 from daisymail.sasl import Challenge, Credentials, Exchange, SaslError, new_exchange
 
-
-class State(enum.Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
-
-
-@dataclass
-class Settings:
-    hostname: str = "localhost"
-    tls_active: bool = False
-    starttls_available: bool = True
-    allow_plaintext: bool = False  # LOGIN / AUTHENTICATE before TLS (loopback, or the setting)
-    max_line: int = 64 * 1024
-    max_literal: int = 50 * 1024 * 1024
-    max_errors: int = 20
-    max_commands: int = 1_000_000
-
-
-# -- events the server answers -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StartTLS:
-    """Send what is queued, then start TLS and call tls_started()."""
-
-
-@dataclass(frozen=True)
-class LoginAttempt:
-    """Check these credentials; answer with login_result()."""
-
-    tag: str
-    user: str
-    password: str
-    mechanism: str  # "LOGIN" or "PLAIN"
-
-
-@dataclass(frozen=True)
-class Execute:
-    """A command that needs the mailboxes; answer with executed().
-
-    name is the command (``FETCH``), uid tells ``UID FETCH`` from ``FETCH``."""
-
-    tag: str
-    name: str
-    uid: bool
-    args: list[Token] = field(hash=False)
-    state: State = State.AUTHENTICATED
-
-
-@dataclass(frozen=True)
-class IdleStart:
-    """Announce mailbox changes as they happen until the client ends the IDLE."""
-
-    tag: str
-
-
-@dataclass(frozen=True)
-class Close:
-    """Send what is queued and close the connection."""
-
-
-Event = StartTLS | LoginAttempt | Execute | IdleStart | Close
+__all__ = [
+    "AppendChunk",
+    "AppendEnd",
+    "AppendStart",
+    "Close",
+    "Event",
+    "Execute",
+    "IdleStart",
+    "ImapSession",
+    "LoginAttempt",
+    "Settings",
+    "StartTLS",
+    "State",
+]
 
 ANY_STATE = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 NOT_AUTH = frozenset({"STARTTLS", "LOGIN", "AUTHENTICATE"})
@@ -120,6 +82,7 @@ class _Mode(enum.Enum):
     SASL = 2  # waiting for a line answering an AUTHENTICATE challenge
     IDLE = 3  # waiting for DONE
     WAITING = 4  # an event is with the server
+    STREAM = 5  # passing an APPEND literal on (or dropping a refused one)
 
 
 class ImapSession:
@@ -136,6 +99,9 @@ class ImapSession:
         self._tag = ""
         self._sasl: Exchange | None = None
         self._eof = False
+        self._stream_left = 0
+        self._stream_drop = False
+        self._stream_pending: StreamStart | None = None
 
     # -- I/O side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -201,6 +167,27 @@ class ImapSession:
         if self.mode is _Mode.WAITING:
             self.mode = _Mode.COMMAND
 
+    def append_accepted(self) -> None:
+        """The streamed APPEND may go on: its octets come as AppendChunk events."""
+        start, self._stream_pending = self._stream_pending, None
+        assert start is not None
+        if not start.nonsync:
+            self._send(b"+ Ready for literal data\r\n")
+        self._stream_left, self._stream_drop = start.size, False
+        self.mode = _Mode.STREAM
+
+    def append_refused(self, output: bytes) -> None:
+        """A NO before the literal: a waiting client never sends it; a LITERAL+ one
+        does, and it is read and dropped before the next command."""
+        start, self._stream_pending = self._stream_pending, None
+        assert start is not None
+        self._send(output)
+        if start.nonsync:
+            self._stream_left, self._stream_drop = start.size, True
+            self.mode = _Mode.STREAM
+        else:
+            self.mode = _Mode.COMMAND
+
     def idle_started(self) -> None:
         self._send(b"+ idling\r\n")
         self.mode = _Mode.IDLE
@@ -217,7 +204,7 @@ class ImapSession:
     def capabilities(self) -> str:
         s = self.settings
         if self.state in (State.AUTHENTICATED, State.SELECTED):
-            return CAPS_AFTER_LOGIN
+            return f"{CAPS_AFTER_LOGIN} APPENDLIMIT={s.max_literal}"
         caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
         if s.starttls_available and not s.tls_active:
             caps.append("STARTTLS")
@@ -228,12 +215,18 @@ class ImapSession:
         return " ".join(caps)
 
     # -- framing --------------------------------------------------------------------------
-    def _framed(self, line_only: bool) -> bytes | None:
+    def _framed(self, line_only: bool) -> bytes | StreamStart | None:
         """The next line (IDLE, SASL) or whole command, or None; a broken stream ends
         the session."""
         error = None
+        data: bytes | StreamStart | None
         try:
-            data = self._framer.line() if line_only else self._framer.command(self._literal_limit())
+            if line_only:
+                data = self._framer.line()
+            else:
+                authed = self.state in (State.AUTHENTICATED, State.SELECTED)
+                stream_over = self.settings.stream_over if authed else None
+                data = self._framer.command(self._literal_limit(), stream_over)
         except FrameError as e:
             data, error = None, str(e)
         self._out.extend(self._framer.replies)
@@ -256,9 +249,11 @@ class ImapSession:
     # -- commands -------------------------------------------------------------------------
     def _step(self) -> bool:
         """Handle one line or command if a whole one is buffered; False if none is."""
+        if self.mode is _Mode.STREAM:
+            return self._stream_step()
         if self.mode is _Mode.IDLE:
             line = self._framed(line_only=True)
-            if line is None:
+            if not isinstance(line, bytes):
                 return False
             self.mode = _Mode.COMMAND
             if line.rstrip(b"\r\n").upper() == b"DONE":
@@ -268,13 +263,16 @@ class ImapSession:
             return True
         if self.mode is _Mode.SASL:
             line = self._framed(line_only=True)
-            if line is None:
+            if not isinstance(line, bytes):
                 return False
             self._sasl_step(line.rstrip(b"\r\n").decode("ascii", "replace"))
             return True
         data = self._framed(line_only=False)
         if data is None:
             return False
+        if isinstance(data, StreamStart):
+            self._stream_start(data)
+            return True
         if not data.strip():
             return True
         self._commands += 1
@@ -290,6 +288,42 @@ class ImapSession:
             self._dispatch(cmd)
         except ParseError as e:
             self._bad(cmd.tag, str(e))
+        return True
+
+    def _stream_start(self, start: StreamStart) -> None:
+        """An APPEND with a big literal: the server checks the folder and the size first."""
+        self._commands += 1
+        tag = tag_of(start.line)
+        self._tag = tag
+        self._stream_pending = start
+        try:
+            cmd = parse_command(start.line)
+            if not 1 <= len(cmd.args) <= 3:
+                raise ParseError("bad APPEND arguments")
+        except ParseError as e:  # refused, and a LITERAL+ literal dropped
+            self.append_refused(tagged(tag, "BAD", str(e)))
+            return
+        self.mode = _Mode.WAITING
+        self._events.append(AppendStart(tag, cmd.args, start.size))
+
+    def _stream_step(self) -> bool:
+        if self._stream_left:
+            data = self._framer.take(self._stream_left)
+            if not data:
+                return False
+            self._stream_left -= len(data)
+            if not self._stream_drop:
+                self._events.append(AppendChunk(data))
+            return True
+        line = self._framed(line_only=True)
+        if not isinstance(line, bytes):
+            return False
+        self.mode = _Mode.COMMAND
+        if self._stream_drop:
+            return True
+        ok = not line.strip()
+        self.mode = _Mode.WAITING
+        self._events.append(AppendEnd(self._tag, ok))
         return True
 
     def _bad(self, tag: str, why: str) -> None:

@@ -19,8 +19,12 @@ from dataclasses import dataclass, field
 from daisymail.auth import Authenticator
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
+from daisymail.imap import append
 from daisymail.imap.commands import MailSession
 from daisymail.imap.protocol import (
+    AppendChunk,
+    AppendEnd,
+    AppendStart,
     Close,
     Execute,
     IdleStart,
@@ -30,6 +34,7 @@ from daisymail.imap.protocol import (
     StartTLS,
 )
 from daisymail.imap.responses import tagged
+from daisymail.imap.stream import FileLiteral, Output
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
@@ -96,6 +101,7 @@ class _Connection:
         self.session = ImapSession(svc.settings(ip, self.tls))
         self.mail: MailSession | None = None
         self.account = ""
+        self.pending: append.Pending | None = None  # a streamed APPEND under way
 
     async def run(self) -> None:
         event(log, "imap.connect", sid=self.sid, client=self.ip, service=self.svc.name)
@@ -139,6 +145,8 @@ class _Connection:
                 self.writer.write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
                 await self.svc.sessions.drain(self.writer)
         finally:
+            if self.pending is not None:
+                self.pending.spool.discard()
             event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
 
     async def _flush(self) -> None:
@@ -180,6 +188,7 @@ class _Connection:
         elif isinstance(ev, Execute):
             assert self.mail is not None
             mail = self.mail
+            output: Output
             try:
                 output, selected = await asyncio.to_thread(mail.run_safely, ev)
             except Exception:
@@ -188,7 +197,78 @@ class _Connection:
                 output, selected = tagged(ev.tag, "NO", "internal error", "SERVERBUG"), None
             if ev.name in ("SELECT", "EXAMINE", "CLOSE", "UNSELECT"):
                 event(log, f"imap.{ev.name.lower()}", sid=self.sid, user=self.account)
+            if isinstance(output, list):
+                await self._stream(output)
+                output = b""
             self.session.executed(output, selected)
+        elif isinstance(ev, AppendStart | AppendChunk | AppendEnd):
+            await self._append(ev)
+
+    async def _stream(self, segments: list[bytes | FileLiteral]) -> None:
+        """A reply with big message files in it: each file goes out chunk by chunk,
+        read in a worker thread, through the write path with the shared write timeout."""
+        await self._flush()
+        for i, seg in enumerate(segments):
+            if isinstance(seg, bytes):
+                self.writer.write(seg)
+                continue
+            self.writer.write(seg.header())
+            chunks = seg.chunks()
+            try:
+                while chunk := await asyncio.to_thread(next, chunks, b""):
+                    self.writer.write(chunk)
+                    await self.svc.sessions.drain(self.writer)
+            finally:
+                chunks.close()
+                for later in segments[i + 1 :]:  # files not reached when the client went
+                    if isinstance(later, FileLiteral):
+                        later.file.close()
+        await self.svc.sessions.drain(self.writer)
+
+    async def _append(self, ev: AppendStart | AppendChunk | AppendEnd) -> None:
+        """A streamed APPEND: checked, then written to tmp/ as the octets arrive."""
+        assert self.mail is not None
+        mail = self.mail
+        if isinstance(ev, AppendStart):
+            try:
+                result = await asyncio.to_thread(append.begin, mail, ev.tag, ev.args, ev.size)
+            except (OSError, StorageError) as e:
+                reply = tagged(ev.tag, "NO", f"storage error: {e}", "SERVERBUG")
+                self.session.append_refused(reply)
+                return
+            if isinstance(result, bytes):
+                self.session.append_refused(result)
+                return
+            self.pending = result
+            self.session.append_accepted()
+            return
+        pending = self.pending
+        if pending is None:  # the spool failed earlier: the literal is dropped
+            if isinstance(ev, AppendEnd):
+                reply = tagged(ev.tag, "NO", "the message could not be stored", "SERVERBUG")
+                self.session.executed(reply)
+            return
+        if isinstance(ev, AppendChunk):
+            try:
+                await asyncio.to_thread(pending.spool.write, ev.data)
+            except OSError as e:
+                event(log, "imap.append.error", logging.ERROR, sid=self.sid, error=str(e))
+                pending.spool.discard()
+                self.pending = None
+            return
+        self.pending = None
+        try:
+            reply = await asyncio.to_thread(append.finish, mail, ev.tag, pending, ev.ok)
+        except (OSError, StorageError) as e:
+            reply = tagged(ev.tag, "NO", f"storage error: {e}", "SERVERBUG")
+        event(
+            log,
+            "imap.append.streamed",
+            sid=self.sid,
+            user=self.account,
+            size=pending.spool.expected,
+        )
+        self.session.executed(reply)
 
     async def _login(self, ev: LoginAttempt) -> None:
         snap = self.svc.directory.snapshot()

@@ -264,6 +264,12 @@ class ImapFolder:
         unique = unique_name()
         tmp = os.path.join(self.path, "tmp", unique)
         write_file(tmp, [data])
+        return self.append_file(tmp, unique, counter, flags, when)
+
+    def append_file(
+        self, tmp: str, unique: str, counter: Pop3Size, flags: frozenset[str], when: float | None
+    ) -> int:
+        """Move a complete, fsynced file from tmp/ into cur/ (a streamed APPEND); its UID."""
         try:
             if when is not None:
                 os.utime(tmp, (when, when))
