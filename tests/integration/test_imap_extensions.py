@@ -95,7 +95,7 @@ def test_streamed_append_with_literal_plus_lands_in_the_folder(server: Daisy) ->
     c.close()
     m = imap(server)
     m.select("Drafts", readonly=True)
-    typ, data = m.search(None, "SUBJECT", "plus")
+    _typ, data = m.search(None, "SUBJECT", "plus")
     seq = data[0].split()[-1]
     _typ, data = m.fetch(seq, "(FLAGS BODY.PEEK[])")
     assert data[0][1] == body and b"\\Draft" in data[0][0]

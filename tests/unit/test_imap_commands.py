@@ -264,7 +264,7 @@ def test_condstore(session: MailSession) -> None:
 
 
 def test_enable(session: MailSession) -> None:
-    assert run(session, "a ENABLE UTF8=ACCEPT") == b"* ENABLED\r\na OK ENABLE completed\r\n"
+    assert run(session, "a ENABLE X-UNKNOWN") == b"* ENABLED\r\na OK ENABLE completed\r\n"
     out = run(session, "b ENABLE CONDSTORE X")
     assert out == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
     out = run(session, "c STORE 1 +FLAGS (\\Seen)")

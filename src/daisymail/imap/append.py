@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
-from daisymail.imap.common import CommandFailed, mailbox_name
+from daisymail.imap.common import CommandFailed
 from daisymail.imap.messages import parse_flags
 from daisymail.imap.parser import ParseError, Token
 from daisymail.imap.responses import tagged
@@ -47,11 +47,11 @@ def append_date(text: str) -> float:
         raise ParseError("bad date-time") from None
 
 
-def _options(args: list[Token]) -> tuple[str, frozenset[str], float | None]:
+def _options(session: MailSession, args: list[Token]) -> tuple[str, frozenset[str], float | None]:
     """Folder name, flags and date of an APPEND (args without the message literal)."""
     if not args:
         raise ParseError("APPEND needs a folder name and a message literal")
-    name = mailbox_name(args[0])
+    name = session.mailbox(args[0])
     flags: frozenset[str] = frozenset()
     when: float | None = None
     for extra in args[1:]:
@@ -83,7 +83,7 @@ def _done(session: MailSession, tag: str, folder: ImapFolder, uid: int) -> bytes
 def cmd_append(session: MailSession, tag: str, args: list[Token]) -> bytes:
     if len(args) < 2 or not isinstance(args[-1], bytes):
         raise ParseError("APPEND needs a folder name and a message literal")
-    name, flags, when = _options(args[:-1])
+    name, flags, when = _options(session, args[:-1])
     data: bytes = args[-1]
     folder = _target(session, name, len(data))
     uid = folder.append(data, flags, when)
@@ -93,7 +93,7 @@ def cmd_append(session: MailSession, tag: str, args: list[Token]) -> bytes:
 def begin(session: MailSession, tag: str, args: list[Token], size: int) -> Pending | bytes:
     """Check a streamed APPEND before its literal: a Pending, or the NO/BAD reply."""
     try:
-        name, flags, when = _options(args)
+        name, flags, when = _options(session, args)
         folder = _target(session, name, size)
     except CommandFailed as e:
         return tagged(tag, "NO", str(e), e.code)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from daisymail.imap import fetch, stream
+from daisymail.imap import esearch, fetch, qresync, stream
 from daisymail.imap.parser import (
     ParseError,
     Token,
@@ -63,7 +63,9 @@ def cmd_fetch(session: MailSession, ev: Execute) -> stream.Output:
     view = _view(session)
     which = sequence_set(ev.args[0])
     items = fetch.parse_items(ev.args[1])
-    changed_since = _modifier(ev.args[2], "CHANGEDSINCE") if len(ev.args) == 3 else None
+    changed_since, vanished = None, False
+    if len(ev.args) == 3:
+        changed_since, vanished = qresync.fetch_modifiers(session, ev.args[2], ev.uid)
     if changed_since is not None and not any(i.name == "MODSEQ" for i in items):
         items.append(fetch.Item("MODSEQ", label="MODSEQ"))
     if any(i.name == "MODSEQ" for i in items):
@@ -82,6 +84,8 @@ def cmd_fetch(session: MailSession, ev: Execute) -> stream.Output:
                 items.append(fetch.Item("FLAGS", label="FLAGS"))
     if changed_since is not None:
         chosen = [(seq, m) for seq, m in chosen if m.modseq > changed_since]
+    if vanished and changed_since is not None:
+        out.insert(0, qresync.vanished_earlier(view.folder.sync(), changed_since, which))
     segments: list[stream.Segment] = [*out]
     for seq, msg in chosen:
         try:
@@ -175,15 +179,14 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
 
 def cmd_search(session: MailSession, ev: Execute) -> bytes:
     view = _view(session)
-    args = list(ev.args)
-    if args and isinstance(args[0], str) and args[0].upper() == "RETURN":
-        raise ParseError("SEARCH RETURN is not supported yet")
+    ret, args = esearch.parse_return(list(ev.args), session.rev2)
     predicate, modseq = parse_search(args)
     if modseq:
         session.enable_condstore()
     largest_seq = len(view.uids)
     largest_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
+    uids: list[int] = []
     highest = 0
     for seq, uid in enumerate(view.uids, 1):
         msg = view.messages[uid]
@@ -191,28 +194,29 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
         try:
             if predicate(target):
                 hits.append(uid if ev.uid else seq)
+                uids.append(uid)
                 highest = max(highest, msg.modseq)
         except FileNotFoundError:
             continue
-    line = b"* SEARCH" + b"".join(b" %d" % n for n in hits)
-    if modseq and hits:
-        line += b" (MODSEQ %d)" % highest
-    line += b"\r\n"
+    esearch.save(view, ret, uids)
+    line = esearch.reply(ev.tag, ev.uid, ret, hits, highest if modseq else None)
     return line + _tail(session, ev, ev.uid, "SEARCH completed")
 
 
 def _copy(session: MailSession, ev: Execute) -> tuple[SelectedView, list[Message], str, list[int]]:
     if len(ev.args) != 2:
         raise ParseError(f"{ev.name} needs a set and a folder name")
-    from daisymail.imap.commands import CommandFailed, mailbox_name
+    from daisymail.imap.commands import CommandFailed
 
     view = _view(session)
     which = sequence_set(ev.args[0])
-    name = mailbox_name(ev.args[1])
+    name = session.mailbox(ev.args[1])
     if not session.folders.exists(name):
         raise CommandFailed("no such folder", "TRYCREATE")
     dest = session.folders.folder(name)
     chosen = [m for _, m in view.select(which, ev.uid)]
+    if ev.name == "COPY":  # a MOVE within the account takes no more room
+        session.check_quota(name, sum(m.size for m in chosen))
     try:
         new_uids = dest.add_files([(m.path, m.flags) for m in chosen])
     except FileNotFoundError:  # a file renamed or removed since the last look: look again

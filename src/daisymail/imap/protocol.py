@@ -63,6 +63,9 @@ AUTH = frozenset(
         "APPEND",
         "NAMESPACE",
         "IDLE",
+        "GETQUOTA",
+        "GETQUOTAROOT",
+        "SETQUOTA",
     }
 )
 SELECTED = frozenset(
@@ -72,9 +75,11 @@ UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"}
 KNOWN = ANY_STATE | NOT_AUTH | AUTH | SELECTED
 
 CAPS_AFTER_LOGIN = (
-    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
-    "SPECIAL-USE STATUS=SIZE CONDSTORE"
+    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT "
+    "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES "
+    "STATUS=SIZE CONDSTORE QRESYNC UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE"
 )
+CAPS_BEFORE_LOGIN = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE")
 
 
 class _Mode(enum.Enum):
@@ -205,7 +210,7 @@ class ImapSession:
         s = self.settings
         if self.state in (State.AUTHENTICATED, State.SELECTED):
             return f"{CAPS_AFTER_LOGIN} APPENDLIMIT={s.max_literal}"
-        caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+        caps = list(CAPS_BEFORE_LOGIN)
         if s.starttls_available and not s.tls_active:
             caps.append("STARTTLS")
         if s.allow_plaintext or s.tls_active:

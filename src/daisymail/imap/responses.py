@@ -72,3 +72,19 @@ def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
 def untagged(text: str | bytes) -> bytes:
     data = text.encode("utf-8", "replace") if isinstance(text, str) else text
     return b"* " + data + b"\r\n"
+
+
+def number_set(numbers: Iterable[int]) -> str:
+    """``1:3,7,9:10``: sorted numbers as an IMAP sequence set, runs as ranges."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(set(numbers)):
+        if run and n == run[1] + 1:
+            run[1] = n
+            continue
+        if run:
+            out.append(str(run[0]) if run[0] == run[1] else f"{run[0]}:{run[1]}")
+        run = [n, n]
+    if run:
+        out.append(str(run[0]) if run[0] == run[1] else f"{run[0]}:{run[1]}")
+    return ",".join(out)
