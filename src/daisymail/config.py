@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daisymail.quota import parse_size
+
 ENV_VAR = "DAISYMAIL_CONFIG"
 SEARCH_PATH = ("./daisymail.toml", "/etc/daisymail/daisymail.toml")
 
@@ -54,6 +56,7 @@ class Storage:
     mail_dir: str = "mail"
     default_format: str = "maildir"
     spool_dir: str = "spool"
+    quota: str = "0"  # per-mailbox storage limit (500M, 2G; 0: none); `mailbox set --quota`
 
 
 @dataclass
@@ -288,6 +291,10 @@ def _validate(cfg: Config) -> None:
     for key in ("max_message_size", "max_recipients", "max_line_length", "max_connections"):
         if getattr(cfg.limits, key) <= 0:
             raise ConfigError(f"{src}: limits.{key}: expected a positive integer")
+    try:
+        parse_size(cfg.storage.quota)
+    except ValueError as e:
+        raise ConfigError(f"{src}: storage.quota: {e}") from None
     if cfg.limits.pop3_timeout < 600:
         raise ConfigError(f"{src}: limits.pop3_timeout: RFC 1939 asks for at least 600 seconds")
     if cfg.limits.write_timeout <= 0:

@@ -73,7 +73,7 @@ class MailSession:
 
     def shown(self, name: str) -> bytes:
         """A folder name as the client expects it (quoted string or literal)."""
-        return string(self.shown_text(name))
+        return string(self.shown_text(name), utf8=self.utf8)
 
     def check_quota(self, name: str, size: int) -> None:
         """Raise CommandFailed [OVERQUOTA] when size more octets do not fit."""

@@ -72,6 +72,14 @@ class Close:
 
 
 @dataclass(frozen=True)
+class StartCompress:
+    """COMPRESS=DEFLATE (RFC 4978) from now on, both ways; ``pending`` is what the client
+    sent after the command, already compressed: inflate it and feed it back."""
+
+    pending: bytes
+
+
+@dataclass(frozen=True)
 class AppendStart:
     """An APPEND of a message too big to buffer: check it, then answer append_accepted()
     (the octets follow as AppendChunk events) or append_refused()."""
@@ -97,5 +105,13 @@ class AppendEnd:
 
 
 Event = (
-    StartTLS | LoginAttempt | Execute | IdleStart | Close | AppendStart | AppendChunk | AppendEnd
+    StartCompress
+    | StartTLS
+    | LoginAttempt
+    | Execute
+    | IdleStart
+    | Close
+    | AppendStart
+    | AppendChunk
+    | AppendEnd
 )

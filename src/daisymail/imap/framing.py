@@ -102,9 +102,10 @@ class Framer:
                 return data
             size, nonsync = int(m[1]), bool(m[2])
             if size > literal_limit or end + 1 + size > 2 * literal_limit + self.max_line:
-                if nonsync:
-                    raise self._fail("literal too big")
                 tag = tag_of(bytes(self.buffer[:end]))
+                if nonsync:  # RFC 7888: BAD [TOOBIG]; its octets are on the way: close
+                    self.replies.append(tagged(tag, "BAD", "literal too big", "TOOBIG"))
+                    raise self._fail("literal too big")
                 del self.buffer[: end + 1]
                 self._scan = 0
                 self.replies.append(tagged(tag, "BAD", "literal too big", "TOOBIG"))

@@ -22,6 +22,7 @@ from daisymail.imap.events import (
     IdleStart,
     LoginAttempt,
     Settings,
+    StartCompress,
     StartTLS,
     State,
 )
@@ -41,6 +42,7 @@ __all__ = [
     "ImapSession",
     "LoginAttempt",
     "Settings",
+    "StartCompress",
     "StartTLS",
     "State",
 ]
@@ -66,6 +68,7 @@ AUTH = frozenset(
         "GETQUOTA",
         "GETQUOTAROOT",
         "SETQUOTA",
+        "COMPRESS",
     }
 )
 SELECTED = frozenset(
@@ -77,7 +80,7 @@ KNOWN = ANY_STATE | NOT_AUTH | AUTH | SELECTED
 CAPS_AFTER_LOGIN = (
     "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT "
     "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES "
-    "STATUS=SIZE CONDSTORE QRESYNC UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE"
+    "STATUS=SIZE CONDSTORE QRESYNC UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE BINARY"
 )
 CAPS_BEFORE_LOGIN = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE")
 
@@ -107,6 +110,7 @@ class ImapSession:
         self._stream_left = 0
         self._stream_drop = False
         self._stream_pending: StreamStart | None = None
+        self.compressed = False
 
     # -- I/O side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -209,7 +213,8 @@ class ImapSession:
     def capabilities(self) -> str:
         s = self.settings
         if self.state in (State.AUTHENTICATED, State.SELECTED):
-            return f"{CAPS_AFTER_LOGIN} APPENDLIMIT={s.max_literal}"
+            compress = "" if self.compressed else " COMPRESS=DEFLATE"
+            return f"{CAPS_AFTER_LOGIN} APPENDLIMIT={s.max_literal}{compress}"
         caps = list(CAPS_BEFORE_LOGIN)
         if s.starttls_available and not s.tls_active:
             caps.append("STARTTLS")
@@ -403,6 +408,19 @@ class ImapSession:
         self._framer.clear()  # nothing sent before the handshake may be acted on after it
         self.mode = _Mode.WAITING
         self._events.append(StartTLS())
+
+    def _cmd_compress(self, cmd: Command) -> None:
+        """RFC 4978: the OK goes out uncompressed, everything after it compressed."""
+        if len(cmd.args) != 1 or not isinstance(cmd.args[0], str):
+            raise ParseError("COMPRESS needs a mechanism")
+        if cmd.args[0].upper() != "DEFLATE":
+            raise ParseError("unknown compression mechanism")
+        if self.compressed:
+            self._send(tagged(cmd.tag, "NO", "compression is already on", "COMPRESSIONACTIVE"))
+            return
+        self._send(tagged(cmd.tag, "OK", "DEFLATE active"))
+        self.compressed = True
+        self._events.append(StartCompress(self._framer.take(len(self._framer.buffer))))
 
     def _cmd_idle(self, cmd: Command) -> None:
         self._no_args(cmd)

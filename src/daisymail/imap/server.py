@@ -21,6 +21,7 @@ from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
 from daisymail.imap import append
 from daisymail.imap.commands import MailSession
+from daisymail.imap.compress import Deflate
 from daisymail.imap.protocol import (
     AppendChunk,
     AppendEnd,
@@ -31,8 +32,10 @@ from daisymail.imap.protocol import (
     ImapSession,
     LoginAttempt,
     Settings,
+    StartCompress,
     StartTLS,
 )
+from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
 from daisymail.imap.stream import FileLiteral, Output
 from daisymail.limits import ConnectionLimiter
@@ -69,6 +72,7 @@ class ImapService:
     implicit_tls: bool = False
     timeout: float = 1800.0
     append_limit: int = 50 * 1024 * 1024
+    quota: int = 0  # [storage] quota: octets per mailbox without its own limit (0: none)
     sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -102,6 +106,7 @@ class _Connection:
         self.mail: MailSession | None = None
         self.account = ""
         self.pending: append.Pending | None = None  # a streamed APPEND under way
+        self.deflate: Deflate | None = None  # COMPRESS=DEFLATE once the client asked
 
     async def run(self) -> None:
         event(log, "imap.connect", sid=self.sid, client=self.ip, service=self.svc.name)
@@ -111,6 +116,9 @@ class _Connection:
             idle_for = 0.0
             while True:
                 ev = self.session.next_event()
+                if ev is None and self.deflate is not None and self.deflate.backlog:
+                    self.session.receive_data(self.deflate.inflate(b""))
+                    continue
                 if ev is None:
                     await self._flush()
                     idling = self.session.idling
@@ -130,6 +138,10 @@ class _Connection:
                     except (ConnectionError, ssl.SSLError):
                         data = b""
                     idle_for = 0.0
+                    if self.deflate is not None and data:
+                        data = self.deflate.inflate(data)
+                        if not data:
+                            continue  # a partial deflate block: wait for the rest
                     self.session.receive_data(data)
                     continue
                 if isinstance(ev, Close):
@@ -142,17 +154,23 @@ class _Connection:
         except Exception:
             log.exception("imap.error sid=%s client=%s", self.sid, self.ip)
             with contextlib.suppress(Exception):
-                self.writer.write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
+                self._write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
                 await self.svc.sessions.drain(self.writer)
         finally:
             if self.pending is not None:
                 self.pending.spool.discard()
             event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
 
+    def _write(self, data: bytes) -> None:
+        """Every octet to the client goes through here (compressed once COMPRESS is on)."""
+        if self.deflate is not None:
+            data = self.deflate.compress(data)
+        self.writer.write(data)
+
     async def _flush(self) -> None:
         out = self.session.data_to_send()
         if out:
-            self.writer.write(out)
+            self._write(out)
             await self.svc.sessions.drain(self.writer)
 
     async def _idle_news(self) -> None:
@@ -201,6 +219,12 @@ class _Connection:
                 await self._stream(output)
                 output = b""
             self.session.executed(output, selected)
+        elif isinstance(ev, StartCompress):
+            await self._flush()  # the OK goes out uncompressed
+            self.deflate = Deflate()
+            event(log, "imap.compress", sid=self.sid, user=self.account)
+            if ev.pending:
+                self.session.receive_data(self.deflate.inflate(ev.pending))
         elif isinstance(ev, AppendStart | AppendChunk | AppendEnd):
             await self._append(ev)
 
@@ -210,13 +234,13 @@ class _Connection:
         await self._flush()
         for i, seg in enumerate(segments):
             if isinstance(seg, bytes):
-                self.writer.write(seg)
+                self._write(seg)
                 continue
-            self.writer.write(seg.header())
+            self._write(seg.header())
             chunks = seg.chunks()
             try:
                 while chunk := await asyncio.to_thread(next, chunks, b""):
-                    self.writer.write(chunk)
+                    self._write(chunk)
                     await self.svc.sessions.drain(self.writer)
             finally:
                 chunks.close()
@@ -321,7 +345,7 @@ class _Connection:
             )
             self.session.login_result(False, "UNAVAILABLE", "mailbox not available, try later")
             return
-        self.mail = MailSession(folders, self.svc.append_limit)
+        self.mail = MailSession(folders, self.svc.append_limit, Quota(self.svc.quota))
         self.account = login.address
         event(
             log,

@@ -88,6 +88,10 @@ def render(item: fetch.Item, msg: Message, loaded: fetch.Loaded) -> list[Segment
         label = item.label.encode("ascii", "replace") + b" "
         f = open(msg.path, "rb")  # noqa: SIM115 - closed by FileLiteral.chunks()
         return [label, FileLiteral(f, msg.size, binary=item.name == "BINARY[]")]
+    if item.name in ("BINARY[]", "BINARY.SIZE"):
+        from daisymail.imap import binary  # it raises CommandFailed, which needs this module
+
+        return [binary.render(item, msg, loaded)]
     return [fetch.render(item, msg, loaded)]
 
 
