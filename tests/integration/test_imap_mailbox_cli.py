@@ -30,7 +30,7 @@ def test_convert_all_to_maildir_then_imap_serves_it(mbox_daisy: Daisy) -> None:
         m.login("john@acme.com", "j04n4CmE")
         raise AssertionError("an mbox mailbox was served over IMAP")
     except imaplib.IMAP4.error as e:
-        assert "UNAVAILABLE" in str(e) and "convert" in str(e)
+        assert "UNAVAILABLE" in str(e) and "mailbox convert jsmith --to maildir" in str(e)
     m.logout()
 
     res = d.cli("mailbox", "convert", "--all", "--to", "maildir")

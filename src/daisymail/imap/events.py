@@ -15,6 +15,14 @@ class State(enum.Enum):
     LOGOUT = "logout"
 
 
+class Mode(enum.Enum):
+    COMMAND = 1
+    SASL = 2  # waiting for a line answering an AUTHENTICATE challenge
+    IDLE = 3  # waiting for DONE
+    WAITING = 4  # an event is with the server
+    STREAM = 5  # passing an APPEND literal on (or dropping a refused one)
+
+
 @dataclass
 class Settings:
     hostname: str = "localhost"

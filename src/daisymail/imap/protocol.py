@@ -9,7 +9,6 @@ outstanding, later pipelined commands wait in the buffer: replies stay in order.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
 
 from daisymail.imap.events import (
@@ -21,15 +20,17 @@ from daisymail.imap.events import (
     Execute,
     IdleStart,
     LoginAttempt,
+    Mode,
     Settings,
     StartCompress,
     StartTLS,
     State,
 )
 from daisymail.imap.framing import FrameError, Framer, StreamStart
-from daisymail.imap.parser import Command, ParseError, Token, astring, parse_command, tag_of
+from daisymail.imap.parser import Command, ParseError, Token, parse_command, tag_of
 from daisymail.imap.responses import string, tagged, untagged
-from daisymail.sasl import Challenge, Credentials, Exchange, SaslError, new_exchange
+from daisymail.imap.sasl_login import LoginCommands
+from daisymail.sasl import Exchange
 
 __all__ = [
     "AppendChunk",
@@ -85,20 +86,12 @@ CAPS_AFTER_LOGIN = (
 CAPS_BEFORE_LOGIN = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE")
 
 
-class _Mode(enum.Enum):
-    COMMAND = 1
-    SASL = 2  # waiting for a line answering an AUTHENTICATE challenge
-    IDLE = 3  # waiting for DONE
-    WAITING = 4  # an event is with the server
-    STREAM = 5  # passing an APPEND literal on (or dropping a refused one)
-
-
-class ImapSession:
+class ImapSession(LoginCommands):
     def __init__(self, settings: Settings, *, server_id: str = "Daisy") -> None:
         self.settings = settings
         self.server_id = server_id
         self.state = State.NOT_AUTHENTICATED
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
         self._framer = Framer(settings.max_line)
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -130,11 +123,11 @@ class ImapSession:
 
     @property
     def idling(self) -> bool:
-        return self.mode is _Mode.IDLE
+        return self.mode is Mode.IDLE
 
     def next_event(self) -> Event | None:
         while not self._events:
-            if self.state is State.LOGOUT or self.mode is _Mode.WAITING:
+            if self.state is State.LOGOUT or self.mode is Mode.WAITING:
                 return None
             if not self._step():
                 if self._events:
@@ -154,7 +147,7 @@ class ImapSession:
         self.settings.tls_active = True
         self.settings.starttls_available = False
         self.settings.allow_plaintext = True
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
 
     def login_result(self, ok: bool, code: str = "", text: str = "") -> None:
         """A failed login says the same whether the user or the password was wrong."""
@@ -164,7 +157,7 @@ class ImapSession:
         else:
             reason = text or "invalid credentials"
             self._send(tagged(self._tag, "NO", reason, code or "AUTHENTICATIONFAILED"))
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
 
     def executed(self, output: bytes, selected: bool | None = None) -> None:
         """The server's untagged and tagged replies; selected: the new state, if changed."""
@@ -173,8 +166,8 @@ class ImapSession:
             self.state = State.SELECTED
         elif selected is False:
             self.state = State.AUTHENTICATED
-        if self.mode is _Mode.WAITING:
-            self.mode = _Mode.COMMAND
+        if self.mode is Mode.WAITING:
+            self.mode = Mode.COMMAND
 
     def append_accepted(self) -> None:
         """The streamed APPEND may go on: its octets come as AppendChunk events."""
@@ -183,7 +176,7 @@ class ImapSession:
         if not start.nonsync:
             self._send(b"+ Ready for literal data\r\n")
         self._stream_left, self._stream_drop = start.size, False
-        self.mode = _Mode.STREAM
+        self.mode = Mode.STREAM
 
     def append_refused(self, output: bytes) -> None:
         """A NO before the literal: a waiting client never sends it; a LITERAL+ one
@@ -193,13 +186,13 @@ class ImapSession:
         self._send(output)
         if start.nonsync:
             self._stream_left, self._stream_drop = start.size, True
-            self.mode = _Mode.STREAM
+            self.mode = Mode.STREAM
         else:
-            self.mode = _Mode.COMMAND
+            self.mode = Mode.COMMAND
 
     def idle_started(self) -> None:
         self._send(b"+ idling\r\n")
-        self.mode = _Mode.IDLE
+        self.mode = Mode.IDLE
 
     def updates(self, output: bytes) -> None:
         """Untagged news sent while idling."""
@@ -259,19 +252,19 @@ class ImapSession:
     # -- commands -------------------------------------------------------------------------
     def _step(self) -> bool:
         """Handle one line or command if a whole one is buffered; False if none is."""
-        if self.mode is _Mode.STREAM:
+        if self.mode is Mode.STREAM:
             return self._stream_step()
-        if self.mode is _Mode.IDLE:
+        if self.mode is Mode.IDLE:
             line = self._framed(line_only=True)
             if not isinstance(line, bytes):
                 return False
-            self.mode = _Mode.COMMAND
+            self.mode = Mode.COMMAND
             if line.rstrip(b"\r\n").upper() == b"DONE":
                 self._send(tagged(self._tag, "OK", "IDLE terminated"))
             else:
                 self._send(tagged(self._tag, "BAD", "expected DONE"))
             return True
-        if self.mode is _Mode.SASL:
+        if self.mode is Mode.SASL:
             line = self._framed(line_only=True)
             if not isinstance(line, bytes):
                 return False
@@ -313,7 +306,7 @@ class ImapSession:
         except ParseError as e:  # refused, and a LITERAL+ literal dropped
             self.append_refused(tagged(tag, "BAD", str(e)))
             return
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(AppendStart(tag, cmd.args, start.size))
 
     def _stream_step(self) -> bool:
@@ -328,11 +321,11 @@ class ImapSession:
         line = self._framed(line_only=True)
         if not isinstance(line, bytes):
             return False
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
         if self._stream_drop:
             return True
         ok = not line.strip()
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(AppendEnd(self._tag, ok))
         return True
 
@@ -364,7 +357,7 @@ class ImapSession:
                 raise ParseError("UID needs FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE")
             name, uid, args = args[0].upper(), True, args[1:]
         self._tag = tag
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(Execute(tag, name, uid, args, self.state))
 
     def _cmd_capability(self, cmd: Command) -> None:
@@ -376,7 +369,7 @@ class ImapSession:
         self._no_args(cmd)
         if self.state is State.SELECTED:
             self._tag = cmd.tag
-            self.mode = _Mode.WAITING
+            self.mode = Mode.WAITING
             self._events.append(Execute(cmd.tag, "NOOP", False, [], self.state))
             return
         self._send(tagged(cmd.tag, "OK", "NOOP completed"))
@@ -406,7 +399,7 @@ class ImapSession:
             return
         self._send(tagged(cmd.tag, "OK", "begin TLS negotiation now"))
         self._framer.clear()  # nothing sent before the handshake may be acted on after it
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(StartTLS())
 
     def _cmd_compress(self, cmd: Command) -> None:
@@ -425,68 +418,8 @@ class ImapSession:
     def _cmd_idle(self, cmd: Command) -> None:
         self._no_args(cmd)
         self._tag = cmd.tag
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(IdleStart(cmd.tag))
-
-    def _plaintext_refused(self, tag: str) -> bool:
-        if self.settings.allow_plaintext or self.settings.tls_active:
-            return False
-        self._send(tagged(tag, "NO", "use STARTTLS before logging in", "PRIVACYREQUIRED"))
-        return True
-
-    def _cmd_login(self, cmd: Command) -> None:
-        if len(cmd.args) != 2:
-            raise ParseError("LOGIN needs a user name and a password")
-        user, password = astring(cmd.args[0]), astring(cmd.args[1])
-        if self._plaintext_refused(cmd.tag):
-            return
-        self._tag = cmd.tag
-        self.mode = _Mode.WAITING
-        self._events.append(LoginAttempt(cmd.tag, user, password, "LOGIN"))
-
-    def _cmd_authenticate(self, cmd: Command) -> None:
-        if not 1 <= len(cmd.args) <= 2 or not isinstance(cmd.args[0], str):
-            raise ParseError("AUTHENTICATE needs a mechanism")
-        initial = astring(cmd.args[1]) if len(cmd.args) == 2 else None
-        exchange = new_exchange(cmd.args[0])
-        if exchange is None or exchange.mechanism != "PLAIN":
-            self._send(tagged(cmd.tag, "NO", "unsupported mechanism"))
-            return
-        if self._plaintext_refused(cmd.tag):
-            return
-        self._tag, self._sasl = cmd.tag, exchange
-        try:
-            self._sasl_result(exchange.start(initial))
-        except SaslError:
-            self._sasl = None
-            self._bad(cmd.tag, "malformed SASL response")
-
-    def _sasl_step(self, line: str) -> None:
-        exchange, self._sasl = self._sasl, None
-        self.mode = _Mode.COMMAND
-        if exchange is None:
-            return
-        if line == "*":
-            self._send(tagged(self._tag, "BAD", "authentication cancelled"))
-            return
-        self._sasl = exchange
-        try:
-            self._sasl_result(exchange.respond(line))
-        except SaslError:
-            self._sasl = None
-            self._bad(self._tag, "malformed SASL response")
-
-    def _sasl_result(self, result: Challenge | Credentials) -> None:
-        if isinstance(result, Challenge):
-            self.mode = _Mode.SASL
-            self._send(b"+ " + result.data.encode("ascii") + b"\r\n")
-            return
-        self._sasl = None
-        if result.authzid and result.authzid != result.username:
-            self._send(tagged(self._tag, "NO", "cannot act as another user", "AUTHORIZATIONFAILED"))
-            return
-        self.mode = _Mode.WAITING
-        self._events.append(LoginAttempt(self._tag, result.username, result.password, "PLAIN"))
 
     @staticmethod
     def _no_args(cmd: Command) -> None:

@@ -328,7 +328,7 @@ class _Connection:
                 False,
                 "UNAVAILABLE",
                 "this mailbox is an mbox file; IMAP needs Maildir: "
-                "run daisymail mailbox convert --to maildir",
+                f"run daisymail mailbox convert {box.name} --to maildir",
             )
             return
         try:
