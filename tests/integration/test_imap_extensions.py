@@ -271,3 +271,17 @@ def test_compress_deflate_session(server: Daisy) -> None:
     assert b"c NO [COMPRESSIONACTIVE]" in out
     cmd(b"d LOGOUT\r\n", b"d")
     c.close()
+
+
+def test_fetch_all_of_a_folder_of_medium_messages(server: Daisy) -> None:
+    bodies = [b"Subject: medium %d\r\n\r\n" % i + b"m" * 900_000 + b"\r\n" for i in range(5)]
+    m = imap(server, "sync@example.test", "sync-pw")
+    m.create("Medium")
+    for body in bodies:
+        assert m.append("Medium", None, None, body)[0] == "OK"
+    m.select("Medium", readonly=True)
+    typ, data = m.uid("FETCH", "1:*", "(BODY.PEEK[])")
+    assert typ == "OK"
+    assert [d[1] for d in data if isinstance(d, tuple)] == bodies
+    assert m.noop()[0] == "OK"  # the session goes on after the line-by-line reply
+    m.logout()

@@ -161,3 +161,25 @@ def test_fetch_of_a_big_message_is_a_file_placeholder(tmp_path: Path) -> None:
 
 def stream_crlf(data: bytes) -> bytes:
     return data.replace(b"\n", b"\r\n")
+
+
+def test_fetch_of_many_medium_messages_is_made_line_by_line(tmp_path: Path) -> None:
+    root = str(tmp_path / "box")
+    ensure_maildir(root)
+    folders = AccountFolders(root, FileMailboxState())
+    folders.ensure_defaults()
+    bodies = [b"Subject: m%d\r\n\r\n" % i + b"z" * 900_000 + b"\r\n" for i in range(5)]
+    for body in bodies:
+        folders.folder("INBOX").append(body, frozenset(), None)
+    session = MailSession(folders, 50 * 1024 * 1024)
+    session.run(Execute("s", "SELECT", False, ["INBOX"], State.AUTHENTICATED))
+    out, _ = session.run(Execute("f", "FETCH", False, ["1:*", ["BODY[]"]]))
+    assert isinstance(out, stream.Lazy)
+    lines = list(out.lines)
+    assert len(lines) == 6 and lines[-1] == [b"f OK FETCH completed\r\n"]
+    for n, (line, body) in enumerate(zip(lines, bodies, strict=False), 1):
+        data = b"".join(seg for seg in line if isinstance(seg, bytes))
+        assert data.startswith(b"* %d FETCH (BODY[] {%d}\r\n" % (n, len(body)))
+        assert body in data and b"FLAGS (\\Seen)" in data  # not PEEK: \Seen set first
+    small, _ = session.run(Execute("g", "FETCH", False, ["1:*", ["FLAGS"]]))
+    assert isinstance(small, bytes)  # no message text: made at once

@@ -6,6 +6,7 @@ status). The UID forms differ only in reading UID sets and adding UIDs to the re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from daisymail.imap import esearch, fetch, qresync, stream
@@ -86,7 +87,20 @@ def cmd_fetch(session: MailSession, ev: Execute) -> stream.Output:
         chosen = [(seq, m) for seq, m in chosen if m.modseq > changed_since]
     if vanished and changed_since is not None:
         out.insert(0, qresync.vanished_earlier(view.folder.sync(), changed_since, which))
-    segments: list[stream.Segment] = [*out]
+    lines = _fetch_lines(session, ev, view, chosen, items)
+    if stream.lazy_worthy(items, [m for _, m in chosen]):
+        return stream.Lazy(ev.tag, [*out], lines)  # one message in memory at a time
+    return stream.join([*out, *(seg for line in lines for seg in line)])
+
+
+def _fetch_lines(
+    session: MailSession,
+    ev: Execute,
+    view: SelectedView,
+    chosen: list[tuple[int, Message]],
+    items: list[fetch.Item],
+) -> Iterator[list[stream.Segment]]:
+    """The FETCH reply, one message's line at a time, then the tagged status."""
     for seq, msg in chosen:
         try:
             parts = _render(view, msg, items)
@@ -94,12 +108,12 @@ def cmd_fetch(session: MailSession, ev: Execute) -> stream.Output:
             continue  # expunged by another session meanwhile; announced later
         if any(i.name == "FLAGS" for i in items):
             view.told[msg.uid] = msg.flags
-        segments.append(b"* %d FETCH (" % seq)
+        line: list[stream.Segment] = [b"* %d FETCH (" % seq]
         for n, part in enumerate(parts):
-            segments.extend([b" ", *part] if n else part)
-        segments.append(b")\r\n")
-    segments.append(_tail(session, ev, ev.uid, "FETCH completed"))
-    return stream.join(segments)
+            line.extend([b" ", *part] if n else part)
+        line.append(b")\r\n")
+        yield line
+    yield [_tail(session, ev, ev.uid, "FETCH completed")]
 
 
 def _modifier(tok: Token, name: str) -> int:

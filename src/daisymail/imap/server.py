@@ -21,6 +21,7 @@ from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
 from daisymail.imap import append
 from daisymail.imap.commands import MailSession
+from daisymail.imap.common import CommandFailed
 from daisymail.imap.compress import Deflate
 from daisymail.imap.protocol import (
     AppendChunk,
@@ -37,7 +38,7 @@ from daisymail.imap.protocol import (
 )
 from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
-from daisymail.imap.stream import FileLiteral, Output
+from daisymail.imap.stream import FileLiteral, Lazy, Output
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
@@ -215,7 +216,10 @@ class _Connection:
                 output, selected = tagged(ev.tag, "NO", "internal error", "SERVERBUG"), None
             if ev.name in ("SELECT", "EXAMINE", "CLOSE", "UNSELECT"):
                 event(log, f"imap.{ev.name.lower()}", sid=self.sid, user=self.account)
-            if isinstance(output, list):
+            if isinstance(output, Lazy):
+                await self._send_lazy(output, ev.name)
+                output = b""
+            elif isinstance(output, list):
                 await self._stream(output)
                 output = b""
             self.session.executed(output, selected)
@@ -248,6 +252,27 @@ class _Connection:
                     if isinstance(later, FileLiteral):
                         later.file.close()
         await self.svc.sessions.drain(self.writer)
+
+    async def _send_lazy(self, reply: Lazy, name: str) -> None:
+        """A reply made one line at a time in worker threads while it is sent; trouble
+        halfway ends it with the tagged NO (the lines sent so far stand)."""
+        await self._flush()
+        self._write(reply.head)
+        while True:
+            try:
+                line = await asyncio.to_thread(next, reply.lines, None)
+            except CommandFailed as e:
+                line, reply.lines = [tagged(reply.tag, "NO", str(e), e.code)], iter(())
+            except (OSError, StorageError) as e:
+                line = [tagged(reply.tag, "NO", f"storage error: {e}", "SERVERBUG")]
+                reply.lines = iter(())
+            except Exception:
+                log.exception("imap.command.error sid=%s command=%s", self.sid, name)
+                line = [tagged(reply.tag, "NO", "internal error", "SERVERBUG")]
+                reply.lines = iter(())
+            if line is None:
+                return
+            await self._stream(line)
 
     async def _append(self, ev: AppendStart | AppendChunk | AppendEnd) -> None:
         """A streamed APPEND: checked, then written to tmp/ as the octets arrive."""

@@ -45,7 +45,20 @@ class FileLiteral:
 
 
 Segment = bytes | FileLiteral
-Output = bytes | list[Segment]
+LAZY_OVER = 4 * 1024 * 1024  # a FETCH reply larger than this is made as it is sent
+
+
+class Lazy:
+    """A FETCH reply made line by line while it is sent (in a worker thread each), so
+    that ``UID FETCH 1:* BODY.PEEK[]`` of a big folder holds one message at a time."""
+
+    def __init__(self, tag: str, head: list[bytes], lines: Iterator[list[Segment]]) -> None:
+        self.tag = tag
+        self.head = b"".join(head)
+        self.lines = lines
+
+
+Output = bytes | list[Segment] | Lazy
 
 
 def crlf_chunks(f: BinaryIO, size: int) -> Iterator[bytes]:
@@ -93,6 +106,22 @@ def render(item: fetch.Item, msg: Message, loaded: fetch.Loaded) -> list[Segment
 
         return [binary.render(item, msg, loaded)]
     return [fetch.render(item, msg, loaded)]
+
+
+def lazy_worthy(items: list[fetch.Item], messages: list[Message]) -> bool:
+    """Whether a FETCH sends enough message text to be made lazily."""
+    bodies = ("BODY[]", "BINARY[]", "RFC822", "RFC822.TEXT", "BODYSTRUCTURE", "ENVELOPE")
+    if not any(i.name in bodies for i in items):
+        return False
+    total = 0
+    for msg in messages:
+        try:
+            total += os.path.getsize(msg.path)
+        except OSError:
+            continue
+        if total > LAZY_OVER:
+            return True
+    return False
 
 
 def join(segments: list[Segment]) -> Output:
