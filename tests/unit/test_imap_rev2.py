@@ -128,7 +128,10 @@ def test_expunge_after_enable_qresync_says_vanished(session: MailSession) -> Non
     run(session, "a ENABLE QRESYNC")
     run(session, "b SELECT INBOX")
     run(session, "c STORE 1:2 +FLAGS.SILENT (\\Deleted)")
-    assert run(session, "d EXPUNGE") == b"* VANISHED 1:2\r\nd OK EXPUNGE completed\r\n"
+    out = run(session, "d EXPUNGE")
+    assert re.fullmatch(
+        rb"\* VANISHED 1:2\r\nd OK \[HIGHESTMODSEQ \d+\] EXPUNGE completed\r\n", out
+    )
     assert run(session, "e FETCH 1 (FLAGS) (CHANGEDSINCE 1 VANISHED)").startswith(b"e BAD")
 
 
@@ -255,3 +258,37 @@ def test_modified_utf7(text: str, wire: str) -> None:
 def test_modified_utf7_malformed_is_kept() -> None:
     assert mutf7.decode("bad&***-") == "bad&***-"
     assert mutf7.decode("open&AAA") == "open&AAA"
+
+
+def test_old_expunges_are_forgotten_behind_a_floor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from daisymail.store import imap_state
+
+    monkeypatch.setattr(imap_state, "MAX_VANISHED", 4)
+    st = FolderState(7, 20, 30)
+    for uid in range(1, 8):
+        st.entries[f"u{uid}"] = imap_state.Entry(uid, 1, frozenset())
+    for uid in range(1, 6):
+        st.forget(f"u{uid}", 10 + uid)
+    assert st.vanished == {4: 14, 5: 15} and st.vanished_floor == 13
+    state = FileMailboxState()
+    state.save(str(tmp_path), st)
+    loaded = state.load(str(tmp_path))
+    assert loaded is not None and loaded.vanished_floor == 13
+    assert loaded.vanished == st.vanished
+
+
+def test_resync_from_before_the_floor_names_every_missing_uid(session: MailSession) -> None:
+    from daisymail.imap.parser import sequence_set
+    from daisymail.imap.qresync import vanished_earlier
+
+    folder = session.folders.folder("INBOX")
+    folder.expunge([2])
+    snap = folder.sync()
+    assert vanished_earlier(snap, 0, None) == b"* VANISHED (EARLIER) 2\r\n"
+    snap.vanished_floor = 5  # as if older expunges had been forgotten
+    snap.vanished = {}
+    assert vanished_earlier(snap, 1, None) == b"* VANISHED (EARLIER) 2\r\n"
+    assert vanished_earlier(snap, 1, sequence_set("3:*")) == b""
+    assert vanished_earlier(snap, 6, None) == b""

@@ -276,4 +276,6 @@ def cmd_expunge(session: MailSession, ev: Execute) -> bytes:
     elif ev.args:
         raise ParseError("EXPUNGE takes no arguments")
     view.folder.expunge(doomed)
-    return _tail(session, ev, True, "EXPUNGE completed")
+    news = view.refresh(True)
+    code = f"HIGHESTMODSEQ {view.folder.sync().highestmodseq}" if session.condstore else ""
+    return news + tagged(ev.tag, "OK", "EXPUNGE completed", code)

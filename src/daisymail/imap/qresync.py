@@ -52,12 +52,25 @@ def parse_resync(params: list[Token]) -> Resync:
 
 
 def vanished_earlier(snap: FolderSnapshot, since: int, within: SequenceSet | None) -> bytes:
+    """``* VANISHED (EARLIER)`` for the UIDs (within the set) expunged after since. When
+    since is older than what the state remembers, every UID the client may know that is
+    not here is named: more than gone since then, which RFC 7162 allows."""
     largest = max(snap.uidnext - 1, 0)
-    gone = [
-        uid
-        for uid, modseq in snap.vanished.items()
-        if modseq > since and (within is None or within.contains(uid, largest))
-    ]
+    if since < snap.vanished_floor:
+        present = {m.uid for m in snap.messages}
+        ranges = within.resolve(largest) if within is not None else [(1, largest)]
+        gone = [
+            uid
+            for lo, hi in ranges
+            for uid in range(max(lo, 1), min(hi, largest) + 1)
+            if uid not in present
+        ]
+    else:
+        gone = [
+            uid
+            for uid, modseq in snap.vanished.items()
+            if modseq > since and (within is None or within.contains(uid, largest))
+        ]
     if not gone:
         return b""
     return b"* VANISHED (EARLIER) %s\r\n" % number_set(gone).encode()

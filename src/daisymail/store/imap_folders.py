@@ -99,6 +99,7 @@ class FolderSnapshot:
     highestmodseq: int
     messages: list[Message]  # in UID order
     vanished: dict[int, int] = field(default_factory=dict)  # expunged UID: its MODSEQ
+    vanished_floor: int = 0  # expunges before this MODSEQ are no longer known one by one
 
 
 class ImapFolder:
@@ -164,7 +165,12 @@ class ImapFolder:
         ]
         messages.sort(key=lambda m: m.uid)
         return FolderSnapshot(
-            st.uidvalidity, st.uidnext, st.highestmodseq, messages, dict(st.vanished)
+            st.uidvalidity,
+            st.uidnext,
+            st.highestmodseq,
+            messages,
+            dict(st.vanished),
+            st.vanished_floor,
         )
 
     def store_flags(
