@@ -292,3 +292,15 @@ def test_resync_from_before_the_floor_names_every_missing_uid(session: MailSessi
     assert vanished_earlier(snap, 1, None) == b"* VANISHED (EARLIER) 2\r\n"
     assert vanished_earlier(snap, 1, sequence_set("3:*")) == b""
     assert vanished_earlier(snap, 6, None) == b""
+
+
+def test_silent_store_under_condstore_tells_the_new_modseq(session: MailSession) -> None:
+    run(session, "a SELECT INBOX (CONDSTORE)")
+    out = run(session, "b UID STORE 1,3 (UNCHANGEDSINCE 99999) +FLAGS.SILENT (\\Deleted)")
+    assert re.fullmatch(
+        rb"\* 1 FETCH \(UID 1 MODSEQ \(\d+\)\)\r\n\* 3 FETCH \(UID 3 MODSEQ \(\d+\)\)\r\n"
+        rb"b OK STORE completed\r\n",
+        out,
+    )
+    out = run(session, "c STORE 1 +FLAGS.SILENT (\\Deleted)")  # no change: nothing to tell
+    assert out == b"c OK STORE completed\r\n"

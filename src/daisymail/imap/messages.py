@@ -184,6 +184,12 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
             if now is None or msg.uid not in view.told or msg.uid in failed:
                 continue
             out.append(b"* %d FETCH (%s)\r\n" % (seq, view.flags_data(now, uid=ev.uid)))
+    elif view.condstore:  # RFC 7162 3.1.3: .SILENT still tells the new MODSEQs
+        for seq, msg in chosen:
+            now = view.messages.get(msg.uid)
+            if now is not None and now.modseq != msg.modseq:
+                uid = b"UID %d " % now.uid if ev.uid else b""
+                out.append(b"* %d FETCH (%sMODSEQ (%d))\r\n" % (seq, uid, now.modseq))
     code = ""
     if failed:
         numbers = failed if ev.uid else [seq for seq, m in chosen if m.uid in failed]
