@@ -304,3 +304,12 @@ def test_silent_store_under_condstore_tells_the_new_modseq(session: MailSession)
     )
     out = run(session, "c STORE 1 +FLAGS.SILENT (\\Deleted)")  # no change: nothing to tell
     assert out == b"c OK STORE completed\r\n"
+
+
+def test_append_utf8_literal(session: MailSession) -> None:
+    msg = "Subject: Grüße\r\n\r\nhallo\r\n".encode()
+    out = run(
+        session, f"a APPEND INBOX UTF8 (~{{{len(msg)}+}}\r\n".encode().decode() + msg.decode() + ")"
+    )
+    assert b"a OK [APPENDUID" in out
+    assert run(session, "b APPEND INBOX UTF8 (x)").startswith(b"b BAD")

@@ -183,3 +183,12 @@ def test_fetch_of_many_medium_messages_is_made_line_by_line(tmp_path: Path) -> N
         assert body in data and b"FLAGS (\\Seen)" in data  # not PEEK: \Seen set first
     small, _ = session.run(Execute("g", "FETCH", False, ["1:*", ["FLAGS"]]))
     assert isinstance(small, bytes)  # no message text: made at once
+
+
+def test_core_streams_a_utf8_append_literal() -> None:
+    s = logged_in()
+    _, events = talk(s, b"a APPEND INBOX UTF8 (~{2000000+}\r\n")
+    assert isinstance(events[0], AppendStart) and events[0].args == ["INBOX"]
+    s.append_accepted()
+    _, events = drain(s, b"u" * 2_000_000 + b")\r\n")
+    assert isinstance(events[-1], AppendEnd) and events[-1].ok

@@ -81,6 +81,13 @@ def _done(session: MailSession, tag: str, folder: ImapFolder, uid: int) -> bytes
 
 
 def cmd_append(session: MailSession, tag: str, args: list[Token]) -> bytes:
+    last = args[-1] if args else None
+    before = args[-2] if len(args) >= 2 else None
+    if isinstance(before, str) and before.upper() == "UTF8" and isinstance(last, list):
+        # RFC 6855: ``UTF8 (~{n}...)``, a message with UTF-8 headers; stored as it is
+        if len(last) != 1 or not isinstance(last[0], bytes):
+            raise ParseError("UTF8 needs one message literal in parentheses")
+        args = [*args[:-2], last[0]]
     if len(args) < 2 or not isinstance(args[-1], bytes):
         raise ParseError("APPEND needs a folder name and a message literal")
     name, flags, when = _options(session, args[:-1])

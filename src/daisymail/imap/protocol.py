@@ -103,6 +103,7 @@ class ImapSession(LoginCommands):
         self._stream_left = 0
         self._stream_drop = False
         self._stream_pending: StreamStart | None = None
+        self._stream_close = b""  # what must follow a streamed literal: ")" after UTF8 (
         self.compressed = False
 
     # -- I/O side -------------------------------------------------------------------------
@@ -299,8 +300,12 @@ class ImapSession(LoginCommands):
         tag = tag_of(start.line)
         self._tag = tag
         self._stream_pending = start
+        line, self._stream_close = start.line, b""
+        stripped = line.rstrip()
+        if stripped[-6:].upper() == b"UTF8 (":  # RFC 6855 ``UTF8 (~{n}...)``
+            line, self._stream_close = stripped[:-6], b")"
         try:
-            cmd = parse_command(start.line)
+            cmd = parse_command(line)
             if not 1 <= len(cmd.args) <= 3:
                 raise ParseError("bad APPEND arguments")
         except ParseError as e:  # refused, and a LITERAL+ literal dropped
@@ -324,7 +329,7 @@ class ImapSession(LoginCommands):
         self.mode = Mode.COMMAND
         if self._stream_drop:
             return True
-        ok = not line.strip()
+        ok = line.strip() == self._stream_close
         self.mode = Mode.WAITING
         self._events.append(AppendEnd(self._tag, ok))
         return True
