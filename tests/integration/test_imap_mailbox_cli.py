@@ -20,10 +20,10 @@ def test_convert_all_to_maildir_then_imap_serves_it(mbox_daisy: Daisy) -> None:
     d.cli("mailbox", "add", "second", "--format", "mbox")
     d.cli("mailbox", "add", "third", "--format", "maildir")
     check = d.cli("check", check=False).stdout
-    assert "imap: mailbox jsmith is an mbox file" in check
+    assert "imap: jsmith: an mbox file" in check
     assert "daisymail mailbox convert jsmith --to maildir" in check
-    assert "imap: mailbox second is an mbox file" in check
-    assert "mailbox third" not in check
+    assert "imap: second: an mbox file" in check
+    assert "imap: third" not in check
 
     m = imaplib.IMAP4("127.0.0.1", d.ports["imap"], timeout=10)
     try:
@@ -42,7 +42,7 @@ def test_convert_all_to_maildir_then_imap_serves_it(mbox_daisy: Daisy) -> None:
         "second": "maildir",
         "third": "maildir",
     }
-    assert "imap: mailbox" not in d.cli("check", check=False).stdout
+    assert "imap: " not in d.cli("check", check=False).stdout
     assert _uidls_and_sizes(d)[0] == B1_UIDLS  # POP3 clients see the same UIDLs
 
     m = imaplib.IMAP4("127.0.0.1", d.ports["imap"], timeout=10)
@@ -59,7 +59,7 @@ def test_convert_all_to_maildir_then_imap_serves_it(mbox_daisy: Daisy) -> None:
 def test_import_legacy_names_the_mbox_mailboxes(daisy_dir: Daisy, tmp_path: Path) -> None:
     tree = virtualmail_tree(tmp_path / "legacy")
     out = daisy_dir.cli(*import_args(tree)).stdout
-    assert "imap: mailbox johnacme is an mbox file" in out
+    assert "imap: johnacme: an mbox file" in out
     assert "daisymail mailbox convert --all --to maildir" in out
 
 
