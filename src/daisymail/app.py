@@ -47,6 +47,7 @@ from daisymail.privileges import (
 )
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
+from daisymail.quota import parse_size
 from daisymail.sdnotify import notify
 from daisymail.smtp import protocol as smtp_protocol
 from daisymail.smtp.inbound import InboundPolicy
@@ -250,6 +251,7 @@ class App:
                 tls_context=ctx,
                 implicit_tls=name == "imaps",
                 append_limit=c.limits.max_message_size,
+                quota=parse_size(c.storage.quota),
             )
             await self._listen(isvc, getattr(c.listen, name), ctx if isvc.implicit_tls else None)
         if c.http.listen or c.http.listen_tls:

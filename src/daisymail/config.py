@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from daisymail.quota import parse_size
+
 ENV_VAR = "DAISYMAIL_CONFIG"
 SEARCH_PATH = ("./daisymail.toml", "/etc/daisymail/daisymail.toml")
 
@@ -55,6 +57,7 @@ class Storage:
     mail_dir: str = "mail"
     default_format: str = "maildir"
     spool_dir: str = "spool"
+    quota: str = "0"  # per-mailbox storage limit (500M, 2G; 0: none); `mailbox set --quota`
 
 
 @dataclass
@@ -360,6 +363,10 @@ def _validate(cfg: Config) -> None:
         if not math.isfinite(value) or value < minimum:
             kind = "a number" if isinstance(value, float) else "an integer"
             raise ConfigError(f"{src}: {key}: expected {kind} >= {minimum} ({why}), got {value!r}")
+    try:
+        parse_size(cfg.storage.quota)
+    except ValueError as e:
+        raise ConfigError(f"{src}: storage.quota: {e}") from None
     if any(s <= 0 for s in cfg.queue.retry_schedule):
         raise ConfigError(f"{src}: queue.retry_schedule: expected positive numbers of seconds")
     if cfg.queue.smarthost:

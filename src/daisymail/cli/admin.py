@@ -6,6 +6,9 @@ HTTP API calls too) and prints; the checks live there, so they hold for every ca
 
 from __future__ import annotations
 
+import contextlib
+import os
+
 import click
 
 from daisymail.cli.common import (
@@ -140,18 +143,81 @@ def mailbox_list(name: str | None, as_json: bool) -> None:
     )
 
 
-@mailbox.command("convert")
+@mailbox.command("set")
 @click.argument("name")
+@click.option(
+    "--quota",
+    required=True,
+    help="Storage limit, e.g. 500M or 2G; 0 for none, 'default' for [storage] quota.",
+)
+def mailbox_set(name: str, quota: str) -> None:
+    """Set a Maildir mailbox's own quota (kept in the Maildir, so every node sees it)."""
+    from daisymail.quota import QUOTA_FILE, parse_size
+    from daisymail.store.durable import write_durable
+    from daisymail.store.files import FileStore, is_maildir
+
+    st = state()
+    box = st.directory.snapshot().mailboxes.get(name.lower())
+    if box is None:
+        fail(f"no such mailbox: {name.lower()}")
+    if not is_maildir(box):
+        fail(
+            f"mailbox {box.name} is an mbox file; quotas need Maildir: "
+            f"daisymail mailbox convert {box.name} --to maildir"
+        )
+    root = FileStore(str(st.config.path(st.config.storage.mail_dir))).resolve_path(box)
+    target = os.path.join(root, QUOTA_FILE)
+    if quota == "default":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(target)
+        click.echo(f"mailbox {box.name}: quota from [storage] quota")
+        return
+    try:
+        octets = parse_size(quota)
+    except ValueError as e:
+        fail(str(e))
+    with errors_as_messages():
+        os.makedirs(root, exist_ok=True)
+        write_durable(target, [b"%d\n" % octets])
+    click.echo(
+        f"mailbox {box.name}: quota {octets} octets" if octets else f"mailbox {box.name}: no quota"
+    )
+
+
+@mailbox.command("convert")
+@click.argument("name", required=False)
 @click.option("--to", "to", type=click.Choice(["maildir", "mbox"]), required=True)
 @click.option(
     "--path",
     default=None,
     help="Where the new mailbox goes (default: beside the old one, e.g. NAME.maildir/).",
 )
-def mailbox_convert(name: str, to: str, path: str | None) -> None:
-    """Convert a mailbox to Maildir or mbox, keeping its messages and POP3 UIDLs.
+@click.option("--all", "every", is_flag=True, help="Convert every mailbox not yet in that format.")
+def mailbox_convert(name: str | None, to: str, path: str | None, every: bool) -> None:
+    """Convert a mailbox (or --all of them) to Maildir or mbox, keeping its messages and
+    POP3 UIDLs.
 
-    The old mailbox is renamed aside to OLD.converted-TIMESTAMP, never deleted."""
+    The old mailbox is renamed aside to OLD.converted-TIMESTAMP, never deleted. IMAP
+    serves Maildir only: `convert --all --to maildir` readies every mailbox for it."""
+    if every == bool(name) or (every and path):
+        fail("give a mailbox NAME, or --all (without --path)")
+    if not every:
+        assert name is not None
+        _convert_one(name.lower(), to, path)
+        return
+    from daisymail.store.files import is_maildir
+
+    boxes = sorted(state().directory.snapshot().mailboxes.values(), key=lambda m: m.name)
+    todo = [b.name for b in boxes if is_maildir(b) != (to == "maildir")]
+    if not todo:
+        click.echo(f"every mailbox is {to} already")
+        return
+    for box in todo:
+        _convert_one(box, to, None)
+    click.echo(f"{len(todo)} mailboxes converted to {to}")
+
+
+def _convert_one(name: str, to: str, path: str | None) -> None:
     from daisymail.store.base import MailboxInUse, StorageError, ViewOptions
     from daisymail.store.convert import ConversionError, convert_mailbox
     from daisymail.store.files import FileStore
@@ -163,7 +229,6 @@ def mailbox_convert(name: str, to: str, path: str | None) -> None:
         hide_imap_control_message=cfg.pop3.hide_imap_control_message,
     )
     store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
-    name = name.lower()
     with errors_as_messages():
         try:
             res = convert_mailbox(st.directory, store, name, to, options, path=path)  # type: ignore[arg-type]

@@ -126,6 +126,10 @@ def import_legacy(
                 if refused
                 else "nothing changed"
             )
+        from daisymail.cli.imap_notes import mbox_notes
+
+        for line in mbox_notes(plan.mailboxes.values()):
+            click.echo(line)
         click.echo(f"{len(plan.findings)} finding(s), {len(changes)} change(s)")
     if plan.empty:
         fail("nothing could be imported (see the findings above)", EXIT_FAILURE)

@@ -118,6 +118,9 @@ def check() -> None:
         if login.mailbox not in snap.mailboxes:
             problems.append(f"user {login.address}: its mailbox {login.mailbox} does not exist")
     problems.extend(_mailbox_path_problems(cfg, snap))
+    from daisymail.cli.imap_notes import mbox_notes
+
+    notes.extend(mbox_notes(snap.mailboxes.values()))
     for n in notes:
         click.echo(n)
     for problem in problems:

@@ -231,6 +231,11 @@ class SqlDirectory(Directory):
             raise DirectoryError(f"directory write failed: {_one_line(e)}") from e
         finally:
             self._checked = float("-inf")
+        if self._background:
+            # Read your own writes: the next snapshot() (an API call right after this
+            # one) must see them without waiting for the background poll. The writer
+            # is already off the event loop, so the reload costs no session anything.
+            self.poll()
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:

@@ -1,83 +1,105 @@
 """The commands that touch mailboxes, run synchronously in a worker thread.
 
-MailSession belongs to one logged-in IMAP session: it holds the account's folders and
-the selected view, and turns an Execute event into reply bytes. Folder commands are
-here; message commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE) in messages.py.
+MailSession belongs to one logged-in IMAP session: it holds the account's folders, the
+selected view and what the client enabled, and turns an Execute event into a reply.
+Session and folder commands are here; LIST and STATUS in listing.py, APPEND in
+append.py, message commands (FETCH, STORE, SEARCH, COPY, MOVE, EXPUNGE) in messages.py.
 """
 
 from __future__ import annotations
 
-import re
-from email.utils import parsedate_to_datetime
-
-from daisymail.imap import messages
-from daisymail.imap.parser import ParseError, Token, astring, atom, token_list
+from daisymail.imap import append, esearch, listing, messages, mutf7, qresync, quota
+from daisymail.imap.common import CommandFailed, Result, mailbox_name
+from daisymail.imap.parser import ParseError, Token, atom, token_list
 from daisymail.imap.protocol import Execute
+from daisymail.imap.qresync import Resync
+from daisymail.imap.quota import Quota
 from daisymail.imap.responses import flag_list, string, tagged, untagged
 from daisymail.imap.selected import SelectedView
+from daisymail.imap.stream import Output
 from daisymail.store.base import StorageError
-from daisymail.store.imap_folders import (
-    INBOX,
-    SEPARATOR,
-    SPECIAL_USE,
-    AccountFolders,
-    FolderError,
-)
+from daisymail.store.imap_folders import INBOX, AccountFolders, FolderError
 
 SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
-STATUS_ITEMS = frozenset(
-    {"MESSAGES", "UIDNEXT", "UIDVALIDITY", "UNSEEN", "SIZE", "RECENT", "DELETED", "HIGHESTMODSEQ"}
-)
-_APPEND_DATE = re.compile(r"^ ?(\d{1,2})-([A-Za-z]{3})-(\d{4}) (\d\d):(\d\d):(\d\d) ([+-]\d{4})$")
+# ENABLE-able extensions, by their upper-case name, as the ENABLED reply spells them.
+ENABLABLE = {
+    "CONDSTORE": "CONDSTORE",
+    "QRESYNC": "QRESYNC",
+    "IMAP4REV2": "IMAP4rev2",
+    "UTF8=ACCEPT": "UTF8=ACCEPT",
+}
 
-Result = tuple[bytes, bool | None]  # reply bytes, new selected state (None: unchanged)
-
-
-class CommandFailed(Exception):
-    """A NO reply: str(e) is the text, code the response code."""
-
-    def __init__(self, text: str, code: str = "") -> None:
-        super().__init__(text)
-        self.code = code
-
-
-def mailbox_name(tok: Token) -> str:
-    name = astring(tok)
-    if name.upper() == INBOX:
-        return INBOX
-    return name
+__all__ = ["CommandFailed", "MailSession", "Result", "mailbox_name"]
 
 
 class MailSession:
-    def __init__(self, folders: AccountFolders, append_limit: int) -> None:
+    def __init__(
+        self, folders: AccountFolders, append_limit: int, quota: Quota | None = None
+    ) -> None:
         self.folders = folders
         self.append_limit = append_limit
+        self.quota = quota or Quota(None)
         self.view: SelectedView | None = None
         self.condstore = False  # RFC 7162: MODSEQ in flag updates once a client asked
+        self.enabled: set[str] = set()  # upper-case names the client ENABLEd
+
+    # -- what the client enabled -------------------------------------------------------
+    @property
+    def rev2(self) -> bool:
+        return "IMAP4REV2" in self.enabled
+
+    @property
+    def qresync(self) -> bool:
+        return "QRESYNC" in self.enabled
+
+    @property
+    def utf8(self) -> bool:
+        """Folder names in UTF-8 (IMAP4rev2, UTF8=ACCEPT) rather than modified UTF-7."""
+        return self.rev2 or "UTF8=ACCEPT" in self.enabled
 
     def enable_condstore(self) -> None:
         self.condstore = True
         if self.view is not None:
             self.view.condstore = True
 
+    def mailbox(self, tok: Token) -> str:
+        """A folder name from the client, as it is kept (modified UTF-7)."""
+        name = mailbox_name(tok)
+        return mutf7.encode(name) if self.utf8 and name != INBOX else name
+
+    def shown_text(self, name: str) -> str:
+        """A folder name as the client spells it: UTF-8 or modified UTF-7."""
+        return mutf7.decode(name) if self.utf8 else name
+
+    def shown(self, name: str) -> bytes:
+        """A folder name as the client expects it (quoted string or literal)."""
+        return string(self.shown_text(name), utf8=self.utf8)
+
+    def check_quota(self, name: str, size: int) -> None:
+        """Raise CommandFailed [OVERQUOTA] when size more octets do not fit."""
+        self.quota.check(self.folders, size)
+
+    # -- running commands --------------------------------------------------------------
     def run(self, ev: Execute) -> Result:
-        handler = getattr(self, "cmd_" + ev.name.lower(), None)
-        if handler is None:
-            handler = getattr(messages, "cmd_" + ev.name.lower(), None)
+        ev = esearch.substitute(ev, self.view)
+        lower = ev.name.lower()
+        handler = getattr(self, "cmd_" + lower, None)
+        for module in (listing, qresync, quota, messages):
             if handler is None:
-                raise ParseError(f"{ev.name} is not supported")
-            try:
-                out: bytes = handler(self, ev)
-            except CommandFailed as e:
-                return self._news(ev) + tagged(ev.tag, "NO", str(e), e.code), None
-            return out, None
+                found = getattr(module, "cmd_" + lower, None)
+                if found is not None:
+                    handler = _bound(found, self)
+        if handler is None:
+            raise ParseError(f"{ev.name} is not supported")
         try:
-            result: Result = handler(ev)
+            result = handler(ev)
         except CommandFailed as e:
-            return tagged(ev.tag, "NO", str(e), e.code), None
+            return self._news(ev) + tagged(ev.tag, "NO", str(e), e.code), None
         except FolderError as e:
             return tagged(ev.tag, "NO", str(e)), None
-        return result
+        if isinstance(result, tuple):
+            return result
+        return result, None
 
     def run_safely(self, ev: Execute) -> Result:
         """run(), with syntax errors as BAD and storage trouble as a temporary NO."""
@@ -107,14 +129,21 @@ class MailSession:
         return self._news(ev) + tagged(ev.tag, "OK", "NOOP completed"), None
 
     def cmd_enable(self, ev: Execute) -> Result:
+        """RFC 5161; the ENABLED reply names what this command newly turned on."""
         if not ev.args:
             raise ParseError("ENABLE needs a capability")
         names = [atom(a).upper() for a in ev.args]
-        enabled = ""
-        if "CONDSTORE" in names:
+        newly = []
+        for name in names:
+            if name in ENABLABLE and name not in self.enabled:
+                self.enabled.add(name)
+                newly.append(ENABLABLE[name])
+        if self.qresync or "CONDSTORE" in self.enabled:
             self.enable_condstore()
-            enabled = " CONDSTORE"
-        return untagged("ENABLED" + enabled) + tagged(ev.tag, "OK", "ENABLE completed"), None
+        if self.qresync and self.view is not None:
+            self.view.qresync = True
+        line = untagged(" ".join(["ENABLED", *newly]))
+        return line + tagged(ev.tag, "OK", "ENABLE completed"), None
 
     def cmd_check(self, ev: Execute) -> Result:
         """RFC 3501 CHECK: every change is durable when answered already, so a NOOP."""
@@ -123,44 +152,69 @@ class MailSession:
     def cmd_idle(self, ev: Execute) -> Result:
         return self._news(ev), None
 
-    # -- folders --------------------------------------------------------------------------
+    # -- selecting ------------------------------------------------------------------------
     def cmd_select(self, ev: Execute, readonly: bool = False) -> Result:
         if len(ev.args) not in (1, 2):
             raise ParseError(f"{ev.name} needs a folder name")
+        resync = None
         if len(ev.args) == 2:
-            params = [atom(p).upper() for p in token_list(ev.args[1])]
-            if params != ["CONDSTORE"]:
-                raise ParseError(f"unknown {ev.name} parameter")
-            self.condstore = True
-        name = mailbox_name(ev.args[0])
+            resync = self._select_params(ev.name, token_list(ev.args[1]))
+        name = self.mailbox(ev.args[0])
+        closed = b""
+        if self.view is not None and (self.rev2 or self.qresync):
+            closed = b"* OK [CLOSED] previous folder closed\r\n"
         self.view = None
         try:
             folder = self.folders.folder(name)
         except FolderError as e:
-            return tagged(ev.tag, "NO", str(e), "NONEXISTENT"), False
+            return closed + tagged(ev.tag, "NO", str(e), "NONEXISTENT"), False
         snap = folder.sync()
         view = SelectedView(folder, readonly, snap)
         view.fingerprint = folder.fingerprint()
         view.condstore = self.condstore
+        view.qresync = self.qresync
         self.view = view
         keywords = {f for m in snap.messages for f in m.flags if not f.startswith("\\")}
         flags = flag_list([*SYSTEM_FLAGS, *keywords])
         permanent = b"()" if readonly else flag_list([*SYSTEM_FLAGS, *keywords, "\\*"])
-        unseen = next((i for i, m in enumerate(snap.messages, 1) if "\\Seen" not in m.flags), 0)
-        out = [
+        out = [closed, b"* %d EXISTS\r\n" % len(snap.messages)]
+        if not self.rev2:  # IMAP4rev2 has no \Recent, and no UNSEEN code
+            out.append(b"* 0 RECENT\r\n")
+            unseen = next((i for i, m in enumerate(snap.messages, 1) if "\\Seen" not in m.flags), 0)
+            if unseen:
+                out.append(b"* OK [UNSEEN %d] first unseen\r\n" % unseen)
+        out += [
             b"* FLAGS " + flags + b"\r\n",
             b"* OK [PERMANENTFLAGS " + permanent + b"] flags allowed\r\n",
-            b"* %d EXISTS\r\n" % len(snap.messages),
-            b"* 0 RECENT\r\n",
         ]
-        if unseen:
-            out.append(b"* OK [UNSEEN %d] first unseen\r\n" % unseen)
+        if self.rev2:
+            out.append(listing.list_line(self, name))
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % snap.uidvalidity)
         out.append(b"* OK [UIDNEXT %d] predicted next UID\r\n" % snap.uidnext)
         out.append(b"* OK [HIGHESTMODSEQ %d] highest\r\n" % snap.highestmodseq)
+        if resync is not None:
+            out.append(qresync.select_news(view, snap, resync))
         mode = "READ-ONLY" if readonly else "READ-WRITE"
         out.append(tagged(ev.tag, "OK", f"{ev.name} completed", mode))
         return b"".join(out), True
+
+    def _select_params(self, command: str, params: list[Token]) -> Resync | None:
+        """``(CONDSTORE)`` and ``(QRESYNC (uidvalidity modseq [uids [seq-match]]))``."""
+        resync = None
+        i = 0
+        while i < len(params):
+            word = atom(params[i]).upper()
+            if word == "CONDSTORE":
+                self.enable_condstore()
+            elif word == "QRESYNC" and i + 1 < len(params):
+                if not self.qresync:
+                    raise ParseError("QRESYNC is not enabled")
+                i += 1
+                resync = qresync.parse_resync(token_list(params[i]))
+            else:
+                raise ParseError(f"unknown {command} parameter")
+            i += 1
+        return resync
 
     def cmd_examine(self, ev: Execute) -> Result:
         return self.cmd_select(ev, readonly=True)
@@ -176,16 +230,21 @@ class MailSession:
         self.view = None
         return tagged(ev.tag, "OK", "UNSELECT completed"), False
 
+    # -- folders --------------------------------------------------------------------------
     def cmd_create(self, ev: Execute) -> Result:
-        if len(ev.args) != 1:
+        if len(ev.args) not in (1, 2):
             raise ParseError("CREATE needs a folder name")
-        self.folders.create(mailbox_name(ev.args[0]))
+        uses = listing.create_uses(ev.args[1]) if len(ev.args) == 2 else []
+        name = self.mailbox(ev.args[0])
+        self.folders.create(name)
+        if uses:
+            self.folders.set_special_use(name, uses)
         return self._news(ev) + tagged(ev.tag, "OK", "CREATE completed"), None
 
     def cmd_delete(self, ev: Execute) -> Result:
         if len(ev.args) != 1:
             raise ParseError("DELETE needs a folder name")
-        name = mailbox_name(ev.args[0])
+        name = self.mailbox(ev.args[0])
         if self.view is not None and self.view.folder.name == name:
             raise CommandFailed("the folder is selected")
         self.folders.delete(name)
@@ -194,129 +253,27 @@ class MailSession:
     def cmd_rename(self, ev: Execute) -> Result:
         if len(ev.args) != 2:
             raise ParseError("RENAME needs two folder names")
-        old, new = (mailbox_name(a) for a in ev.args)
+        old, new = (self.mailbox(a) for a in ev.args)
         self.folders.rename(old, new)
         return self._news(ev) + tagged(ev.tag, "OK", "RENAME completed"), None
 
     def cmd_subscribe(self, ev: Execute, on: bool = True) -> Result:
         if len(ev.args) != 1:
             raise ParseError(f"{ev.name} needs a folder name")
-        self.folders.subscribe(mailbox_name(ev.args[0]), on)
+        self.folders.subscribe(self.mailbox(ev.args[0]), on)
         return tagged(ev.tag, "OK", f"{ev.name} completed"), None
 
     def cmd_unsubscribe(self, ev: Execute) -> Result:
         return self.cmd_subscribe(ev, on=False)
 
-    def _list_lines(self, kind: str, reference: str, pattern: str, subscribed_only: bool) -> bytes:
-        if not pattern:
-            return b'* %s (\\Noselect) "." ""\r\n' % kind.encode()
-        full = reference + pattern
-        if full[: len(INBOX)].upper() == INBOX:
-            full = INBOX + full[len(INBOX) :]
-        regex = "".join(".*" if c == "*" else "[^.]*" if c == "%" else re.escape(c) for c in full)
-        matcher = re.compile(regex + r"\Z")
-        names = self.folders.names()
-        subs = self.folders.subscriptions()
-        out = []
-        for name in names:
-            if not matcher.match(name):
-                continue
-            if subscribed_only and name not in subs:
-                continue
-            attrs = []
-            children = any(n.startswith(name + SEPARATOR) for n in names)
-            attrs.append("\\HasChildren" if children else "\\HasNoChildren")
-            if name in SPECIAL_USE:
-                attrs.append(SPECIAL_USE[name])
-            if kind == "LIST" and subscribed_only:
-                attrs.append("\\Subscribed")
-            line = b'* %s (%s) "." ' % (kind.encode(), " ".join(attrs).encode())
-            out.append(line + string(name) + b"\r\n")
-        return b"".join(out)
-
-    def cmd_list(self, ev: Execute) -> Result:
-        args = list(ev.args)
-        subscribed = False
-        if args and isinstance(args[0], list):
-            options = [atom(o).upper() for o in token_list(args.pop(0))]
-            subscribed = "SUBSCRIBED" in options
-        if len(args) == 4 and isinstance(args[2], str) and args[2].upper() == "RETURN":
-            args = args[:2]
-        if len(args) != 2:
-            raise ParseError("LIST needs a reference and a pattern")
-        reference = astring(args[0])
-        patterns = args[1] if isinstance(args[1], list) else [args[1]]
-        body = b"".join(
-            self._list_lines("LIST", reference, astring(p), subscribed) for p in patterns
-        )
-        return body + tagged(ev.tag, "OK", "LIST completed"), None
-
-    def cmd_lsub(self, ev: Execute) -> Result:
-        if len(ev.args) != 2:
-            raise ParseError("LSUB needs a reference and a pattern")
-        reference, pattern = (astring(a) for a in ev.args)
-        body = self._list_lines("LSUB", reference, pattern, True)
-        return body + tagged(ev.tag, "OK", "LSUB completed"), None
-
-    def cmd_status(self, ev: Execute) -> Result:
-        if len(ev.args) != 2:
-            raise ParseError("STATUS needs a folder name and items")
-        name = mailbox_name(ev.args[0])
-        items = [atom(i).upper() for i in token_list(ev.args[1])]
-        if not items or any(i not in STATUS_ITEMS for i in items):
-            raise ParseError("unknown STATUS item")
-        try:
-            snap = self.folders.folder(name).sync()
-        except FolderError as e:
-            raise CommandFailed(str(e), "NONEXISTENT") from None
-        values = {
-            "MESSAGES": len(snap.messages),
-            "UIDNEXT": snap.uidnext,
-            "UIDVALIDITY": snap.uidvalidity,
-            "UNSEEN": sum(1 for m in snap.messages if "\\Seen" not in m.flags),
-            "RECENT": 0,
-            "DELETED": sum(1 for m in snap.messages if "\\Deleted" in m.flags),
-            "HIGHESTMODSEQ": snap.highestmodseq,
-        }
-        if "SIZE" in items:
-            values["SIZE"] = sum(m.size for m in snap.messages)
-        pairs = " ".join(f"{i} {values[i]}" for i in items)
-        line = b"* STATUS " + string(name) + f" ({pairs})\r\n".encode()
-        return self._news(ev) + line + tagged(ev.tag, "OK", "STATUS completed"), None
-
     def cmd_append(self, ev: Execute) -> Result:
-        args = list(ev.args)
-        if len(args) < 2 or not isinstance(args[-1], bytes):
-            raise ParseError("APPEND needs a folder name and a message literal")
-        name = mailbox_name(args[0])
-        data: bytes = args[-1]
-        flags: frozenset[str] = frozenset()
-        when: float | None = None
-        for extra in args[1:-1]:
-            if isinstance(extra, list):
-                flags = messages.parse_flags(extra)
-            elif isinstance(extra, bytes):
-                when = append_date(extra.decode("ascii", "replace"))
-            else:
-                raise ParseError("bad APPEND argument")
-        if len(data) > self.append_limit:
-            raise CommandFailed("message too big", "TOOBIG")
-        if not self.folders.exists(name):
-            raise CommandFailed("no such folder", "TRYCREATE")
-        folder = self.folders.folder(name)
-        uid = folder.append(data, flags - {"\\Recent"}, when)
-        validity = folder.sync().uidvalidity
-        code = f"APPENDUID {validity} {uid}"
-        return self._news(ev) + tagged(ev.tag, "OK", "APPEND completed", code), None
+        return append.cmd_append(self, ev.tag, ev.args), None
 
 
-def append_date(text: str) -> float:
-    """``"17-Jul-1996 02:44:25 -0700"`` as seconds since the epoch."""
-    m = _APPEND_DATE.match(text)
-    if not m:
-        raise ParseError("bad date-time")
-    day, month, year, hh, mm, ss, zone = m.groups()
-    try:
-        return parsedate_to_datetime(f"{day} {month} {year} {hh}:{mm}:{ss} {zone}").timestamp()
-    except (TypeError, ValueError):
-        raise ParseError("bad date-time") from None
+def _bound(func: object, session: MailSession) -> object:
+    """A module's ``cmd_x(session, ev)`` as a handler taking ev."""
+
+    def call(ev: Execute) -> Output | Result:
+        return func(session, ev)  # type: ignore[operator, no-any-return]
+
+    return call

@@ -52,7 +52,9 @@ class Item:
 
     @property
     def sets_seen(self) -> bool:
-        return (self.name == "BODY[]" and not self.peek) or self.name in ("RFC822", "RFC822.TEXT")
+        if self.name in ("BODY[]", "BINARY[]"):
+            return not self.peek
+        return self.name in ("RFC822", "RFC822.TEXT")
 
 
 def _section(kind: str, section: str, origin: str | None, length: str | None) -> Item:
@@ -105,6 +107,13 @@ def parse_items(arg: Token) -> list[Item]:
         if upper in SIMPLE:
             items.append(Item(upper, label=upper))
             continue
+        if upper.startswith("BINARY"):
+            from daisymail.imap import binary  # BINARY (RFC 3516) builds on this module
+
+            found = binary.parse_item(tok)
+            if found is not None:
+                items.append(found)
+                continue
         m = _BODY_ITEM.match(tok)
         if not m:
             raise ParseError(f"unknown FETCH item {tok[:40]}")

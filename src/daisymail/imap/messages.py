@@ -6,9 +6,10 @@ status). The UID forms differ only in reading UID sets and adding UIDs to the re
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from daisymail.imap import fetch
+from daisymail.imap import esearch, fetch, qresync, stream
 from daisymail.imap.parser import (
     ParseError,
     Token,
@@ -57,13 +58,15 @@ def _tail(
     return news + tagged(ev.tag, "OK", text, code)
 
 
-def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
+def cmd_fetch(session: MailSession, ev: Execute) -> stream.Output:
     if len(ev.args) not in (2, 3):
         raise ParseError("FETCH needs a set and items")
     view = _view(session)
     which = sequence_set(ev.args[0])
     items = fetch.parse_items(ev.args[1])
-    changed_since = _modifier(ev.args[2], "CHANGEDSINCE") if len(ev.args) == 3 else None
+    changed_since, vanished = None, False
+    if len(ev.args) == 3:
+        changed_since, vanished = qresync.fetch_modifiers(session, ev.args[2], ev.uid)
     if changed_since is not None and not any(i.name == "MODSEQ" for i in items):
         items.append(fetch.Item("MODSEQ", label="MODSEQ"))
     if any(i.name == "MODSEQ" for i in items):
@@ -82,6 +85,22 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
                 items.append(fetch.Item("FLAGS", label="FLAGS"))
     if changed_since is not None:
         chosen = [(seq, m) for seq, m in chosen if m.modseq > changed_since]
+    if vanished and changed_since is not None:
+        out.insert(0, qresync.vanished_earlier(view.folder.sync(), changed_since, which))
+    lines = _fetch_lines(session, ev, view, chosen, items)
+    if stream.lazy_worthy(items, [m for _, m in chosen]):
+        return stream.Lazy(ev.tag, [*out], lines)  # one message in memory at a time
+    return stream.join([*out, *(seg for line in lines for seg in line)])
+
+
+def _fetch_lines(
+    session: MailSession,
+    ev: Execute,
+    view: SelectedView,
+    chosen: list[tuple[int, Message]],
+    items: list[fetch.Item],
+) -> Iterator[list[stream.Segment]]:
+    """The FETCH reply, one message's line at a time, then the tagged status."""
     for seq, msg in chosen:
         try:
             parts = _render(view, msg, items)
@@ -89,8 +108,12 @@ def cmd_fetch(session: MailSession, ev: Execute) -> bytes:
             continue  # expunged by another session meanwhile; announced later
         if any(i.name == "FLAGS" for i in items):
             view.told[msg.uid] = msg.flags
-        out.append(b"* %d FETCH (" % seq + b" ".join(parts) + b")\r\n")
-    return b"".join(out) + _tail(session, ev, ev.uid, "FETCH completed")
+        line: list[stream.Segment] = [b"* %d FETCH (" % seq]
+        for n, part in enumerate(parts):
+            line.extend([b" ", *part] if n else part)
+        line.append(b")\r\n")
+        yield line
+    yield [_tail(session, ev, ev.uid, "FETCH completed")]
 
 
 def _modifier(tok: Token, name: str) -> int:
@@ -110,19 +133,21 @@ def _own_change(view: SelectedView, snap: FolderSnapshot, uids: list[int]) -> No
             view.told[uid] = after[uid].flags
 
 
-def _render(view: SelectedView, msg: Message, items: list[fetch.Item]) -> list[bytes]:
+def _render(
+    view: SelectedView, msg: Message, items: list[fetch.Item]
+) -> list[list[stream.Segment]]:
     """The items of one message; a file renamed meanwhile (another reader set flags,
     POP3 added its size field) is looked up again once."""
     try:
         loaded = fetch.Loaded(msg)
-        return [fetch.render(item, msg, loaded) for item in items]
+        return [stream.render(item, msg, loaded) for item in items]
     except FileNotFoundError:
         fresh = {m.uid: m for m in view.folder.sync().messages}.get(msg.uid)
         if fresh is None:
             raise
         view.messages[msg.uid] = fresh
         loaded = fetch.Loaded(fresh)
-        return [fetch.render(item, fresh, loaded) for item in items]
+        return [stream.render(item, fresh, loaded) for item in items]
 
 
 def cmd_store(session: MailSession, ev: Execute) -> bytes:
@@ -159,6 +184,12 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
             if now is None or msg.uid not in view.told or msg.uid in failed:
                 continue
             out.append(b"* %d FETCH (%s)\r\n" % (seq, view.flags_data(now, uid=ev.uid)))
+    elif view.condstore:  # RFC 7162 3.1.3: .SILENT still tells the new MODSEQs
+        for seq, msg in chosen:
+            now = view.messages.get(msg.uid)
+            if now is not None and now.modseq != msg.modseq:
+                uid = b"UID %d " % now.uid if ev.uid else b""
+                out.append(b"* %d FETCH (%sMODSEQ (%d))\r\n" % (seq, uid, now.modseq))
     code = ""
     if failed:
         numbers = failed if ev.uid else [seq for seq, m in chosen if m.uid in failed]
@@ -168,15 +199,14 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
 
 def cmd_search(session: MailSession, ev: Execute) -> bytes:
     view = _view(session)
-    args = list(ev.args)
-    if args and isinstance(args[0], str) and args[0].upper() == "RETURN":
-        raise ParseError("SEARCH RETURN is not supported yet")
+    ret, args = esearch.parse_return(list(ev.args), session.rev2)
     predicate, modseq = parse_search(args)
     if modseq:
         session.enable_condstore()
     largest_seq = len(view.uids)
     largest_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
+    uids: list[int] = []
     highest = 0
     for seq, uid in enumerate(view.uids, 1):
         msg = view.messages[uid]
@@ -184,28 +214,29 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
         try:
             if predicate(target):
                 hits.append(uid if ev.uid else seq)
+                uids.append(uid)
                 highest = max(highest, msg.modseq)
         except FileNotFoundError:
             continue
-    line = b"* SEARCH" + b"".join(b" %d" % n for n in hits)
-    if modseq and hits:
-        line += b" (MODSEQ %d)" % highest
-    line += b"\r\n"
+    esearch.save(view, ret, uids)
+    line = esearch.reply(ev.tag, ev.uid, ret, hits, highest if modseq else None)
     return line + _tail(session, ev, ev.uid, "SEARCH completed")
 
 
 def _copy(session: MailSession, ev: Execute) -> tuple[SelectedView, list[Message], str, list[int]]:
     if len(ev.args) != 2:
         raise ParseError(f"{ev.name} needs a set and a folder name")
-    from daisymail.imap.commands import CommandFailed, mailbox_name
+    from daisymail.imap.commands import CommandFailed
 
     view = _view(session)
     which = sequence_set(ev.args[0])
-    name = mailbox_name(ev.args[1])
+    name = session.mailbox(ev.args[1])
     if not session.folders.exists(name):
         raise CommandFailed("no such folder", "TRYCREATE")
     dest = session.folders.folder(name)
     chosen = [m for _, m in view.select(which, ev.uid)]
+    if ev.name == "COPY":  # a MOVE within the account takes no more room
+        session.check_quota(name, sum(m.size for m in chosen))
     try:
         new_uids = dest.add_files([(m.path, m.flags) for m in chosen])
     except FileNotFoundError:  # a file renamed or removed since the last look: look again
@@ -251,4 +282,6 @@ def cmd_expunge(session: MailSession, ev: Execute) -> bytes:
     elif ev.args:
         raise ParseError("EXPUNGE takes no arguments")
     view.folder.expunge(doomed)
-    return _tail(session, ev, True, "EXPUNGE completed")
+    news = view.refresh(True)
+    code = f"HIGHESTMODSEQ {view.folder.sync().highestmodseq}" if session.condstore else ""
+    return news + tagged(ev.tag, "OK", "EXPUNGE completed", code)

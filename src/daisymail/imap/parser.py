@@ -202,6 +202,9 @@ def mod_sequence(tok: Token) -> int:
 
 # -- sequence sets ---------------------------------------------------------------------------
 
+# What ``$`` becomes when the saved SEARCH result is empty: a set of nothing (no client
+# can send it: an atom never holds a NUL).
+EMPTY_SET = "\x00"
 # A range of a set; None stands for ``*`` (the largest number in use).
 Range = tuple[int | None, int | None]
 _SEQ_SET = re.compile(r"(?:\d+|\*)(?::(?:\d+|\*))?(?:,(?:\d+|\*)(?::(?:\d+|\*))?)*")
@@ -228,7 +231,12 @@ class SequenceSet:
 
 
 def sequence_set(tok: Token) -> SequenceSet:
-    """``1:3,5,7:*``; zero is not a message number; raises ParseError."""
+    """``1:3,5,7:*``, or ``$`` (SEARCHRES); zero is not a message number; raises
+    ParseError."""
+    if tok == "$":
+        return SequenceSet((), saved=True)
+    if tok == EMPTY_SET:
+        return SequenceSet(())
     if not isinstance(tok, str) or not _SEQ_SET.fullmatch(tok) or len(tok) > 100_000:
         raise ParseError("bad sequence set")
     ranges: list[Range] = []
@@ -241,4 +249,4 @@ def sequence_set(tok: Token) -> SequenceSet:
 
 
 def is_sequence_set(tok: Token) -> bool:
-    return isinstance(tok, str) and bool(_SEQ_SET.fullmatch(tok))
+    return isinstance(tok, str) and (tok == EMPTY_SET or bool(_SEQ_SET.fullmatch(tok)))

@@ -9,79 +9,44 @@ outstanding, later pipelined commands wait in the buffer: replies stay in order.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from daisymail.imap.framing import FrameError, Framer
-from daisymail.imap.parser import Command, ParseError, Token, astring, parse_command, tag_of
+from daisymail.imap.events import (
+    AppendChunk,
+    AppendEnd,
+    AppendStart,
+    Close,
+    Event,
+    Execute,
+    IdleStart,
+    LoginAttempt,
+    Mode,
+    Settings,
+    StartCompress,
+    StartTLS,
+    State,
+)
+from daisymail.imap.framing import FrameError, Framer, StreamStart
+from daisymail.imap.parser import Command, ParseError, Token, parse_command, tag_of
 from daisymail.imap.responses import string, tagged, untagged
-from daisymail.sasl import Challenge, Credentials, Exchange, SaslError, new_exchange
+from daisymail.imap.sasl_login import LoginCommands
+from daisymail.sasl import Exchange
 
-
-class State(enum.Enum):
-    NOT_AUTHENTICATED = "not authenticated"
-    AUTHENTICATED = "authenticated"
-    SELECTED = "selected"
-    LOGOUT = "logout"
-
-
-@dataclass
-class Settings:
-    hostname: str = "localhost"
-    tls_active: bool = False
-    starttls_available: bool = True
-    allow_plaintext: bool = False  # LOGIN / AUTHENTICATE before TLS (loopback, or the setting)
-    max_line: int = 64 * 1024
-    max_literal: int = 50 * 1024 * 1024
-    max_errors: int = 20
-    max_commands: int = 1_000_000
-
-
-# -- events the server answers -------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StartTLS:
-    """Send what is queued, then start TLS and call tls_started()."""
-
-
-@dataclass(frozen=True)
-class LoginAttempt:
-    """Check these credentials; answer with login_result()."""
-
-    tag: str
-    user: str
-    password: str
-    mechanism: str  # "LOGIN" or "PLAIN"
-
-
-@dataclass(frozen=True)
-class Execute:
-    """A command that needs the mailboxes; answer with executed().
-
-    name is the command (``FETCH``), uid tells ``UID FETCH`` from ``FETCH``."""
-
-    tag: str
-    name: str
-    uid: bool
-    args: list[Token] = field(hash=False)
-    state: State = State.AUTHENTICATED
-
-
-@dataclass(frozen=True)
-class IdleStart:
-    """Announce mailbox changes as they happen until the client ends the IDLE."""
-
-    tag: str
-
-
-@dataclass(frozen=True)
-class Close:
-    """Send what is queued and close the connection."""
-
-
-Event = StartTLS | LoginAttempt | Execute | IdleStart | Close
+__all__ = [
+    "AppendChunk",
+    "AppendEnd",
+    "AppendStart",
+    "Close",
+    "Event",
+    "Execute",
+    "IdleStart",
+    "ImapSession",
+    "LoginAttempt",
+    "Settings",
+    "StartCompress",
+    "StartTLS",
+    "State",
+]
 
 ANY_STATE = frozenset({"CAPABILITY", "NOOP", "LOGOUT", "ID"})
 NOT_AUTH = frozenset({"STARTTLS", "LOGIN", "AUTHENTICATE"})
@@ -101,6 +66,10 @@ AUTH = frozenset(
         "APPEND",
         "NAMESPACE",
         "IDLE",
+        "GETQUOTA",
+        "GETQUOTAROOT",
+        "SETQUOTA",
+        "COMPRESS",
     }
 )
 SELECTED = frozenset(
@@ -110,24 +79,19 @@ UID_COMMANDS = frozenset({"FETCH", "STORE", "COPY", "MOVE", "SEARCH", "EXPUNGE"}
 KNOWN = ANY_STATE | NOT_AUTH | AUTH | SELECTED
 
 CAPS_AFTER_LOGIN = (
-    "IMAP4rev1 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT CHILDREN "
-    "SPECIAL-USE STATUS=SIZE CONDSTORE"
+    "IMAP4rev1 IMAP4rev2 SASL-IR LITERAL+ ID ENABLE IDLE NAMESPACE UIDPLUS MOVE UNSELECT "
+    "CHILDREN SPECIAL-USE CREATE-SPECIAL-USE LIST-EXTENDED LIST-STATUS ESEARCH SEARCHRES "
+    "STATUS=SIZE CONDSTORE QRESYNC UTF8=ACCEPT QUOTA QUOTA=RES-STORAGE BINARY"
 )
+CAPS_BEFORE_LOGIN = ("IMAP4rev1", "IMAP4rev2", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE")
 
 
-class _Mode(enum.Enum):
-    COMMAND = 1
-    SASL = 2  # waiting for a line answering an AUTHENTICATE challenge
-    IDLE = 3  # waiting for DONE
-    WAITING = 4  # an event is with the server
-
-
-class ImapSession:
+class ImapSession(LoginCommands):
     def __init__(self, settings: Settings, *, server_id: str = "Daisy") -> None:
         self.settings = settings
         self.server_id = server_id
         self.state = State.NOT_AUTHENTICATED
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
         self._framer = Framer(settings.max_line)
         self._out: list[bytes] = []
         self._events: list[Event] = []
@@ -136,6 +100,11 @@ class ImapSession:
         self._tag = ""
         self._sasl: Exchange | None = None
         self._eof = False
+        self._stream_left = 0
+        self._stream_drop = False
+        self._stream_pending: StreamStart | None = None
+        self._stream_close = b""  # what must follow a streamed literal: ")" after UTF8 (
+        self.compressed = False
 
     # -- I/O side -------------------------------------------------------------------------
     def start(self) -> None:
@@ -155,11 +124,11 @@ class ImapSession:
 
     @property
     def idling(self) -> bool:
-        return self.mode is _Mode.IDLE
+        return self.mode is Mode.IDLE
 
     def next_event(self) -> Event | None:
         while not self._events:
-            if self.state is State.LOGOUT or self.mode is _Mode.WAITING:
+            if self.state is State.LOGOUT or self.mode is Mode.WAITING:
                 return None
             if not self._step():
                 if self._events:
@@ -179,7 +148,7 @@ class ImapSession:
         self.settings.tls_active = True
         self.settings.starttls_available = False
         self.settings.allow_plaintext = True
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
 
     def login_result(self, ok: bool, code: str = "", text: str = "") -> None:
         """A failed login says the same whether the user or the password was wrong."""
@@ -189,7 +158,7 @@ class ImapSession:
         else:
             reason = text or "invalid credentials"
             self._send(tagged(self._tag, "NO", reason, code or "AUTHENTICATIONFAILED"))
-        self.mode = _Mode.COMMAND
+        self.mode = Mode.COMMAND
 
     def executed(self, output: bytes, selected: bool | None = None) -> None:
         """The server's untagged and tagged replies; selected: the new state, if changed."""
@@ -198,12 +167,33 @@ class ImapSession:
             self.state = State.SELECTED
         elif selected is False:
             self.state = State.AUTHENTICATED
-        if self.mode is _Mode.WAITING:
-            self.mode = _Mode.COMMAND
+        if self.mode is Mode.WAITING:
+            self.mode = Mode.COMMAND
+
+    def append_accepted(self) -> None:
+        """The streamed APPEND may go on: its octets come as AppendChunk events."""
+        start, self._stream_pending = self._stream_pending, None
+        assert start is not None
+        if not start.nonsync:
+            self._send(b"+ Ready for literal data\r\n")
+        self._stream_left, self._stream_drop = start.size, False
+        self.mode = Mode.STREAM
+
+    def append_refused(self, output: bytes) -> None:
+        """A NO before the literal: a waiting client never sends it; a LITERAL+ one
+        does, and it is read and dropped before the next command."""
+        start, self._stream_pending = self._stream_pending, None
+        assert start is not None
+        self._send(output)
+        if start.nonsync:
+            self._stream_left, self._stream_drop = start.size, True
+            self.mode = Mode.STREAM
+        else:
+            self.mode = Mode.COMMAND
 
     def idle_started(self) -> None:
         self._send(b"+ idling\r\n")
-        self.mode = _Mode.IDLE
+        self.mode = Mode.IDLE
 
     def updates(self, output: bytes) -> None:
         """Untagged news sent while idling."""
@@ -217,8 +207,9 @@ class ImapSession:
     def capabilities(self) -> str:
         s = self.settings
         if self.state in (State.AUTHENTICATED, State.SELECTED):
-            return CAPS_AFTER_LOGIN
-        caps = ["IMAP4rev1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE"]
+            compress = "" if self.compressed else " COMPRESS=DEFLATE"
+            return f"{CAPS_AFTER_LOGIN} APPENDLIMIT={s.max_literal}{compress}"
+        caps = list(CAPS_BEFORE_LOGIN)
         if s.starttls_available and not s.tls_active:
             caps.append("STARTTLS")
         if s.allow_plaintext or s.tls_active:
@@ -228,12 +219,18 @@ class ImapSession:
         return " ".join(caps)
 
     # -- framing --------------------------------------------------------------------------
-    def _framed(self, line_only: bool) -> bytes | None:
+    def _framed(self, line_only: bool) -> bytes | StreamStart | None:
         """The next line (IDLE, SASL) or whole command, or None; a broken stream ends
         the session."""
         error = None
+        data: bytes | StreamStart | None
         try:
-            data = self._framer.line() if line_only else self._framer.command(self._literal_limit())
+            if line_only:
+                data = self._framer.line()
+            else:
+                authed = self.state in (State.AUTHENTICATED, State.SELECTED)
+                stream_over = self.settings.stream_over if authed else None
+                data = self._framer.command(self._literal_limit(), stream_over)
         except FrameError as e:
             data, error = None, str(e)
         self._out.extend(self._framer.replies)
@@ -256,25 +253,30 @@ class ImapSession:
     # -- commands -------------------------------------------------------------------------
     def _step(self) -> bool:
         """Handle one line or command if a whole one is buffered; False if none is."""
-        if self.mode is _Mode.IDLE:
+        if self.mode is Mode.STREAM:
+            return self._stream_step()
+        if self.mode is Mode.IDLE:
             line = self._framed(line_only=True)
-            if line is None:
+            if not isinstance(line, bytes):
                 return False
-            self.mode = _Mode.COMMAND
+            self.mode = Mode.COMMAND
             if line.rstrip(b"\r\n").upper() == b"DONE":
                 self._send(tagged(self._tag, "OK", "IDLE terminated"))
             else:
                 self._send(tagged(self._tag, "BAD", "expected DONE"))
             return True
-        if self.mode is _Mode.SASL:
+        if self.mode is Mode.SASL:
             line = self._framed(line_only=True)
-            if line is None:
+            if not isinstance(line, bytes):
                 return False
             self._sasl_step(line.rstrip(b"\r\n").decode("ascii", "replace"))
             return True
         data = self._framed(line_only=False)
         if data is None:
             return False
+        if isinstance(data, StreamStart):
+            self._stream_start(data)
+            return True
         if not data.strip():
             return True
         self._commands += 1
@@ -290,6 +292,46 @@ class ImapSession:
             self._dispatch(cmd)
         except ParseError as e:
             self._bad(cmd.tag, str(e))
+        return True
+
+    def _stream_start(self, start: StreamStart) -> None:
+        """An APPEND with a big literal: the server checks the folder and the size first."""
+        self._commands += 1
+        tag = tag_of(start.line)
+        self._tag = tag
+        self._stream_pending = start
+        line, self._stream_close = start.line, b""
+        stripped = line.rstrip()
+        if stripped[-6:].upper() == b"UTF8 (":  # RFC 6855 ``UTF8 (~{n}...)``
+            line, self._stream_close = stripped[:-6], b")"
+        try:
+            cmd = parse_command(line)
+            if not 1 <= len(cmd.args) <= 3:
+                raise ParseError("bad APPEND arguments")
+        except ParseError as e:  # refused, and a LITERAL+ literal dropped
+            self.append_refused(tagged(tag, "BAD", str(e)))
+            return
+        self.mode = Mode.WAITING
+        self._events.append(AppendStart(tag, cmd.args, start.size))
+
+    def _stream_step(self) -> bool:
+        if self._stream_left:
+            data = self._framer.take(self._stream_left)
+            if not data:
+                return False
+            self._stream_left -= len(data)
+            if not self._stream_drop:
+                self._events.append(AppendChunk(data))
+            return True
+        line = self._framed(line_only=True)
+        if not isinstance(line, bytes):
+            return False
+        self.mode = Mode.COMMAND
+        if self._stream_drop:
+            return True
+        ok = line.strip() == self._stream_close
+        self.mode = Mode.WAITING
+        self._events.append(AppendEnd(self._tag, ok))
         return True
 
     def _bad(self, tag: str, why: str) -> None:
@@ -320,7 +362,7 @@ class ImapSession:
                 raise ParseError("UID needs FETCH, STORE, COPY, MOVE, SEARCH or EXPUNGE")
             name, uid, args = args[0].upper(), True, args[1:]
         self._tag = tag
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(Execute(tag, name, uid, args, self.state))
 
     def _cmd_capability(self, cmd: Command) -> None:
@@ -332,7 +374,7 @@ class ImapSession:
         self._no_args(cmd)
         if self.state is State.SELECTED:
             self._tag = cmd.tag
-            self.mode = _Mode.WAITING
+            self.mode = Mode.WAITING
             self._events.append(Execute(cmd.tag, "NOOP", False, [], self.state))
             return
         self._send(tagged(cmd.tag, "OK", "NOOP completed"))
@@ -362,74 +404,27 @@ class ImapSession:
             return
         self._send(tagged(cmd.tag, "OK", "begin TLS negotiation now"))
         self._framer.clear()  # nothing sent before the handshake may be acted on after it
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(StartTLS())
+
+    def _cmd_compress(self, cmd: Command) -> None:
+        """RFC 4978: the OK goes out uncompressed, everything after it compressed."""
+        if len(cmd.args) != 1 or not isinstance(cmd.args[0], str):
+            raise ParseError("COMPRESS needs a mechanism")
+        if cmd.args[0].upper() != "DEFLATE":
+            raise ParseError("unknown compression mechanism")
+        if self.compressed:
+            self._send(tagged(cmd.tag, "NO", "compression is already on", "COMPRESSIONACTIVE"))
+            return
+        self._send(tagged(cmd.tag, "OK", "DEFLATE active"))
+        self.compressed = True
+        self._events.append(StartCompress(self._framer.take(len(self._framer.buffer))))
 
     def _cmd_idle(self, cmd: Command) -> None:
         self._no_args(cmd)
         self._tag = cmd.tag
-        self.mode = _Mode.WAITING
+        self.mode = Mode.WAITING
         self._events.append(IdleStart(cmd.tag))
-
-    def _plaintext_refused(self, tag: str) -> bool:
-        if self.settings.allow_plaintext or self.settings.tls_active:
-            return False
-        self._send(tagged(tag, "NO", "use STARTTLS before logging in", "PRIVACYREQUIRED"))
-        return True
-
-    def _cmd_login(self, cmd: Command) -> None:
-        if len(cmd.args) != 2:
-            raise ParseError("LOGIN needs a user name and a password")
-        user, password = astring(cmd.args[0]), astring(cmd.args[1])
-        if self._plaintext_refused(cmd.tag):
-            return
-        self._tag = cmd.tag
-        self.mode = _Mode.WAITING
-        self._events.append(LoginAttempt(cmd.tag, user, password, "LOGIN"))
-
-    def _cmd_authenticate(self, cmd: Command) -> None:
-        if not 1 <= len(cmd.args) <= 2 or not isinstance(cmd.args[0], str):
-            raise ParseError("AUTHENTICATE needs a mechanism")
-        initial = astring(cmd.args[1]) if len(cmd.args) == 2 else None
-        exchange = new_exchange(cmd.args[0])
-        if exchange is None or exchange.mechanism != "PLAIN":
-            self._send(tagged(cmd.tag, "NO", "unsupported mechanism"))
-            return
-        if self._plaintext_refused(cmd.tag):
-            return
-        self._tag, self._sasl = cmd.tag, exchange
-        try:
-            self._sasl_result(exchange.start(initial))
-        except SaslError:
-            self._sasl = None
-            self._bad(cmd.tag, "malformed SASL response")
-
-    def _sasl_step(self, line: str) -> None:
-        exchange, self._sasl = self._sasl, None
-        self.mode = _Mode.COMMAND
-        if exchange is None:
-            return
-        if line == "*":
-            self._send(tagged(self._tag, "BAD", "authentication cancelled"))
-            return
-        self._sasl = exchange
-        try:
-            self._sasl_result(exchange.respond(line))
-        except SaslError:
-            self._sasl = None
-            self._bad(self._tag, "malformed SASL response")
-
-    def _sasl_result(self, result: Challenge | Credentials) -> None:
-        if isinstance(result, Challenge):
-            self.mode = _Mode.SASL
-            self._send(b"+ " + result.data.encode("ascii") + b"\r\n")
-            return
-        self._sasl = None
-        if result.authzid and result.authzid != result.username:
-            self._send(tagged(self._tag, "NO", "cannot act as another user", "AUTHORIZATIONFAILED"))
-            return
-        self.mode = _Mode.WAITING
-        self._events.append(LoginAttempt(self._tag, result.username, result.password, "PLAIN"))
 
     @staticmethod
     def _no_args(cmd: Command) -> None:

@@ -22,10 +22,17 @@ Value = Raw | str | bytes | int | None | list["Value"] | tuple["Value", ...]
 _QUOTABLE_MAX = 1000
 
 
-def string(value: bytes | str) -> bytes:
-    """A quoted string when safe, else a literal."""
+def string(value: bytes | str, utf8: bool = False) -> bytes:
+    """A quoted string when safe, else a literal; utf8: the client takes UTF-8 in quoted
+    strings (IMAP4rev2, UTF8=ACCEPT), so valid UTF-8 text needs no literal."""
     data = value.encode("utf-8", "surrogateescape") if isinstance(value, str) else value
-    if len(data) <= _QUOTABLE_MAX and all(0x20 <= c < 0x7F for c in data):
+    if utf8 and any(c >= 0x80 for c in data):
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            utf8 = False
+    top = 0x100 if utf8 else 0x7F
+    if len(data) <= _QUOTABLE_MAX and all(0x20 <= c < top and c != 0x7F for c in data):
         return b'"' + data.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
     return b"{%d}\r\n" % len(data) + data
 
@@ -72,3 +79,19 @@ def tagged(tag: str, status: str, text: str, code: str = "") -> bytes:
 def untagged(text: str | bytes) -> bytes:
     data = text.encode("utf-8", "replace") if isinstance(text, str) else text
     return b"* " + data + b"\r\n"
+
+
+def number_set(numbers: Iterable[int]) -> str:
+    """``1:3,7,9:10``: sorted numbers as an IMAP sequence set, runs as ranges."""
+    out: list[str] = []
+    run: list[int] = []
+    for n in sorted(set(numbers)):
+        if run and n == run[1] + 1:
+            run[1] = n
+            continue
+        if run:
+            out.append(str(run[0]) if run[0] == run[1] else f"{run[0]}:{run[1]}")
+        run = [n, n]
+    if run:
+        out.append(str(run[0]) if run[0] == run[1] else f"{run[0]}:{run[1]}")
+    return ",".join(out)

@@ -10,7 +10,7 @@ messages gone meanwhile keep their numbers until a later command.
 from __future__ import annotations
 
 from daisymail.imap.parser import SequenceSet
-from daisymail.imap.responses import flag_list
+from daisymail.imap.responses import flag_list, number_set
 from daisymail.store.imap_folders import FolderSnapshot, ImapFolder, Message
 
 
@@ -25,19 +25,26 @@ class SelectedView:
         self.max_uid = max(self.uids, default=0)
         self.fingerprint: object = None
         self.condstore = False
+        self.qresync = False  # RFC 7162: VANISHED instead of EXPUNGE
+        self.saved: list[int] = []  # SEARCHRES: the UIDs the last SEARCH ... SAVE found
 
     def apply(self, snap: FolderSnapshot, allow_expunge: bool) -> bytes:
         """Bring the view up to date with a snapshot; the untagged lines that says."""
         out: list[bytes] = []
         current = {m.uid: m for m in snap.messages}
         if allow_expunge:
+            vanished = []
             for i in range(len(self.uids) - 1, -1, -1):
                 uid = self.uids[i]
                 if uid not in current:
-                    out.append(b"* %d EXPUNGE\r\n" % (i + 1))
+                    if not self.qresync:
+                        out.append(b"* %d EXPUNGE\r\n" % (i + 1))
+                    vanished.append(uid)
                     del self.uids[i]
                     self.messages.pop(uid, None)
                     self.told.pop(uid, None)
+            if vanished and self.qresync:
+                out.append(b"* VANISHED %s\r\n" % number_set(vanished).encode())
         for seq, uid in enumerate(self.uids, 1):
             msg = current.get(uid)
             if msg is None:
@@ -81,6 +88,9 @@ class SelectedView:
         """(sequence number, message) for a sequence or UID set, in order."""
         if not self.uids:
             return []
+        if which.saved:  # ``$``: the messages of the last SEARCH ... SAVE still here
+            saved = set(self.saved)
+            return [(seq, self.messages[u]) for seq, u in enumerate(self.uids, 1) if u in saved]
         if uid:
             ranges = which.resolve(self.uids[-1])
             return [

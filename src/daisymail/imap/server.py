@@ -18,17 +18,26 @@ from dataclasses import dataclass, field
 
 from daisymail.auth import Authenticator
 from daisymail.directory.base import Directory
+from daisymail.imap import append
 from daisymail.imap.commands import MailSession
+from daisymail.imap.common import CommandFailed
+from daisymail.imap.compress import Deflate
 from daisymail.imap.protocol import (
+    AppendChunk,
+    AppendEnd,
+    AppendStart,
     Close,
     Execute,
     IdleStart,
     ImapSession,
     LoginAttempt,
     Settings,
+    StartCompress,
     StartTLS,
 )
+from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
+from daisymail.imap.stream import FileLiteral, Lazy, Output
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
@@ -55,6 +64,7 @@ class ImapService:
     implicit_tls: bool = False
     timeout: float = 1800.0
     append_limit: int = 50 * 1024 * 1024
+    quota: int = 0  # [storage] quota: octets per mailbox without its own limit (0: none)
     sessions: Sessions = field(init=False)
 
     def __post_init__(self) -> None:
@@ -87,6 +97,8 @@ class _Connection:
         self.session = ImapSession(svc.settings(ip, self.tls))
         self.mail: MailSession | None = None
         self.account = ""
+        self.pending: append.Pending | None = None  # a streamed APPEND under way
+        self.deflate: Deflate | None = None  # COMPRESS=DEFLATE once the client asked
 
     async def run(self) -> None:
         event(log, "imap.connect", sid=self.sid, client=self.ip, service=self.svc.name)
@@ -96,6 +108,9 @@ class _Connection:
             idle_for = 0.0
             while True:
                 ev = self.session.next_event()
+                if ev is None and self.deflate is not None and self.deflate.backlog:
+                    self.session.receive_data(self.deflate.inflate(b""))
+                    continue
                 if ev is None:
                     await self._flush()
                     idling = self.session.idling
@@ -115,6 +130,10 @@ class _Connection:
                     except (ConnectionError, ssl.SSLError):
                         data = b""
                     idle_for = 0.0
+                    if self.deflate is not None and data:
+                        data = self.deflate.inflate(data)
+                        if not data:
+                            continue  # a partial deflate block: wait for the rest
                     self.session.receive_data(data)
                     continue
                 if isinstance(ev, Close):
@@ -127,15 +146,23 @@ class _Connection:
         except Exception:
             log.exception("imap.error sid=%s client=%s", self.sid, self.ip)
             with contextlib.suppress(Exception):
-                self.writer.write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
+                self._write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
                 await self.svc.sessions.drain(self.writer)
         finally:
+            if self.pending is not None:
+                self.pending.spool.discard()
             event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
+
+    def _write(self, data: bytes) -> None:
+        """Every octet to the client goes through here (compressed once COMPRESS is on)."""
+        if self.deflate is not None:
+            data = self.deflate.compress(data)
+        self.writer.write(data)
 
     async def _flush(self) -> None:
         out = self.session.data_to_send()
         if out:
-            self.writer.write(out)
+            self._write(out)
             await self.svc.sessions.drain(self.writer)
 
     async def _idle_news(self) -> None:
@@ -171,6 +198,7 @@ class _Connection:
         elif isinstance(ev, Execute):
             assert self.mail is not None
             mail = self.mail
+            output: Output
             try:
                 output, selected = await asyncio.to_thread(mail.run_safely, ev)
             except Exception:
@@ -179,7 +207,108 @@ class _Connection:
                 output, selected = tagged(ev.tag, "NO", "internal error", "SERVERBUG"), None
             if ev.name in ("SELECT", "EXAMINE", "CLOSE", "UNSELECT"):
                 event(log, f"imap.{ev.name.lower()}", sid=self.sid, user=self.account)
+            if isinstance(output, Lazy):
+                await self._send_lazy(output, ev.name)
+                output = b""
+            elif isinstance(output, list):
+                await self._stream(output)
+                output = b""
             self.session.executed(output, selected)
+        elif isinstance(ev, StartCompress):
+            await self._flush()  # the OK goes out uncompressed
+            self.deflate = Deflate()
+            event(log, "imap.compress", sid=self.sid, user=self.account)
+            if ev.pending:
+                self.session.receive_data(self.deflate.inflate(ev.pending))
+        elif isinstance(ev, AppendStart | AppendChunk | AppendEnd):
+            await self._append(ev)
+
+    async def _stream(self, segments: list[bytes | FileLiteral]) -> None:
+        """A reply with big message files in it: each file goes out chunk by chunk,
+        read in a worker thread, through the write path with the shared write timeout."""
+        await self._flush()
+        for i, seg in enumerate(segments):
+            if isinstance(seg, bytes):
+                self._write(seg)
+                continue
+            self._write(seg.header())
+            chunks = seg.chunks()
+            try:
+                while chunk := await asyncio.to_thread(next, chunks, b""):
+                    self._write(chunk)
+                    await self.svc.sessions.drain(self.writer)
+            finally:
+                chunks.close()
+                for later in segments[i + 1 :]:  # files not reached when the client went
+                    if isinstance(later, FileLiteral):
+                        later.file.close()
+        await self.svc.sessions.drain(self.writer)
+
+    async def _send_lazy(self, reply: Lazy, name: str) -> None:
+        """A reply made one line at a time in worker threads while it is sent; trouble
+        halfway ends it with the tagged NO (the lines sent so far stand)."""
+        await self._flush()
+        self._write(reply.head)
+        while True:
+            try:
+                line = await asyncio.to_thread(next, reply.lines, None)
+            except CommandFailed as e:
+                line, reply.lines = [tagged(reply.tag, "NO", str(e), e.code)], iter(())
+            except (OSError, StorageError) as e:
+                line = [tagged(reply.tag, "NO", f"storage error: {e}", "SERVERBUG")]
+                reply.lines = iter(())
+            except Exception:
+                log.exception("imap.command.error sid=%s command=%s", self.sid, name)
+                line = [tagged(reply.tag, "NO", "internal error", "SERVERBUG")]
+                reply.lines = iter(())
+            if line is None:
+                return
+            await self._stream(line)
+
+    async def _append(self, ev: AppendStart | AppendChunk | AppendEnd) -> None:
+        """A streamed APPEND: checked, then written to tmp/ as the octets arrive."""
+        assert self.mail is not None
+        mail = self.mail
+        if isinstance(ev, AppendStart):
+            try:
+                result = await asyncio.to_thread(append.begin, mail, ev.tag, ev.args, ev.size)
+            except (OSError, StorageError) as e:
+                reply = tagged(ev.tag, "NO", f"storage error: {e}", "SERVERBUG")
+                self.session.append_refused(reply)
+                return
+            if isinstance(result, bytes):
+                self.session.append_refused(result)
+                return
+            self.pending = result
+            self.session.append_accepted()
+            return
+        pending = self.pending
+        if pending is None:  # the spool failed earlier: the literal is dropped
+            if isinstance(ev, AppendEnd):
+                reply = tagged(ev.tag, "NO", "the message could not be stored", "SERVERBUG")
+                self.session.executed(reply)
+            return
+        if isinstance(ev, AppendChunk):
+            try:
+                await asyncio.to_thread(pending.spool.write, ev.data)
+            except OSError as e:
+                event(log, "imap.append.error", logging.ERROR, sid=self.sid, error=str(e))
+                pending.spool.discard()
+                self.pending = None
+            return
+        self.pending = None
+        try:
+            reply = await asyncio.to_thread(append.finish, mail, ev.tag, pending, ev.ok)
+        except (OSError, StorageError) as e:
+            reply = tagged(ev.tag, "NO", f"storage error: {e}", "SERVERBUG")
+        event(
+            log,
+            "imap.append.streamed",
+            sid=self.sid,
+            user=self.account,
+            size=pending.spool.expected,
+        )
+        self.session.executed(reply)
 
     async def _login(self, ev: LoginAttempt) -> None:
         login = await self.svc.auth.verify(self.ip, ev.user, ev.password, sid=self.sid)
@@ -214,7 +343,7 @@ class _Connection:
                 False,
                 "UNAVAILABLE",
                 "this mailbox is an mbox file; IMAP needs Maildir: "
-                "run daisymail mailbox convert --to maildir",
+                f"run daisymail mailbox convert {box.name} --to maildir",
             )
             return
         try:
@@ -231,7 +360,7 @@ class _Connection:
             )
             self.session.login_result(False, "UNAVAILABLE", "mailbox not available, try later")
             return
-        self.mail = MailSession(folders, self.svc.append_limit)
+        self.mail = MailSession(folders, self.svc.append_limit, Quota(self.svc.quota))
         self.account = login.address
         event(
             log,

@@ -13,7 +13,7 @@ import os
 import shutil
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from daisymail.store.durable import sync_dir, write_durable, write_file
 from daisymail.store.imap_state import Entry, FolderState, MailboxState, new_uidvalidity
@@ -38,6 +38,8 @@ SPECIAL_USE = {
     "Trash": "\\Trash",
     "Archive": "\\Archive",
 }
+USE_ATTRIBUTES = ("\\Archive", "\\Drafts", "\\Junk", "\\Sent", "\\Trash")
+SPECIAL_USE_FILE = "daisymail-special-use"  # CREATE-SPECIAL-USE: a folder's own attributes
 LETTERS = {"D": "\\Draft", "F": "\\Flagged", "R": "\\Answered", "S": "\\Seen", "T": "\\Deleted"}
 FLAG_LETTERS = {flag: letter for letter, flag in LETTERS.items()}
 SUBSCRIPTIONS = "subscriptions"
@@ -96,6 +98,8 @@ class FolderSnapshot:
     uidnext: int
     highestmodseq: int
     messages: list[Message]  # in UID order
+    vanished: dict[int, int] = field(default_factory=dict)  # expunged UID: its MODSEQ
+    vanished_floor: int = 0  # expunges before this MODSEQ are no longer known one by one
 
 
 class ImapFolder:
@@ -138,8 +142,11 @@ class ImapFolder:
             if flags != entry.flags:
                 entry.flags, entry.modseq = flags, st.next_modseq()
                 changed = True
-        for unique in [u for u in st.entries if u not in present]:
-            del st.entries[unique]
+        gone = [u for u in st.entries if u not in present]
+        if gone:  # removed by POP3 or another Maildir reader
+            modseq = st.next_modseq()
+            for unique in gone:
+                st.forget(unique, modseq)
             changed = True
         if changed:
             self.state.save(self.path, st)
@@ -157,7 +164,14 @@ class ImapFolder:
             for unique, e in st.entries.items()
         ]
         messages.sort(key=lambda m: m.uid)
-        return FolderSnapshot(st.uidvalidity, st.uidnext, st.highestmodseq, messages)
+        return FolderSnapshot(
+            st.uidvalidity,
+            st.uidnext,
+            st.highestmodseq,
+            messages,
+            dict(st.vanished),
+            st.vanished_floor,
+        )
 
     def store_flags(
         self,
@@ -216,6 +230,7 @@ class ImapFolder:
             st, present = self._sync_locked()
             gone: list[int] = []
             directories: set[str] = set()
+            modseq = st.highestmodseq + 1
             for unique, entry in list(st.entries.items()):
                 if entry.uid not in wanted:
                     continue
@@ -224,7 +239,7 @@ class ImapFolder:
                 except FileNotFoundError:
                     pass
                 directories.add(present[unique].directory)
-                del st.entries[unique]
+                st.forget(unique, modseq)
                 gone.append(entry.uid)
             for directory in directories:
                 sync_dir(directory)
@@ -264,6 +279,12 @@ class ImapFolder:
         unique = unique_name()
         tmp = os.path.join(self.path, "tmp", unique)
         write_file(tmp, [data])
+        return self.append_file(tmp, unique, counter, flags, when)
+
+    def append_file(
+        self, tmp: str, unique: str, counter: Pop3Size, flags: frozenset[str], when: float | None
+    ) -> int:
+        """Move a complete, fsynced file from tmp/ into cur/ (a streamed APPEND); its UID."""
         try:
             if when is not None:
                 os.utime(tmp, (when, when))
@@ -406,6 +427,23 @@ class AccountFolders:
         for src, dst in moves:
             os.rename(self.path_of(src), self.path_of(dst))
         sync_dir(self.root)
+
+    def special_use(self, name: str) -> list[str]:
+        """The folder's RFC 6154 attributes: as made with CREATE-SPECIAL-USE, else by name."""
+        name = self.canonical(name)
+        if name == INBOX:
+            return []
+        try:
+            with open(os.path.join(self.path_of(name), SPECIAL_USE_FILE), "rb") as f:
+                words = f.read().decode("ascii", "replace").split()
+            return [w for w in words if w in USE_ATTRIBUTES]
+        except (FileNotFoundError, NotADirectoryError, FolderError):
+            pass
+        return [SPECIAL_USE[name]] if name in SPECIAL_USE else []
+
+    def set_special_use(self, name: str, uses: list[str]) -> None:
+        data = " ".join(uses).encode() + b"\n"
+        write_durable(os.path.join(self.path_of(name), SPECIAL_USE_FILE), [data])
 
     def subscriptions(self) -> set[str]:
         try:

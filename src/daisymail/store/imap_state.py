@@ -24,6 +24,7 @@ from daisymail.store.durable import write_durable
 STATE_NAME = "daisymail-imap-uids"
 LOCK_NAME = "daisymail-imap.lock"
 _HEADER = b"DAISY-IMAP 1"
+MAX_VANISHED = 20_000  # expunged UIDs remembered per folder for QRESYNC
 
 
 @dataclass
@@ -41,10 +42,27 @@ class FolderState:
     uidnext: int = 1
     highestmodseq: int = 1
     entries: dict[str, Entry] = field(default_factory=dict)
+    # QRESYNC (RFC 7162): the UIDs of expunged messages with the MODSEQ of their expunge,
+    # so that a client can be told which of the messages it knows are gone since then.
+    vanished: dict[int, int] = field(default_factory=dict)
+    # Older expunges are forgotten (MAX_VANISHED): a client resyncing from before this
+    # MODSEQ is told every UID it may know that is not here (RFC 7162 allows that).
+    vanished_floor: int = 0
 
     def next_modseq(self) -> int:
         self.highestmodseq += 1
         return self.highestmodseq
+
+    def forget(self, unique: str, modseq: int) -> None:
+        """A message is gone: remember its UID as vanished at modseq (the oldest ones
+        beyond MAX_VANISHED are dropped, raising vanished_floor)."""
+        entry = self.entries.pop(unique)
+        self.vanished[entry.uid] = modseq
+        if len(self.vanished) > MAX_VANISHED:
+            oldest = sorted(self.vanished.items(), key=lambda item: item[1])
+            for uid, old in oldest[: len(self.vanished) - MAX_VANISHED // 2]:
+                del self.vanished[uid]
+                self.vanished_floor = max(self.vanished_floor, old)
 
 
 class MailboxState(ABC):
@@ -74,7 +92,9 @@ def new_uidvalidity() -> int:
 
 class FileMailboxState(MailboxState):
     """One text file per folder: a header line, then ``uid modseq unique flags...``
-    (the unique name %-escaped: Maildir allows spaces in it, other writers use them)."""
+    (the unique name %-escaped: Maildir allows spaces in it, other writers use them),
+    and ``~uid[:uid] modseq`` for ranges of expunged UIDs (two fields, so that a reader
+    that does not know them skips them)."""
 
     def _path(self, folder: str) -> str:
         return os.path.join(folder, STATE_NAME)
@@ -102,6 +122,14 @@ class FileMailboxState(MailboxState):
             state = FolderState(int(head[2]), int(head[3]), int(head[4]))
             for line in lines[1:]:
                 parts = line.split(b" ")
+                if len(parts) == 2 and parts[0] == b"~0":  # the floor: UID 0 is no UID
+                    state.vanished_floor = int(parts[1])
+                    continue
+                if len(parts) == 2 and parts[0].startswith(b"~"):
+                    lo, _, hi = parts[0][1:].partition(b":")
+                    for uid in range(int(lo), int(hi or lo) + 1):
+                        state.vanished[uid] = int(parts[1])
+                    continue
                 if len(parts) < 3:
                     continue
                 flags = frozenset(p.decode("ascii", "replace") for p in parts[3:] if p)
@@ -117,6 +145,9 @@ class FileMailboxState(MailboxState):
             flags = " ".join(sorted(e.flags)).encode("ascii", "replace")
             name = urllib.parse.quote_from_bytes(os.fsencode(unique), safe="").encode()
             out.append(b"%d %d %s %s\n" % (e.uid, e.modseq, name, flags))
+        if state.vanished_floor:
+            out.append(b"~0 %d\n" % state.vanished_floor)
+        out.extend(_vanished_lines(state.vanished))
         write_durable(self._path(folder), [b"".join(out)])
 
     def version(self, folder: str) -> object:
@@ -125,3 +156,27 @@ class FileMailboxState(MailboxState):
         except FileNotFoundError:
             return None
         return (st.st_mtime_ns, st.st_size, st.st_ino)
+
+
+def _vanished_lines(vanished: dict[int, int]) -> list[bytes]:
+    """Runs of consecutive UIDs expunged at one MODSEQ as one ``~lo:hi modseq`` line."""
+    out: list[bytes] = []
+    run: list[int] = []  # lo, hi, modseq
+    for uid in sorted(vanished):
+        modseq = vanished[uid]
+        if run and uid == run[1] + 1 and modseq == run[2]:
+            run[1] = uid
+            continue
+        if run:
+            out.append(_run_line(run))
+        run = [uid, uid, modseq]
+    if run:
+        out.append(_run_line(run))
+    return out
+
+
+def _run_line(run: list[int]) -> bytes:
+    lo, hi, modseq = run
+    if lo == hi:
+        return b"~%d %d\n" % (lo, modseq)
+    return b"~%d:%d %d\n" % (lo, hi, modseq)
