@@ -25,6 +25,7 @@ from daisymail.config import Config, ConfigError, parse_hostport
 from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
+from daisymail.filter.rspamd import SpamFilter
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter
@@ -188,6 +189,11 @@ class App:
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
         mail_auth = MailAuth(c) if c.verify.enabled else None
+        spam_filter = (
+            SpamFilter(c.filter.rspamd_url, c.filter.timeout, c.relay.networks)
+            if c.filter.rspamd_url
+            else None
+        )
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
                 name=name,
@@ -209,6 +215,7 @@ class App:
                 masquerade_envelope=lambda: self.cfg.rewrite.masquerade_envelope,
                 injector=injector,
                 mail_auth=mail_auth if name == "smtp" else None,
+                spam_filter=spam_filter if name == "smtp" else None,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):

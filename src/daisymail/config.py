@@ -154,6 +154,12 @@ class Verify:
 
 
 @dataclass
+class Filter:
+    rspamd_url: str = ""  # the rspamd worker, e.g. "http://127.0.0.1:11333"; "" = off
+    timeout: float = 10.0  # seconds for one check; then the message is accepted, marked
+
+
+@dataclass
 class DKIM:
     dir: str = "dkim"
     rotate_delay: int = 3 * 24 * 3600
@@ -179,6 +185,7 @@ class Config:
     dns: DNS = field(default_factory=DNS)
     dkim: DKIM = field(default_factory=DKIM)
     verify: Verify = field(default_factory=Verify)
+    filter: Filter = field(default_factory=Filter)
     # Where it came from; not a TOML key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -354,6 +361,11 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns)
         except ValueError as e:
             raise ConfigError(f"{src}: dns.nameservers[{i}]: {e}") from None
+    if cfg.filter.timeout <= 0:
+        raise ConfigError(f"{src}: filter.timeout > 0 expected")
+    url = cfg.filter.rspamd_url
+    if url and not url.startswith("http://"):
+        raise ConfigError(f"{src}: filter.rspamd_url: an http:// URL expected, got {url!r}")
     if cfg.dns.timeout <= 0 or cfg.dkim.rotate_delay < 0:
         raise ConfigError(f"{src}: dns.timeout > 0 and dkim.rotate_delay >= 0 expected")
     if not cfg.hostname or any(c.isspace() for c in cfg.hostname):

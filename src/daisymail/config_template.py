@@ -103,9 +103,13 @@ rotate_delay = 259200            # `dkim rotate`: the new key signs after this m
 enabled = {verify}
 authserv_id = ""                 # in Authentication-Results; "" = hostname
 dmarc_reject = true              # DMARC fails under p=reject: 550 5.7.1 (false: mark only)
-dmarc_quarantine = true          # DMARC fails under p=quarantine: Junk (for now: marked only)
+dmarc_quarantine = true          # DMARC fails under p=quarantine: the recipient's Junk folder
 spf_fail_without_dmarc = "mark"  # SPF fail, no DMARC record: "mark", "junk" or "reject"
 temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (451)
+
+[filter]                         # spam filtering of mail from outside on port 25
+rspamd_url = ""                  # the rspamd worker, e.g. "http://127.0.0.1:11333"; "" = off
+timeout = 10.0                   # seconds; rspamd slower or down: accepted, marked unchecked
 """
 
 

@@ -31,6 +31,7 @@ from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, Storag
 from daisymail.store.durable import write_all
 
 log = logging.getLogger("daisymail.delivery")
+JUNK = "Junk"  # the Maildir++ folder (.Junk) of mail judged spam
 READ_SIZE = 256 * 1024
 
 __all__ = [
@@ -59,6 +60,7 @@ class Plan:
 
     mailboxes: list[Mailbox] = field(default_factory=list)
     queued: list[QueuedRecipient] = field(default_factory=list)
+    junk: bool = False  # judged spam: Maildir copies go to the Junk folder (mbox: inbox)
 
 
 def plan_delivery(
@@ -208,8 +210,10 @@ class Handoff:
             )
         try:
             if plan.mailboxes:
+                folder = JUNK if plan.junk else ""
                 self.store.deliver(
-                    plan.mailboxes, Delivery(source, return_path(sender) + trace, sender)
+                    plan.mailboxes,
+                    Delivery(source, return_path(sender) + trace, sender, folder=folder),
                 )
         except BaseException:
             if prepared is not None:

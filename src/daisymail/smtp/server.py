@@ -33,6 +33,8 @@ from daisymail.delivery import (
 )
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Snapshot
+from daisymail.filter.rspamd import Envelope as FilterEnvelope
+from daisymail.filter.rspamd import SpamFilter
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.logins import resolve_login
@@ -92,6 +94,7 @@ class SmtpService:
     masquerade_envelope: Callable[[], bool] = lambda: False
     injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
     mail_auth: MailAuth | None = None  # SPF/DKIM/DMARC verdicts ([verify], port 25)
+    spam_filter: SpamFilter | None = None  # rspamd ([filter], port 25)
     sessions: Sessions = field(init=False)
     handoff: Handoff = field(init=False)
 
@@ -338,7 +341,7 @@ class _Connection:
         )
         self.header = bytearray()
         boxes = None
-        if not self._submitted and not self._verified():
+        if not self._submitted and not self._verified() and not self._filtered():
             # a verdict goes in front of the message: it must be staged first
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
@@ -457,6 +460,25 @@ class _Connection:
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
+                plan.junk = plan.junk or verdict.action == "junk"
+            if self._filtered():
+                assert self.svc.spam_filter is not None
+                decision = await self.svc.spam_filter.judge(
+                    spool.path,
+                    FilterEnvelope(
+                        self.ip,
+                        self.info.client_name,
+                        env.sender,
+                        [r.address for r in env.recipients],
+                        self.info.authenticated_as or "",
+                        msg_id,
+                    ),
+                    self.sid,
+                )
+                if decision.reply is not None:
+                    return Reply(decision.reply[0], decision.reply[1], (decision.reply[2],))
+                trace = decision.header + trace
+                plan.junk = plan.junk or decision.action == "junk"
             queue_id = await self._run(
                 functools.partial(
                     self.svc.handoff.deliver,
@@ -544,6 +566,15 @@ class _Connection:
             auth is not None
             and not self.svc.submission
             and auth.applies(self.ip, self.info.authenticated_as is not None)
+        )
+
+    def _filtered(self) -> bool:
+        """Mail from outside on port 25 is checked by rspamd when configured."""
+        spam = self.svc.spam_filter
+        return (
+            spam is not None
+            and not self.svc.submission
+            and spam.applies(self.ip, self.info.authenticated_as is not None)
         )
 
     def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:

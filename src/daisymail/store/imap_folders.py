@@ -301,6 +301,16 @@ def valid_name(name: str) -> bool:
     )
 
 
+def folder_for_delivery(root: str, name: str) -> str:
+    """The Maildir of folder ``name`` of the account Maildir ``root`` (with a trailing
+    ``/``), made as IMAP makes folders when missing: mail filed into Junk. OSError."""
+    path = os.path.join(root.rstrip("/"), SEPARATOR + name)
+    if not os.path.isdir(os.path.join(path, "new")):
+        ensure_maildir(root)
+        AccountFolders._make(path)
+    return path + "/"
+
+
 class AccountFolders:
     """The folders of one Maildir (one account's mailbox)."""
 
