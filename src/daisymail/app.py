@@ -31,6 +31,7 @@ from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter
 from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.signing import sign_message, store_for
+from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
@@ -170,7 +171,15 @@ class App:
             queue.ensure()
         except OSError as e:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
-        injector = Injector(self.directory, store, queue, spool)
+        srs = srs_from_config(c.srs.secret)
+        if srs is None:
+            event(
+                log,
+                "srs.off",
+                logging.WARNING,
+                reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
+            )
+        injector = Injector(self.directory, store, queue, spool, srs)
         own = [
             parse_hostport(a)
             for n in ("smtp", "submission", "submissions")
@@ -185,7 +194,13 @@ class App:
             listeners=own,
             sign=lambda chunks, sender: sign_message(keys, chunks, sender),
         )
-        policy = InboundPolicy(self.directory, c.relay, queue_available=True, hostname=c.hostname)
+        policy = InboundPolicy(
+            self.directory,
+            c.relay,
+            queue_available=True,
+            hostname=c.hostname,
+            srs=srs.reverse if srs is not None else None,
+        )
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
         mail_auth = MailAuth(c) if c.verify.enabled else None
@@ -216,6 +231,7 @@ class App:
                 injector=injector,
                 mail_auth=mail_auth if name == "smtp" else None,
                 spam_filter=spam_filter if name == "smtp" else None,
+                srs=srs,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):

@@ -160,6 +160,11 @@ class Filter:
 
 
 @dataclass
+class SRS:
+    secret: str = ""  # keys the SRS addresses of forwarded mail; "" = forwards unrewritten
+
+
+@dataclass
 class DKIM:
     dir: str = "dkim"
     rotate_delay: int = 3 * 24 * 3600
@@ -186,6 +191,7 @@ class Config:
     dkim: DKIM = field(default_factory=DKIM)
     verify: Verify = field(default_factory=Verify)
     filter: Filter = field(default_factory=Filter)
+    srs: SRS = field(default_factory=SRS)
     # Where it came from; not a TOML key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 

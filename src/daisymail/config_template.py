@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 TEMPLATE = """\
 # Daisy configuration. Every key has a default; remove a line to use it.
 # Relative paths are relative to data_dir, itself relative to this file.
@@ -110,6 +112,9 @@ temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (4
 [filter]                         # spam filtering of mail from outside on port 25
 rspamd_url = ""                  # the rspamd worker, e.g. "http://127.0.0.1:11333"; "" = off
 timeout = 10.0                   # seconds; rspamd slower or down: accepted, marked unchecked
+
+[srs]                            # forwarded mail leaves as SRS0=...@forwarding.domain
+secret = "{srs_secret}"   # made by init; changing it breaks bounces of recent forwards
 """
 
 
@@ -122,6 +127,7 @@ def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
         return f'"127.0.0.1:{dev_port}"' if dev else f'"0.0.0.0:{port}"'
 
     return TEMPLATE.format(
+        srs_secret=secrets.token_hex(24),
         hostname=hostname,
         user=user,
         smtp=addrs(25, 2525),

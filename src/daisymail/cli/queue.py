@@ -15,6 +15,7 @@ import click
 
 from daisymail.cli.common import fail, json_option, print_json, print_table, state
 from daisymail.delivery import Injector
+from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.queue.spool import Queue, QueuedMessage, QueueError
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore
@@ -113,7 +114,13 @@ def bounce(msg_id: str) -> None:
         from daisymail.delivery import send_dsn  # it pulls in the queue and the stores
 
         store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
-        injector = Injector(st.directory, store, q, str(cfg.path(cfg.storage.spool_dir)))
+        injector = Injector(
+            st.directory,
+            store,
+            q,
+            str(cfg.path(cfg.storage.spool_dir)),
+            srs_from_config(cfg.srs.secret),
+        )
         try:
             send_dsn(injector, cfg.hostname, msg, notify, q.read_message(msg_id), time.time())
         except (StorageError, QueueError, OSError) as e:

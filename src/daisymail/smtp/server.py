@@ -39,6 +39,7 @@ from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.logins import resolve_login
 from daisymail.mailauth.service import MailAuth
+from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.routing.recipients import Deliver
@@ -95,6 +96,7 @@ class SmtpService:
     injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
     mail_auth: MailAuth | None = None  # SPF/DKIM/DMARC verdicts ([verify], port 25)
     spam_filter: SpamFilter | None = None  # rspamd ([filter], port 25)
+    srs: SRSKeys | None = None  # rewrites the sender of forwarded mail ([srs] secret)
     sessions: Sessions = field(init=False)
     handoff: Handoff = field(init=False)
 
@@ -450,7 +452,12 @@ class _Connection:
                     return refused
                 if self.svc.masquerade_envelope():
                     sender = rewrite_envelope_sender(sender, snap, self.svc.hostname)
-            plan = plan_delivery(((r.address, r.target, r.params) for r in env.recipients), snap)
+            plan = plan_delivery(
+                ((r.address, r.target, r.params) for r in env.recipients),
+                snap,
+                sender=sender,
+                srs=self.svc.srs,
+            )
             trace = self._trace_headers(env, msg_id)
             if self._verified():
                 assert self.svc.mail_auth is not None
