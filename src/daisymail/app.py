@@ -25,6 +25,7 @@ from daisymail.config import Config, ConfigError, parse_hostport
 from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
+from daisymail.dns import from_config as resolver_from_config
 from daisymail.filter.rspamd import SpamFilter
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
@@ -186,6 +187,7 @@ class App:
             for a in getattr(c.listen, n)
         ]
         keys = store_for(c)
+        resolver = resolver_from_config(c.dns.nameservers, c.dns.timeout)  # MX, SPF, DKIM
         self.runner = Runner(
             queue,
             lambda: self.cfg.queue,
@@ -193,6 +195,7 @@ class App:
             c.hostname,
             listeners=own,
             sign=lambda chunks, sender: sign_message(keys, chunks, sender),
+            resolver=resolver,
         )
         policy = InboundPolicy(
             self.directory,
@@ -203,7 +206,7 @@ class App:
         )
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
-        mail_auth = MailAuth(c) if c.verify.enabled else None
+        mail_auth = MailAuth(c, resolver) if c.verify.enabled else None
         spam_filter = (
             SpamFilter(c.filter.rspamd_url, c.filter.timeout, c.relay.networks)
             if c.filter.rspamd_url
