@@ -194,7 +194,9 @@ class App:
             injector,
             c.hostname,
             listeners=own,
-            sign=lambda chunks, sender: sign_message(keys, chunks, sender),
+            sign=lambda chunks, sender: sign_message(
+                keys, chunks, sender, authserv_id=c.verify.authserv_id or c.hostname
+            ),
             resolver=resolver,
         )
         policy = InboundPolicy(
