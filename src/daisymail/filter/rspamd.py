@@ -61,9 +61,14 @@ class Decision:
     result: CheckResult | None = field(default=None, compare=False)
 
 
+def _one_line(text: str) -> str:
+    """No control characters (CR, LF): client-given text cannot start a new line."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
 def _clean(text: str) -> str:
-    """One header-safe line: no control characters, bounded."""
-    return "".join(c if c.isprintable() else " " for c in text)[:200]
+    """One header-safe line of at most 200 characters, for replies and our fields."""
+    return _one_line(text)[:200]
 
 
 def decide(result: CheckResult | None, error: str = "") -> Decision:
@@ -141,7 +146,7 @@ class Rspamd:
             headers.append(f"User: {env.user}")
         if env.queue_id:
             headers.append(f"Queue-Id: {env.queue_id}")
-        head = "".join(f"{_clean(h) if i else h}\r\n" for i, h in enumerate(headers)) + "\r\n"
+        head = "".join(f"{_one_line(h)}\r\n" for h in headers) + "\r\n"
         try:
             reader, writer = await asyncio.open_connection(self.host, self.port)
         except OSError as e:
