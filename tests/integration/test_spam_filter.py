@@ -145,11 +145,13 @@ def test_gtube_is_refused_with_554(filtered: Daisy) -> None:
 
 
 def test_clean_message_is_accepted_and_marked_checked(filtered: Daisy) -> None:
-    send(filtered, "clean@example.test", message("lunch?"))
+    forged = "lunch?\r\nX-Spam-Flag: NO\r\nX-Spam-Status: No, forged\r\nX-Spam-Other: kept"
+    send(filtered, "clean@example.test", message(forged))
     (stored,) = maildir_messages(filtered, "clean.example.test")
     head = stored.split(b"\n\n", 1)[0]
     assert b"\nX-Spam-Status: No, score=0.00 required=15.00 action='no action'\n" in head
-    assert b"X-Spam-Flag" not in head
+    assert b"X-Spam-Flag" not in head and b"forged" not in head  # only Daisy's own
+    assert b"X-Spam-Other: kept" in head
     assert junk_messages(filtered, "clean.example.test") == []
 
 

@@ -17,10 +17,12 @@ import ipaddress
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from daisymail.mailauth.canon import split_fields
 from daisymail.observability import event
 
 log = logging.getLogger("daisymail.smtp")
@@ -217,6 +219,33 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
         await reader.readline()
 
 
+OUR_FIELDS = (b"x-spam-flag", b"x-spam-status", b"x-spam-symbols")
+_END_OF_HEADER = re.compile(rb"\A\r?\n|(?<=\n)\r?\n")
+
+
+def strip_our_fields(path: str) -> bool:
+    """Remove X-Spam-* fields of the kinds Daisy writes from the message in ``path``, so
+    the ones users see are Daisy's; True if there were any. Blocking."""
+    with open(path, "rb") as f:
+        head = f.read(READ_SIZE)
+        m = _END_OF_HEADER.search(head)
+        header = head[: m.start()] if m else head
+        if b"x-spam-" not in header.lower():
+            return False
+        fields = split_fields(header)
+        kept = [x for x in fields if x.partition(b":")[0].strip().lower() not in OUR_FIELDS]
+        if len(kept) == len(fields):
+            return False
+        tmp = path + ".spam"
+        with open(tmp, "wb") as out:
+            out.write(b"".join(kept))
+            out.write(head[len(header) :])
+            while chunk := f.read(READ_SIZE):
+                out.write(chunk)
+    os.replace(tmp, path)
+    return True
+
+
 class SpamFilter:
     """The check as the SMTP server uses it: one log line, and a decision whatever
     happens to rspamd."""
@@ -236,6 +265,12 @@ class SpamFilter:
         return not any(addr in net for net in self.trusted)
 
     async def judge(self, path: str, env: Envelope, sid: str) -> Decision:
+        """Our X-Spam-* fields that came with the message are removed first."""
+        try:
+            await asyncio.to_thread(strip_our_fields, path)
+        except OSError as e:
+            event(log, "smtp.filter.unavailable", logging.WARNING, sid=sid, error=str(e))
+            return decide(None, "cannot read the message")
         try:
             result = await self.rspamd.check(path, env)
         except (FilterError, TimeoutError) as e:
