@@ -76,6 +76,11 @@ def test_dmarc_quarantine_goes_to_junk(daisy_dir: Daisy, dns_server: DNSServer) 
         imap.login("demo@example.test", "demo-pw")
         typ, listing = imap.list()
         assert typ == "OK" and any(b'"Junk"' in x or b" Junk" in x for x in listing)  # type: ignore[operator]
+        # made by the delivery before the first login, and still subscribed by it
+        typ, subscribed = imap.lsub()
+        assert typ == "OK"
+        names = {x.rsplit(b" ", 1)[-1].strip(b'"') for x in subscribed}  # type: ignore[union-attr]
+        assert {b"INBOX", b"Junk", b"Sent"} <= names
         typ, data = imap.select("Junk", readonly=True)
         assert typ == "OK" and data == [b"1"]
         typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
