@@ -28,11 +28,14 @@ from daisymail.config import Config, ConfigError, parse_hostport
 from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
+from daisymail.dns import from_config as resolver_from_config
+from daisymail.filter.rspamd import SpamFilter
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter
 from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.signing import sign_message, store_for
+from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
@@ -180,25 +183,48 @@ class App:
             queue.ensure()
         except OSError as e:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
-        injector = Injector(self.directory, store, queue, spool)
+        srs = srs_from_config(c.srs.secret)
+        if srs is None:
+            event(
+                log,
+                "srs.off",
+                logging.WARNING,
+                reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
+            )
+        injector = Injector(self.directory, store, queue, spool, srs)
         own = [
             parse_hostport(a)
             for n in ("smtp", "submission", "submissions")
             for a in getattr(c.listen, n)
         ]
         keys = store_for(c)
+        resolver = resolver_from_config(c.dns.nameservers, c.dns.timeout)  # MX, SPF, DKIM
         self.runner = Runner(
             queue,
             lambda: self.cfg.queue,
             injector,
             c.hostname,
             listeners=own,
-            sign=lambda chunks, sender: sign_message(keys, chunks, sender),
+            sign=lambda chunks, sender: sign_message(
+                keys, chunks, sender, authserv_id=c.verify.authserv_id or c.hostname
+            ),
+            resolver=resolver,
         )
-        policy = InboundPolicy(self.directory, c.relay, queue_available=True, hostname=c.hostname)
+        policy = InboundPolicy(
+            self.directory,
+            c.relay,
+            queue_available=True,
+            hostname=c.hostname,
+            srs=srs.reverse if srs is not None else None,
+        )
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
         ctx = self.tls.context
-        mail_auth = MailAuth(c) if c.verify.enabled else None
+        mail_auth = MailAuth(c, resolver) if c.verify.enabled else None
+        spam_filter = (
+            SpamFilter(c.filter.rspamd_url, c.filter.timeout, c.relay.networks)
+            if c.filter.rspamd_url
+            else None
+        )
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
                 name=name,
@@ -220,6 +246,8 @@ class App:
                 masquerade_envelope=lambda: self.cfg.rewrite.masquerade_envelope,
                 injector=injector,
                 mail_auth=mail_auth if name == "smtp" else None,
+                spam_filter=spam_filter if name == "smtp" else None,
+                srs=srs,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):

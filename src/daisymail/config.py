@@ -160,6 +160,17 @@ class Verify:
 
 
 @dataclass
+class Filter:
+    rspamd_url: str = ""  # the rspamd worker, e.g. "http://127.0.0.1:11333"; "" = off
+    timeout: float = 10.0  # seconds for one check; then the message is accepted, marked
+
+
+@dataclass
+class SRS:
+    secret: str = ""  # keys the SRS addresses of forwarded mail; "" = forwards unrewritten
+
+
+@dataclass
 class DKIM:
     dir: str = "dkim"
     rotate_delay: int = 3 * 24 * 3600
@@ -203,6 +214,8 @@ class Config:
     dkim: DKIM = field(default_factory=DKIM)
     verify: Verify = field(default_factory=Verify)
     http: Http = field(default_factory=Http)
+    filter: Filter = field(default_factory=Filter)
+    srs: SRS = field(default_factory=SRS)
     # Where it came from; not a TOML key.
     source: str = field(default="<defaults>", metadata={"internal": True})
 
@@ -384,6 +397,11 @@ def _validate(cfg: Config) -> None:
             parse_hostport(ns)
         except ValueError as e:
             raise ConfigError(f"{src}: dns.nameservers[{i}]: {e}") from None
+    if cfg.filter.timeout <= 0:
+        raise ConfigError(f"{src}: filter.timeout > 0 expected")
+    url = cfg.filter.rspamd_url
+    if url and not url.startswith("http://"):
+        raise ConfigError(f"{src}: filter.rspamd_url: an http:// URL expected, got {url!r}")
     if cfg.dns.timeout <= 0 or cfg.dkim.rotate_delay < 0:
         raise ConfigError(f"{src}: dns.timeout > 0 and dkim.rotate_delay >= 0 expected")
     _validate_http(cfg)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import secrets
+
 TEMPLATE = """\
 # Daisy configuration. Every key has a default; remove a line to use it.
 # Relative paths are relative to data_dir, itself relative to this file.
@@ -104,7 +106,7 @@ rotate_delay = 259200            # `dkim rotate`: the new key signs after this m
 enabled = {verify}
 authserv_id = ""                 # in Authentication-Results; "" = hostname
 dmarc_reject = true              # DMARC fails under p=reject: 550 5.7.1 (false: mark only)
-dmarc_quarantine = true          # DMARC fails under p=quarantine: Junk (for now: marked only)
+dmarc_quarantine = true          # DMARC fails under p=quarantine: the recipient's Junk folder
 spf_fail_without_dmarc = "mark"  # SPF fail, no DMARC record: "mark", "junk" or "reject"
 temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (451)
 
@@ -119,6 +121,12 @@ client_host = ""                 # host mail clients are told to use; default: c
 mode = ""                        # "enforce", "testing" or "none"; "" = not served
 mx = []                          # default: [hostname]
 max_age = 604800
+[filter]                         # spam filtering of mail from outside on port 25
+rspamd_url = ""                  # the rspamd worker, e.g. "http://127.0.0.1:11333"; "" = off
+timeout = 10.0                   # seconds; rspamd slower or down: accepted, marked unchecked
+
+[srs]                            # forwarded mail leaves as SRS0=...@forwarding.domain
+secret = "{srs_secret}"   # made by init; changing it breaks bounces of recent forwards
 """
 
 
@@ -131,6 +139,7 @@ def render(*, hostname: str, dev: bool, user: str | None = None) -> str:
         return f'"127.0.0.1:{dev_port}"' if dev else f'"0.0.0.0:{port}"'
 
     return TEMPLATE.format(
+        srs_secret=secrets.token_hex(24),
         hostname=hostname,
         user=user,
         smtp=addrs(25, 2525),

@@ -22,15 +22,17 @@ from email.utils import formatdate
 
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Mailbox, Snapshot
+from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.bounce import Action, build_dsn
-from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.queue.spool import Prepared, Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, StorageError
 from daisymail.store.durable import write_all
 
 log = logging.getLogger("daisymail.delivery")
+JUNK = "Junk"  # the Maildir++ folder (.Junk) of mail judged spam
 READ_SIZE = 256 * 1024
 
 __all__ = [
@@ -59,18 +61,30 @@ class Plan:
 
     mailboxes: list[Mailbox] = field(default_factory=list)
     queued: list[QueuedRecipient] = field(default_factory=list)
+    junk: bool = False  # judged spam: Maildir copies go to the Junk folder (mbox: inbox)
+    # Forwards queued under an SRS-rewritten envelope sender (a queue entry of their own)
+    forwarded: list[QueuedRecipient] = field(default_factory=list)
+    forward_sender: str = ""
 
 
 def plan_delivery(
-    recipients: Iterable[tuple[str, object, Mapping[str, str]]], snapshot: Snapshot
+    recipients: Iterable[tuple[str, object, Mapping[str, str]]],
+    snapshot: Snapshot,
+    *,
+    sender: str = "",
+    srs: SRSKeys | None = None,
 ) -> Plan:
     """(address as given, routing decision, RCPT parameters) of each accepted recipient.
 
     A forward keeps the original recipient as ORCPT unless the client gave one (RFC 3461
-    4.2), so a later DSN names the address the sender used. Raises StorageError when a
-    mailbox was removed since the recipient was accepted: never accept a copy that
-    cannot be stored."""
+    4.2), so a later DSN names the address the sender used. With ``srs``, forwards of
+    mail from a sender outside the hosted domains are queued under the SRS address made
+    in the domain they were forwarded from, so SPF passes at the destination and a
+    bounce comes back here. Raises StorageError when a mailbox was removed since the
+    recipient was accepted: never accept a copy that cannot be stored."""
     plan = Plan()
+    sender_domain = sender.rpartition("@")[2].lower()
+    rewrite = srs is not None and bool(sender) and sender_domain not in snapshot.domains
     for address, target, params in recipients:
         if isinstance(target, Deliver):
             box = snapshot.mailboxes.get(target.mailbox)
@@ -82,7 +96,14 @@ def plan_delivery(
             orcpt = params.get("ORCPT", "")
             if not orcpt and isinstance(target, Forward):
                 orcpt = f"rfc822;{address}"
-            plan.queued.append(QueuedRecipient(target.address, orcpt, params.get("NOTIFY", "")))
+            rcpt = QueuedRecipient(target.address, orcpt, params.get("NOTIFY", ""))
+            if rewrite and isinstance(target, Forward):
+                assert srs is not None
+                if not plan.forward_sender:
+                    plan.forward_sender = srs.forward(sender, address.rpartition("@")[2])
+                plan.forwarded.append(rcpt)
+            else:
+                plan.queued.append(rcpt)
     return plan
 
 
@@ -199,23 +220,37 @@ class Handoff:
         trace: the Received header(s) to put in front; local copies also get the
         Return-Path. The queued copy is written first but made visible only after every
         local copy is durable. Raises StorageError or QueueError, leaving nothing."""
-        prepared = None
-        if plan.queued:
+        prepared: list[Prepared] = []
+        for rcpts, envelope_sender in (
+            (plan.queued, sender),
+            (plan.forwarded, plan.forward_sender),
+        ):
+            if not rcpts:
+                continue
             if self.queue is None:
                 raise QueueError("outbound delivery is not available")
-            prepared = self.queue.prepare(
-                _chunks(trace, source), sender, plan.queued, envid=envid, ret=ret
-            )
+            try:
+                prepared.append(
+                    self.queue.prepare(
+                        _chunks(trace, source), envelope_sender, rcpts, envid=envid, ret=ret
+                    )
+                )
+            except BaseException:
+                for p in prepared:
+                    p.abort()
+                raise
         try:
             if plan.mailboxes:
+                folder = JUNK if plan.junk else ""
                 self.store.deliver(
-                    plan.mailboxes, Delivery(source, return_path(sender) + trace, sender)
+                    plan.mailboxes,
+                    Delivery(source, return_path(sender) + trace, sender, folder=folder),
                 )
         except BaseException:
-            if prepared is not None:
-                prepared.abort()
+            for p in prepared:
+                p.abort()
             raise
-        return prepared.commit() if prepared is not None else ""
+        return ",".join(p.commit() for p in prepared)
 
     def open_direct(
         self, mailboxes: Sequence[Mailbox], sender: str, trace: bytes
@@ -238,11 +273,17 @@ class Injector:
     would (without a session or a relay check: the sender is local), then hand off."""
 
     def __init__(
-        self, directory: Directory, store: MailboxStore, queue: Queue, spool_dir: str
+        self,
+        directory: Directory,
+        store: MailboxStore,
+        queue: Queue,
+        spool_dir: str,
+        srs: SRSKeys | None = None,
     ) -> None:
         self.directory = directory
         self.handoff = Handoff(store, queue)
         self.spool_dir = spool_dir
+        self.srs = srs
 
     def inject(
         self,
@@ -262,7 +303,8 @@ class Injector:
         result = Injected()
         routed: list[tuple[str, object, Mapping[str, str]]] = []
         for rcpt in recipients:
-            decision = resolve_recipient(split_address(rcpt), snap).decision
+            reverse = self.srs.reverse if self.srs is not None else None
+            decision = resolve_recipient(split_address(rcpt), snap, reverse).decision
             if isinstance(decision, Reject):
                 result.rejected.append((rcpt, decision.reply()))
                 continue
@@ -272,8 +314,8 @@ class Injector:
             else:
                 assert isinstance(decision, Forward | Remote)
                 result.queued.append(decision.address)
-        plan = plan_delivery(routed, snap)
-        if not plan.mailboxes and not plan.queued:
+        plan = plan_delivery(routed, snap, sender=sender, srs=self.srs)
+        if not plan.mailboxes and not plan.queued and not plan.forwarded:
             return result
         spool = Spool(self.spool_dir, f"local.{time.time_ns()}.{os.getpid()}.{id(self)}")
         try:

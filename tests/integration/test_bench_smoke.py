@@ -98,6 +98,14 @@ def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
     (mem,) = doc["memory"]
     assert mem["smtp_accepted"] == mem["pop3_accepted"] == mem["idle_each"]
     assert mem["held"]["rss_mb"] > 0 and mem["held"]["processes"] == 1
+    features = {(r["figure"], r.get("checks", r.get("dkim"))) for r in doc["mailauth"]}
+    assert features == {
+        ("inbound", False),
+        ("inbound", True),
+        ("outbound", False),
+        ("outbound", True),
+    }
+    assert all(r["msg_per_s"] > 0 for r in doc["mailauth"])
     # The Maildirs of every run are gone; the docs are only rewritten by full comparisons.
     assert not (tmp_path / "work" / "fs" / "data" / "runs").exists()
     assert (docs.read_bytes() if docs.exists() else None) == docs_before

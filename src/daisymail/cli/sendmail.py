@@ -19,6 +19,7 @@ import click
 
 from daisymail.cli.common import fail, state
 from daisymail.delivery import Injector
+from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.queue.spool import Queue, QueueError
 from daisymail.routing.addresses import AddressError, parse_path
 from daisymail.routing.senders import rewrite_sender
@@ -125,7 +126,13 @@ def sendmail(
     header = complete_header(header, snap, hostname, now, f"From: {shown}\n")
     queue = Queue(str(cfg.path(cfg.queue.dir)))
     store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
-    injector = Injector(directory, store, queue, str(cfg.path(cfg.storage.spool_dir)))
+    injector = Injector(
+        directory,
+        store,
+        queue,
+        str(cfg.path(cfg.storage.spool_dir)),
+        srs_from_config(cfg.srs.secret),
+    )
     trace = (
         f"Received: by {hostname} (Daisy sendmail, uid {os.getuid()});\n"
         f"\t{formatdate(now, localtime=False, usegmt=True)}\n"

@@ -96,7 +96,7 @@ def select_headers(fields: Sequence[bytes], names: Iterable[str]) -> tuple[list[
     return h, b"".join(out)
 
 
-def _fold_b64(value: str, width: int = 72) -> str:
+def fold_b64(value: str, width: int = 72) -> str:
     return "\r\n\t".join(value[i : i + width] for i in range(0, len(value), width))
 
 
@@ -112,6 +112,7 @@ class Signer:
         self._hash = hashlib.sha256()
         self._body = BodyCanon(self._hash.update, relaxed=True)
         self._split = HeaderSplitter(self._body.feed)
+        self.body_hash = b""  # the relaxed body's SHA-256, once finished
 
     @property
     def fields(self) -> list[bytes]:
@@ -122,9 +123,11 @@ class Signer:
 
     def finish(self, keys: Sequence[SigningKey]) -> bytes:
         """The fields to prepend, CRLF line ends; one per key."""
-        self._split.close()
-        self._body.close()
-        bh = base64.b64encode(self._hash.digest()).decode()
+        if not self.body_hash:
+            self._split.close()
+            self._body.close()
+            self.body_hash = self._hash.digest()
+        bh = base64.b64encode(self.body_hash).decode()
         h, signed = select_headers(self._split.fields, SIGNED_HEADERS)
         out = []
         for key in keys:
@@ -135,7 +138,7 @@ class Signer:
             )
             data = signed + header_relaxed(head.encode())[:-2]
             b = base64.b64encode(sign_data(key.private, data)).decode()
-            out.append(head + _fold_b64(b) + "\r\n")
+            out.append(head + fold_b64(b) + "\r\n")
         return "".join(out).encode()
 
 

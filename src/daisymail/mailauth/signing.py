@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable
 
 from daisymail.config import Config
+from daisymail.mailauth.arc_seal import arc_set
 from daisymail.mailauth.dkim import Signer, field_name
 from daisymail.mailauth.keystore import KeyStore, KeyStoreError
 
@@ -41,9 +42,12 @@ def sign_message(
     message: bytes | Iterable[bytes],
     envelope_sender: str,
     now: float | None = None,
+    authserv_id: str = "",
 ) -> bytes:
     """DKIM-Signature fields to put in front of the message; b"" when not signed.
 
+    A forward (an SRS envelope sender, see mailauth.srs) whose domain has a key is
+    also ARC-sealed, with ``authserv_id``'s Authentication-Results as what Daisy saw.
     The fields use the message's own line ending (CRLF or LF). CPU-bound: call it in
     a worker thread from the event loop.
     """
@@ -56,16 +60,22 @@ def sign_message(
             first += chunk[:1000]
         signer.feed(chunk)
     t = time.time() if now is None else now
+    sender_domain = envelope_sender.rpartition("@")[2].rstrip(".")
     try:
         keys = store.signing_keys(from_domain(signer.fields), t)
         if not keys:
-            keys = store.signing_keys(envelope_sender.rpartition("@")[2].rstrip("."), t)
+            keys = store.signing_keys(sender_domain, t)
+        forwarded = envelope_sender[:5].upper() in ("SRS0=", "SRS1=") and authserv_id
+        sealers = store.signing_keys(sender_domain, t) if forwarded else []
     except KeyStoreError as e:
         log.error("dkim.key_unreadable error=%s", e)
         return b""
     if not keys:
         return b""
     out = signer.finish(keys)
+    if sealers:
+        sealer = next((k for k in sealers if k.algorithm == "rsa"), sealers[0])
+        out = arc_set(signer.fields, signer.body_hash, sealer, authserv_id, signer.now) + out
     line_end = first.find(b"\n")
     if line_end > 0 and first[line_end - 1 : line_end] != b"\r":
         out = out.replace(b"\r\n", b"\n")

@@ -103,3 +103,35 @@ class SRS:
     def _check(given: str, expected: str) -> None:
         if not hmac.compare_digest(given.lower().encode(), expected.lower().encode()):
             raise SRSError("SRS hash does not match")
+
+
+class SRSKeys:
+    """SRS for every hosted domain under one secret (``[srs] secret``): forwarded mail
+    is rewritten into the domain of the address it was forwarded from, and a bounce to
+    an SRS address in any hosted domain is turned back."""
+
+    def __init__(self, secret: str, max_age_days: int = 21) -> None:
+        if not secret:
+            raise ValueError("SRS needs a secret")
+        self.secret = secret.encode()
+        self.max_age_days = max_age_days
+
+    def _for(self, domain: str) -> SRS:
+        return SRS(self.secret, domain, self.max_age_days)
+
+    def forward(self, sender: str, domain: str, now: float | None = None) -> str:
+        return self._for(domain).forward(sender, now)
+
+    def reverse(self, address: str, now: float | None = None) -> str | None:
+        """The original address behind an SRS address of ours, or None when forged,
+        expired or malformed."""
+        domain = address.rpartition("@")[2]
+        try:
+            return self._for(domain).reverse(address, now)
+        except SRSError:
+            return None
+
+
+def from_config(secret: str) -> SRSKeys | None:
+    """``[srs] secret`` as keys; None when it is empty (forwards keep their sender)."""
+    return SRSKeys(secret) if secret else None

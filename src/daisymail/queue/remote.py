@@ -24,13 +24,11 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiosmtplib
-import dns.asyncresolver
-import dns.exception
-import dns.resolver
 from aiosmtplib.response import SMTPResponse
 
 from daisymail.config import Queue as QueueConfig
 from daisymail.config import parse_hostport
+from daisymail.dns import DnspythonResolver, NotFound, Resolver, TempFail
 from daisymail.observability import event
 from daisymail.queue.stream import CHUNK, Body, DotStuffer
 
@@ -111,10 +109,19 @@ def _tls_for(port: int) -> TlsMode:
     return "starttls" if port == 587 else "opportunistic"
 
 
-async def resolve_route(domain: str, cfg: QueueConfig, timeout: float = 30.0) -> Route:
+_system_resolver: DnspythonResolver | None = None
+
+
+async def resolve_route(domain: str, cfg: QueueConfig, resolver: Resolver | None = None) -> Route:
+    """resolver: the one of ``[dns]``; None: the system resolver."""
+    global _system_resolver
     route = static_route(domain, cfg)
     if route is None:
-        route = Route(domain, tuple(Hop(h, 25) for h in await lookup_mx(domain, timeout)))
+        if resolver is None:
+            if _system_resolver is None:
+                _system_resolver = DnspythonResolver()
+            resolver = _system_resolver
+        route = Route(domain, tuple(Hop(h, 25) for h in await lookup_mx(domain, resolver)))
     if tls_required(domain, cfg):
         hops = tuple(
             replace(h, tls="starttls") if h.tls == "opportunistic" else h for h in route.hops
@@ -133,33 +140,33 @@ def tls_required(domain: str, cfg: QueueConfig) -> bool:
     return False
 
 
-async def lookup_mx(domain: str, timeout: float = 30.0) -> list[str]:
-    """Hosts to try in order; equal preferences shuffled (RFC 5321 5.1)."""
-    resolver = dns.asyncresolver.Resolver()
+async def lookup_mx(domain: str, resolver: Resolver) -> list[str]:
+    """Hosts to try in order; equal preferences shuffled (RFC 5321 5.1).
+
+    RouteError: NXDOMAIN 5.1.2 and null MX 5.1.10 (permanent), a DNS failure 4.4.3."""
     try:
-        answer = await resolver.resolve(domain, "MX", lifetime=timeout)
-    except dns.resolver.NXDOMAIN:
-        raise RouteError(True, "5.1.2", f"domain {domain} does not exist") from None
-    except dns.resolver.NoAnswer:
-        return await _implicit_mx(resolver, domain, timeout)
-    except dns.exception.DNSException as e:
+        records = await resolver.mx(domain)
+    except NotFound as e:
+        if e.nxdomain:
+            raise RouteError(True, "5.1.2", f"domain {domain} does not exist") from None
+        return await _implicit_mx(resolver, domain)
+    except TempFail as e:
         raise RouteError(False, "4.4.3", f"DNS lookup of {domain} failed: {e}") from None
-    records = sorted((r.preference, random.random(), r.exchange.to_text()) for r in answer)
-    if len(records) == 1 and records[0][2] == ".":
+    hosts = sorted((r.preference, random.random(), r.exchange) for r in records)
+    names = [name for _pref, _r, name in hosts if name]
+    if not names:
         raise RouteError(True, "5.1.10", f"{domain} accepts no mail (null MX, RFC 7505)")
-    return [name.rstrip(".") for _pref, _r, name in records if name != "."]
+    return names
 
 
-async def _implicit_mx(
-    resolver: dns.asyncresolver.Resolver, domain: str, timeout: float
-) -> list[str]:
+async def _implicit_mx(resolver: Resolver, domain: str) -> list[str]:
     """No MX: the domain itself is the host if it has an address (RFC 5321 5.1)."""
-    for rdtype in ("A", "AAAA"):
+    for lookup in (resolver.a, resolver.aaaa):
         try:
-            await resolver.resolve(domain, rdtype, lifetime=timeout)
-        except (dns.resolver.NoAnswer, dns.resolver.NXDOMAIN):
+            await lookup(domain)
+        except NotFound:
             continue
-        except dns.exception.DNSException as e:
+        except TempFail as e:
             raise RouteError(False, "4.4.3", f"DNS lookup of {domain} failed: {e}") from None
         return [domain]
     raise RouteError(True, "5.1.2", f"{domain} has no MX and no address")

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from daisymail.config import Queue as QueueConfig
 from daisymail.delivery import Injector, send_dsn
+from daisymail.dns import Resolver
 from daisymail.observability import event
 from daisymail.queue import remote
 from daisymail.queue.bounce import (
@@ -85,6 +86,7 @@ class Runner:
         deliver: Deliver = _deliver_default,
         listeners: Sequence[tuple[str, int]] = (),
         sign: Sign | None = None,
+        resolver: Resolver | None = None,
     ) -> None:
         """listeners: our own SMTP addresses, so that mail routed back to us bounces;
         sign: the header fields (DKIM-Signature) a message gets as it leaves."""
@@ -96,6 +98,7 @@ class Runner:
         self.deliver = deliver
         self.listeners = tuple(listeners)
         self.sign = sign
+        self.resolver = resolver  # for MX lookups ([dns]); None: the system resolver
         self._wake = asyncio.Event()
         self._due: dict[str, float] = {}
         self._busy: set[str] = set()
@@ -335,7 +338,7 @@ class Runner:
         body: Body,
         cfg: QueueConfig,
     ) -> dict[str, remote.Outcome]:
-        resolved = await remote.resolve_route(domain, cfg)
+        resolved = await remote.resolve_route(domain, cfg, self.resolver)
         route = await without_self(resolved, self.listeners)
         if resolved.hops and not route.hops:
             event(log, "queue.loop", logging.WARNING, id=msg.id, domain=domain)

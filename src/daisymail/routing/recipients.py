@@ -18,6 +18,7 @@ Daisy's own decisions, where sendmail's behaviour was a trap:
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from daisymail.directory.model import Domain, Snapshot
@@ -82,14 +83,27 @@ class Resolution:
     steps: tuple[str, ...]
 
 
-def resolve_recipient(address: Address, snapshot: Snapshot) -> Resolution:
-    return _Resolver(address, snapshot).run()
+# An SRS address of ours to the original one it stands for; None when forged or expired.
+SRSReverse = Callable[[str], str | None]
+
+
+def resolve_recipient(
+    address: Address, snapshot: Snapshot, srs: SRSReverse | None = None
+) -> Resolution:
+    """srs: given when SRS is on ([srs] secret); a bounce to an SRS address in a hosted
+    domain then goes back to the original sender, and a forged one is unknown."""
+    return _Resolver(address, snapshot, srs).run()
+
+
+def _is_srs(local: str) -> bool:
+    return local[:5].upper() in ("SRS0=", "SRS1=")
 
 
 class _Resolver:
-    def __init__(self, original: Address, snapshot: Snapshot) -> None:
+    def __init__(self, original: Address, snapshot: Snapshot, srs: SRSReverse | None) -> None:
         self.original = original
         self.snapshot = snapshot
+        self.srs = srs
         self.steps: list[str] = []
         self.rule: str | None = None
 
@@ -113,7 +127,10 @@ class _Resolver:
                 return self.local(current.local)
             mode = "legacy fallback" if domain.fallback else "strict"
             self.steps.append(f"resolving {current} in hosted domain {domain.name} ({mode})")
-            outcome = self.lookup(current, domain)
+            if self.srs is not None and _is_srs(current.local):
+                outcome = self.srs_bounce(current)
+            else:
+                outcome = self.lookup(current, domain)
             if not isinstance(outcome, Address):
                 return outcome
             if str(outcome) in seen or len(seen) > MAX_HOPS:
@@ -121,6 +138,24 @@ class _Resolver:
                 return Reject(554, "5.0.0", LOOP_TEXT)
             seen.add(str(outcome))
             current = outcome
+
+    def srs_bounce(self, address: Address) -> Decision | Address:
+        """A bounce to an address our forwarding made: back to the original sender."""
+        assert self.srs is not None
+        original = self.srs(str(address))
+        if original is None:
+            self.steps.append(f"{address} is not a valid SRS address of ours (forged or old)")
+            return self.reject(550, "5.1.1", "User unknown (invalid SRS address)")
+        self.steps.append(f"SRS address of ours: the original sender is {original}")
+        try:
+            parsed = parse_path(original, smtputf8=True)
+        except AddressError:
+            parsed = None
+        if parsed is None or not parsed.domain:
+            return self.reject(550, "5.1.1", "User unknown (invalid SRS address)")
+        if parsed.domain in self.snapshot.domains:
+            return parsed
+        return Forward(str(parsed))
 
     def lookup(self, address: Address, domain: Domain) -> Decision | Address:
         for key, params in _candidates(address):

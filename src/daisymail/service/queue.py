@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from daisymail.config import Config
 from daisymail.delivery import Injector, send_dsn
 from daisymail.directory.base import Directory
+from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.queue.spool import Queue, QueuedMessage, QueueError
 from daisymail.service.errors import ServiceError, conflict, invalid, not_found
 from daisymail.store.base import StorageError
@@ -79,7 +80,13 @@ class QueueOps:
         if notified:
             assert self.directory is not None, "bounce needs the directory"
             store = FileStore(str(cfg.path(cfg.storage.mail_dir)))
-            injector = Injector(self.directory, store, q, str(cfg.path(cfg.storage.spool_dir)))
+            injector = Injector(
+                self.directory,
+                store,
+                q,
+                str(cfg.path(cfg.storage.spool_dir)),
+                srs_from_config(cfg.srs.secret),
+            )
             try:
                 send_dsn(injector, cfg.hostname, msg, notify, q.read_message(msg_id), time.time())
             except (StorageError, QueueError, OSError) as e:

@@ -12,7 +12,14 @@ from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
 from daisymail.logins import resolve_login
 from daisymail.routing.addresses import split_address
-from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
+from daisymail.routing.recipients import (
+    Deliver,
+    Forward,
+    Reject,
+    Remote,
+    SRSReverse,
+    resolve_recipient,
+)
 from daisymail.routing.relay import relay_allowed
 from daisymail.smtp.protocol import Envelope, RcptDecision, Reply, SessionInfo
 
@@ -51,11 +58,13 @@ class InboundPolicy:
         *,
         queue_available: bool = False,
         hostname: str = "localhost",
+        srs: SRSReverse | None = None,
     ) -> None:
         self.directory = directory
         self.relay = relay
         self.queue_available = queue_available
         self.hostname = hostname
+        self.srs = srs
 
     def check_sender(
         self, session: SessionInfo, sender: str, params: dict[str, str]
@@ -75,7 +84,7 @@ class InboundPolicy:
     ) -> RcptDecision:
         snap = self.directory.snapshot()
         addr = split_address(address)
-        decision = resolve_recipient(addr, snap).decision
+        decision = resolve_recipient(addr, snap, self.srs).decision
         if isinstance(decision, Deliver):
             return RcptDecision(
                 Reply(250, "2.1.5", (f"<{address}>... Recipient ok",)), True, decision

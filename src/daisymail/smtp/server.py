@@ -33,10 +33,13 @@ from daisymail.delivery import (
 )
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Snapshot
+from daisymail.filter.rspamd import Envelope as FilterEnvelope
+from daisymail.filter.rspamd import SpamFilter
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.logins import resolve_login
 from daisymail.mailauth.service import MailAuth
+from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.routing.recipients import Deliver
@@ -92,6 +95,8 @@ class SmtpService:
     masquerade_envelope: Callable[[], bool] = lambda: False
     injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
     mail_auth: MailAuth | None = None  # SPF/DKIM/DMARC verdicts ([verify], port 25)
+    spam_filter: SpamFilter | None = None  # rspamd ([filter], port 25)
+    srs: SRSKeys | None = None  # rewrites the sender of forwarded mail ([srs] secret)
     sessions: Sessions = field(init=False)
     handoff: Handoff = field(init=False)
 
@@ -341,7 +346,7 @@ class _Connection:
         )
         self.header = bytearray()
         boxes = None
-        if not self._submitted and not self._verified():
+        if not self._submitted and not self._verified() and not self._filtered():
             # a verdict goes in front of the message: it must be staged first
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
@@ -452,7 +457,12 @@ class _Connection:
                     return refused
                 if self.svc.masquerade_envelope():
                     sender = rewrite_envelope_sender(sender, snap, self.svc.hostname)
-            plan = plan_delivery(((r.address, r.target, r.params) for r in env.recipients), snap)
+            plan = plan_delivery(
+                ((r.address, r.target, r.params) for r in env.recipients),
+                snap,
+                sender=sender,
+                srs=self.svc.srs,
+            )
             trace = self._trace_headers(env, msg_id)
             if self._verified():
                 assert self.svc.mail_auth is not None
@@ -462,6 +472,25 @@ class _Connection:
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
+                plan.junk = plan.junk or verdict.action == "junk"
+            if self._filtered():
+                assert self.svc.spam_filter is not None
+                decision = await self.svc.spam_filter.judge(
+                    spool.path,
+                    FilterEnvelope(
+                        self.ip,
+                        self.info.client_name,
+                        env.sender,
+                        [r.address for r in env.recipients],
+                        self.info.authenticated_as or "",
+                        msg_id,
+                    ),
+                    self.sid,
+                )
+                if decision.reply is not None:
+                    return Reply(decision.reply[0], decision.reply[1], (decision.reply[2],))
+                trace = decision.header + trace
+                plan.junk = plan.junk or decision.action == "junk"
             stored = time.monotonic()
             queue_id = await self._run(
                 functools.partial(
@@ -553,6 +582,15 @@ class _Connection:
             auth is not None
             and not self.svc.submission
             and auth.applies(self.ip, self.info.authenticated_as is not None)
+        )
+
+    def _filtered(self) -> bool:
+        """Mail from outside on port 25 is checked by rspamd when configured."""
+        spam = self.svc.spam_filter
+        return (
+            spam is not None
+            and not self.svc.submission
+            and spam.applies(self.ip, self.info.authenticated_as is not None)
         )
 
     def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:

@@ -29,11 +29,13 @@ class Delivery:
     source: path of a spooled file holding the message with LF line endings.
     prefix: header lines to put before it (Return-Path, Received), LF-terminated.
     sender: envelope sender ("" for the null sender), for the mbox From line.
+    folder: a Maildir++ folder ("Junk") instead of the inbox; mbox has none and ignores it.
     """
 
     source: str
     prefix: bytes
     sender: str
+    folder: str = ""
 
 
 @dataclass(frozen=True)

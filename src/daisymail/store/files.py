@@ -22,6 +22,7 @@ from daisymail.store.base import (
     ViewOptions,
 )
 from daisymail.store.durable import make_dirs, write_all
+from daisymail.store.imap_folders import folder_for_delivery
 from daisymail.store.maildir import MaildirView, MaildirWriter, deliver_maildirs, remove_files
 from daisymail.store.mbox import LOCK_WAIT, MboxAppender
 
@@ -63,6 +64,11 @@ class FileStore(MailboxStore):
         A mailbox listed twice gets one copy. Missing directories are created (0700)."""
         paths = {self.resolve_path(m): is_maildir(m) for m in mailboxes}
         maildirs = [p for p, m in paths.items() if m]
+        if delivery.folder:
+            try:
+                maildirs = [folder_for_delivery(p, delivery.folder) for p in maildirs]
+            except OSError as e:
+                raise StorageError(f"cannot create folder {delivery.folder}: {e}") from e
         mboxes = sorted(p for p, m in paths.items() if not m)
         created = deliver_maildirs(maildirs, delivery) if maildirs else []
         now = self.clock()

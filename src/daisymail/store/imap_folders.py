@@ -322,6 +322,23 @@ def valid_name(name: str) -> bool:
     )
 
 
+def folder_for_delivery(root: str, name: str) -> str:
+    """The Maildir of folder ``name`` of the account Maildir ``root`` (with a trailing
+    ``/``), made as IMAP makes folders when missing: mail filed into Junk. OSError."""
+    path = os.path.join(root.rstrip("/"), SEPARATOR + name)
+    if not os.path.isdir(os.path.join(path, "new")):
+        ensure_maildir(root)
+        AccountFolders._make(path)
+        subs_file = os.path.join(root.rstrip("/"), SUBSCRIPTIONS)
+        if os.path.exists(subs_file):  # else the first IMAP login subscribes it
+            with open(subs_file, "rb") as f:
+                subs = {s for s in f.read().decode("utf-8", "replace").splitlines() if s}
+            if name not in subs:
+                data = "".join(f"{s}\n" for s in sorted(subs | {name})).encode()
+                write_durable(subs_file, [data])
+    return path + "/"
+
+
 class AccountFolders:
     """The folders of one Maildir (one account's mailbox)."""
 
@@ -366,10 +383,13 @@ class AccountFolders:
         """Make INBOX and the special folders (and subscribe them) when missing."""
         ensure_maildir(self.root)
         subs = self.subscriptions()
+        fresh = not os.path.exists(os.path.join(self.root, SUBSCRIPTIONS))
         for name in SPECIAL_USE:
             path = self.path_of(name)
             if not os.path.isdir(path):
                 self._make(path)
+                subs.add(name)
+            elif fresh:  # made before the first login (Junk, by a delivery)
                 subs.add(name)
         if not os.path.exists(os.path.join(self.root, SUBSCRIPTIONS)):
             subs.add(INBOX)

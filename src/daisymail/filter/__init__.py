@@ -1,0 +1,1 @@
+"""Content filters (spam checks) asked before Daisy answers a message."""
