@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import smtplib
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,8 +42,24 @@ def test_smtp_load_generator_smoke(daisy: Daisy) -> None:
     assert len(stored) == 40
 
 
+def _wait_until_accepted(daisy: Daisy, rcpt: str) -> None:
+    """A user added while the server runs exists for it once its snapshot is refreshed
+    (a fraction of a second); the load generator must not race that."""
+    deadline = time.monotonic() + 10
+    while True:
+        with smtplib.SMTP("127.0.0.1", daisy.ports["smtp"], timeout=10) as s:
+            s.ehlo()
+            s.mail("probe@example.net")
+            code, _ = s.rcpt(rcpt)
+        if code == 250:
+            return
+        assert time.monotonic() < deadline, f"{rcpt} never became deliverable"
+        time.sleep(0.1)
+
+
 def test_smtp_load_generator_spreads_over_recipients(daisy: Daisy) -> None:
     daisy.add_user("other@example.test", "other-pw")
+    _wait_until_accepted(daisy, "other@example.test")
     bench(
         "smtp_load.py", "--port", daisy.ports["smtp"], "--rcpt", "demo@example.test",
         "--rcpt", "other@example.test", "--spread", "--concurrency", 2, "--messages", 10,
