@@ -29,7 +29,7 @@ from daisymail.queue.spool import Prepared, Queue, QueuedMessage, QueuedRecipien
 from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, StorageError
-from daisymail.store.durable import write_all
+from daisymail.store.durable import rewrite_header, write_all
 
 log = logging.getLogger("daisymail.delivery")
 JUNK = "Junk"  # the Maildir++ folder (.Junk) of mail judged spam
@@ -165,29 +165,7 @@ class Spool:
         """Give the header (up to the blank line) to edit; when it returns new header
         bytes, the file is rewritten with them (a new file renamed over this one)."""
         self.close()
-        with open(self.path, "rb") as f:
-            header = bytearray()
-            for line in f:
-                if line in (b"\n", b"\r\n"):
-                    break
-                header += line
-            else:
-                line = b""
-            new = edit(bytes(header))
-            if new is None:
-                return
-            tmp = self.path + ".new"
-            try:
-                with open(tmp, "wb") as out:
-                    out.write(new)
-                    out.write(line)
-                    while chunk := f.read(READ_SIZE):
-                        out.write(chunk)
-                os.replace(tmp, self.path)
-            except BaseException:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp)
-                raise
+        rewrite_header(self.path, edit)
 
 
 def _chunks(first: bytes, path: str) -> Iterator[bytes]:

@@ -203,3 +203,21 @@ def test_group_commit_waiters_of_a_failed_fsync_all_fail(
         t.join()
     assert sorted(outcomes) == ["failed"] * 5 + ["ok"]
     assert len(calls) == 2
+
+
+def test_rewrite_header_keeps_the_body_and_leaves_an_unedited_file_alone(tmp_path: Path) -> None:
+    from daisymail.store.durable import rewrite_header
+
+    path = tmp_path / "msg"
+    body = b"\r\nline one\r\n\r\nX-Not-A-Header: body\r\n" + b"z" * 300_000
+    path.write_bytes(b"A: 1\r\nB: 2\r\n" + body)
+    before = path.stat().st_ino
+    assert rewrite_header(str(path), lambda h: None) is False
+    assert path.stat().st_ino == before
+    assert rewrite_header(str(path), lambda h: h.replace(b"A: 1\r\n", b"")) is True
+    assert path.read_bytes() == b"B: 2\r\n" + body
+    assert not (tmp_path / "msg.new").exists()
+    seen: list[bytes] = []
+    path.write_bytes(b"only: header\n")  # no blank line: the whole file is the header
+    rewrite_header(str(path), lambda h: seen.append(h) or None)
+    assert seen == [b"only: header\n"]

@@ -17,13 +17,13 @@ import ipaddress
 import json
 import logging
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from daisymail.mailauth.canon import split_fields
 from daisymail.observability import event
+from daisymail.store.durable import rewrite_header
 
 log = logging.getLogger("daisymail.smtp")
 READ_SIZE = 256 * 1024
@@ -220,30 +220,20 @@ async def _read_chunked(reader: asyncio.StreamReader) -> bytes:
 
 
 OUR_FIELDS = (b"x-spam-flag", b"x-spam-status", b"x-spam-symbols")
-_END_OF_HEADER = re.compile(rb"\A\r?\n|(?<=\n)\r?\n")
 
 
 def strip_our_fields(path: str) -> bool:
     """Remove X-Spam-* fields of the kinds Daisy writes from the message in ``path``, so
     the ones users see are Daisy's; True if there were any. Blocking."""
-    with open(path, "rb") as f:
-        head = f.read(READ_SIZE)
-        m = _END_OF_HEADER.search(head)
-        header = head[: m.start()] if m else head
+
+    def edit(header: bytes) -> bytes | None:
         if b"x-spam-" not in header.lower():
-            return False
+            return None
         fields = split_fields(header)
         kept = [x for x in fields if x.partition(b":")[0].strip().lower() not in OUR_FIELDS]
-        if len(kept) == len(fields):
-            return False
-        tmp = path + ".spam"
-        with open(tmp, "wb") as out:
-            out.write(b"".join(kept))
-            out.write(head[len(header) :])
-            while chunk := f.read(READ_SIZE):
-                out.write(chunk)
-    os.replace(tmp, path)
-    return True
+        return b"".join(kept) if len(kept) != len(fields) else None
+
+    return rewrite_header(path, edit)
 
 
 class SpamFilter:

@@ -11,8 +11,6 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-import os
-import re
 
 from daisymail.config import Config
 from daisymail.dns import Resolver
@@ -21,10 +19,10 @@ from daisymail.mailauth.canon import split_fields
 from daisymail.mailauth.inbound import InboundCheck, InboundPolicy, Verdict
 from daisymail.mailauth.results import remove_own
 from daisymail.observability import event
+from daisymail.store.durable import rewrite_header
 
 log = logging.getLogger("daisymail.smtp")
 READ_SIZE = 256 * 1024
-_END_OF_HEADER = re.compile(rb"\A\r?\n|(?<=\n)\r?\n")
 
 
 class MailAuth:
@@ -78,21 +76,12 @@ class MailAuth:
 
 def strip_own_results(path: str, authserv_id: str) -> bool:
     """Rewrite the file without forged Authentication-Results of ours; True if it did."""
-    with open(path, "rb") as f:
-        head = f.read(READ_SIZE)
-        m = _END_OF_HEADER.search(head)
-        header = head[: m.start()] if m else head
+
+    def edit(header: bytes) -> bytes | None:
         if b"authentication-results" not in header.lower():
-            return False
+            return None
         fields = split_fields(header)
         kept = remove_own(fields, authserv_id)
-        if len(kept) == len(fields):
-            return False
-        tmp = path + ".ar"
-        with open(tmp, "wb") as out:
-            out.write(b"".join(kept))
-            out.write(head[len(header) :])
-            while chunk := f.read(READ_SIZE):
-                out.write(chunk)
-    os.replace(tmp, path)
-    return True
+        return b"".join(kept) if len(kept) != len(fields) else None
+
+    return rewrite_header(path, edit)

@@ -9,9 +9,12 @@ same directory share one fsync (group commit); see its docstring for the scheme.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+
+_COPY_SIZE = 256 * 1024
 
 
 def fsync_dir(path: str) -> None:
@@ -160,3 +163,36 @@ def make_dirs(path: str, mode: int = 0o700) -> None:
             raise
         return
     sync_dir(parent)
+
+
+def rewrite_header(path: str, edit: Callable[[bytes], bytes | None]) -> bool:
+    """Give the header of the message in ``path`` (up to its blank line) to ``edit``; when
+    it returns new header bytes, the file is rewritten with them (a new file renamed over
+    this one, the body copied in pieces). True if it was rewritten. Blocking.
+
+    For staging files before their hand-off: nothing is fsync'd here, the hand-off does.
+    """
+    with open(path, "rb") as f:
+        header = bytearray()
+        for line in f:
+            if line in (b"\n", b"\r\n"):
+                break
+            header += line
+        else:
+            line = b""
+        new = edit(bytes(header))
+        if new is None:
+            return False
+        tmp = path + ".new"
+        try:
+            with open(tmp, "wb") as out:
+                out.write(new)
+                out.write(line)
+                while chunk := f.read(_COPY_SIZE):
+                    out.write(chunk)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+    return True
