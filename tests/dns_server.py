@@ -97,7 +97,9 @@ class DNSServer:
             short.flags |= dns.flags.TC
             return short.to_wire()
 
-    def _fill(self, resp: dns.message.Message, qname: dns.name.Name, rdtype: int) -> None:
+    def _fill(
+        self, resp: dns.message.Message, qname: dns.name.Name, rdtype: int, depth: int = 0
+    ) -> None:
         zone = max(
             (z for o, z in self.zones.items() if qname.is_subdomain(o)),
             key=lambda z: len(z.origin),
@@ -121,6 +123,8 @@ class DNSServer:
             cname = node.get_rdataset(dns.rdataclass.IN, dns.rdatatype.CNAME)
             if cname is not None:
                 resp.answer.append(zone.find_rrset(qname, dns.rdatatype.CNAME))
+                if depth < 8:  # chase it as a recursive resolver would, in any test zone
+                    self._fill(resp, cname[0].target, rdtype, depth + 1)
                 return
             resp.authority.append(soa)
             return

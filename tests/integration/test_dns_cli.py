@@ -48,3 +48,31 @@ def test_records_then_check(daisy_dir: Daisy) -> None:
         srv.stop()
     wrong = daisy_dir.cli("dns", "check", "example.org", "--ip", "nope", check=False)
     assert wrong.returncode == 1 and "not an IP address" in wrong.stderr
+
+
+def test_records_name_mta_sts_autoconfig_and_imap_when_served(daisy_dir: Daisy) -> None:
+    daisy_dir.set_config("[http]", "listen", '["127.0.0.1:2080"]')
+    daisy_dir.set_config("[http.mta_sts]", "mode", '"enforce"')
+    zone = daisy_dir.cli("dns", "records", "example.org").stdout
+    sts = next(line for line in zone.splitlines() if line.startswith("_mta-sts.example.org."))
+    assert '3600 IN TXT "v=STSv1; id=' in sts
+    assert "mta-sts.example.org. 3600 IN CNAME mail.daisy.test." in zone
+    assert "autoconfig.example.org. 3600 IN CNAME mail.daisy.test." in zone
+    port = daisy_dir.ports["imaps"]
+    assert f"_imaps._tcp.example.org. 3600 IN SRV 0 1 {port} mail.daisy.test." in zone
+
+    srv = serve(
+        free_port(),
+        [("example.org", SOA + zone), ("daisy.test", SOA + "mail IN A 127.0.0.2\n")],
+    )
+    try:
+        daisy_dir.set_config("[dns]", "nameservers", f'["{srv.address}"]')
+        out = daisy_dir.cli("dns", "check", "example.org", check=False).stdout
+        assert "PROBLEM" not in out, out
+        assert "ok      CNAME mta-sts.example.org: 127.0.0.2" in out
+        # A policy change gives a new id: the published one is now stale.
+        daisy_dir.set_config("[http.mta_sts]", "mode", '"testing"')
+        stale = daisy_dir.cli("dns", "check", "example.org", check=False)
+        assert stale.returncode == 1 and "PROBLEM TXT _mta-sts.example.org" in stale.stdout
+    finally:
+        srv.stop()

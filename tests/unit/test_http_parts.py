@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from daisymail.config import ConfigError, from_dict
-from daisymail.http import autoconfig, mta_sts
+from daisymail.http import autoconfig
 from daisymail.http.metrics import Metrics, status_class
+from daisymail.mailauth import mta_sts
 from daisymail.sdnotify import notify
 
 

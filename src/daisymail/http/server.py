@@ -20,10 +20,11 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from daisymail.config import Config, parse_hostport
 from daisymail.directory.base import Directory
-from daisymail.http import autoconfig, mta_sts
+from daisymail.http import autoconfig
 from daisymail.http.api import Api
 from daisymail.http.health import HealthSources, readiness
 from daisymail.http.metrics import Metrics
+from daisymail.mailauth import mta_sts
 from daisymail.observability import event
 
 log = logging.getLogger("daisymail.http")

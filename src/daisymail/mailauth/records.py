@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from daisymail.config import Config, parse_hostport
 from daisymail.dns import DNSError, NotFound, Resolver
+from daisymail.mailauth import mta_sts
 from daisymail.mailauth.dkim import zone_txt
 from daisymail.mailauth.dmarc import parse_record as parse_dmarc
 from daisymail.mailauth.keystore import KeyInfo
@@ -21,6 +22,7 @@ TTL = 3600
 # RFC 6186 service records, for the listeners that are on.
 SRV = (("submission", "_submission._tcp"), ("submissions", "_submissions._tcp"))
 SRV_POP = (("pop3", "_pop3._tcp"), ("pop3s", "_pop3s._tcp"))
+SRV_IMAP = (("imap", "_imap._tcp"), ("imaps", "_imaps._tcp"))
 
 
 @dataclass(frozen=True)
@@ -61,7 +63,17 @@ def needed(cfg: Config, domain: str, keys: list[KeyInfo]) -> list[Record]:
             "TLS-RPT: reports of TLS failures sending to the domain",
         ),
     ]
-    for service, label in SRV + SRV_POP:
+    sts = mta_sts.txt_record(cfg)
+    if sts is not None:
+        out += [
+            Record(f"_mta-sts.{domain}", "TXT", sts, "MTA-STS: the policy's id (RFC 8461)"),
+            Record(f"mta-sts.{domain}", "CNAME", f"{host}.", "MTA-STS: where the policy is"),
+        ]
+    if cfg.http.listen or cfg.http.listen_tls:
+        out.append(
+            Record(f"autoconfig.{domain}", "CNAME", f"{host}.", "mail client autoconfiguration")
+        )
+    for service, label in SRV_IMAP + SRV + SRV_POP:
         listen = getattr(cfg.listen, service)
         if listen:
             port = parse_hostport(listen[0])[1]
@@ -76,9 +88,12 @@ def zone_text(cfg: Config, domain: str, keys: list[KeyInfo]) -> str:
     lines = [f"; records for {domain} (mail server {host})"]
     for r in needed(cfg, domain, keys):
         lines += [f"; {r.why}", r.zone_line()]
+    if mta_sts.txt_record(cfg) is None:
+        lines += [
+            "; MTA-STS: set [http.mta_sts] mode (and an HTTPS listener, [http] listen_tls) to",
+            f"; serve https://mta-sts.{domain}/.well-known/mta-sts.txt and get its records here.",
+        ]
     lines += [
-        f"; MTA-STS needs an HTTPS policy at https://mta-sts.{domain}/.well-known/mta-sts.txt,",
-        "; which Daisy does not serve: publish _mta-sts only together with such a policy.",
         f"; The PTR of this server's sending address must be {host}, and {host} must",
         "; resolve to that address; the hosting provider sets the PTR.",
     ]
@@ -131,6 +146,9 @@ async def _check_record(r: Record, resolver: Resolver, host: str) -> Finding:
             return Finding(host in mx, f"{label}: {', '.join(mx) or 'null MX'}")
         if r.rtype == "SRV":
             return Finding(True, f"{label}: not checked (optional)")
+        if r.rtype == "CNAME":  # what matters is that the name reaches a server
+            addresses = await resolver.a(r.name)
+            return Finding(bool(addresses), f"{label}: {', '.join(addresses) or 'no address'}")
         texts = await resolver.txt(r.name)
     except NotFound:
         return Finding(False, f"{label}: missing")
@@ -146,4 +164,6 @@ async def _check_record(r: Record, resolver: Resolver, host: str) -> Finding:
         key = r.value.rpartition("p=")[2]
         same = any(t.replace(" ", "").endswith("p=" + key) for t in texts)
         return Finding(same, f"{label}: {'matches the key' if same else 'differs from the key'}")
+    if r.name.startswith("_mta-sts."):  # a stale id tells senders to keep an old policy
+        return Finding(r.value in texts, f"{label}: {' | '.join(texts) or 'missing'}")
     return Finding(bool(texts), f"{label}: {texts[0] if texts else 'missing'}")
