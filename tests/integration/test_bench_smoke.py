@@ -91,7 +91,7 @@ def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
     env = dict(os.environ, DAISY_BENCH_DIR=str(tmp_path / "work"))
     path = bench(
         "run", "--quick", "--daisy-only", "--fs", "data", "--reps", 1, "--out", out,
-        timeout=600, env=env,
+        "--imap-idle", 20, timeout=600, env=env,
     )  # fmt: skip
     doc = json.loads(Path(path.strip()).read_text())
     smtp = doc["smtp"]
@@ -124,6 +124,10 @@ def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
         ("outbound", True),
     }
     assert all(r["msg_per_s"] > 0 for r in doc["mailauth"])
+    imap = {r["figure"]: r for r in doc["imap"]["rows"] if r["server"] == "daisy"}
+    assert imap["open_folder"]["sessions"] > 0 and imap["open_folder"]["median_s"] > 0
+    assert imap["fetch_bodies"]["mb_per_s"] > 0
+    assert imap["idle"]["held"] == 20 and imap["idle"]["failed"] == 0
     # The Maildirs of every run are gone; the docs are only rewritten by full comparisons.
     assert not (tmp_path / "work" / "fs" / "data" / "runs").exists()
     assert (docs.read_bytes() if docs.exists() else None) == docs_before
