@@ -4,16 +4,8 @@ from __future__ import annotations
 
 import imaplib
 import smtplib
-import ssl
 
 from tests.conftest import Daisy
-
-
-def tls_context() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def start_server(root: Daisy) -> Daisy:

@@ -12,39 +12,18 @@ import poplib
 import re
 import signal
 import smtplib
-import socket
-import ssl
 import time
 from collections.abc import Callable, Iterator
 
 import pytest
 
+from tests.clients import Pop3From, tls_context
 from tests.conftest import Daisy
-
-
-def _ctx() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class _Pop3From(poplib.POP3):
-    """poplib with a chosen source address: each test is its own client for the throttle."""
-
-    def __init__(self, port: int, source: str) -> None:
-        self._source = source
-        super().__init__("127.0.0.1", port, timeout=30)
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        return socket.create_connection(
-            (self.host, self.port), timeout, source_address=(self._source, 0)
-        )
 
 
 def pop3_login(d: Daisy, user: str, password: str, source: str = "127.0.0.1") -> str:
     """The reply to PASS: "+OK..." or the -ERR text."""
-    p = _Pop3From(d.ports["pop3"], source)
+    p = Pop3From(d.ports["pop3"], source)
     try:
         p.user(user)
         try:
@@ -68,7 +47,7 @@ def imap_login(d: Daisy, user: str, password: str) -> bool:
 
 def smtp_login(d: Daisy, user: str, password: str) -> int:
     with smtplib.SMTP("127.0.0.1", d.ports["submission"], timeout=30) as s:
-        s.starttls(context=_ctx())
+        s.starttls(context=tls_context())
         s.ehlo("client.test")
         token = base64.b64encode(f"\0{user}\0{password}".encode()).decode()
         code, _ = s.docmd("AUTH", "PLAIN " + token)

@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.clients import tls_context
 from tests.conftest import Daisy
-from tests.integration.imap_support import imap, send, start_server, tls_context
+from tests.integration.imap_support import imap, send, start_server
 
 
 @pytest.fixture(scope="module")

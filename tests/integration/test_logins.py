@@ -7,8 +7,6 @@ from __future__ import annotations
 import base64
 import poplib
 import smtplib
-import socket
-import ssl
 import statistics
 import time
 from collections.abc import Iterator
@@ -20,32 +18,13 @@ from passlib.hash import des_crypt, ldap_sha1, md5_crypt
 from daisymail.directory.model import Login, Mailbox
 from daisymail.directory.passwords import plaintext_hash
 from daisymail.directory.sql import SqlDirectory
+from tests.clients import Pop3From, tls_context
 from tests.conftest import Daisy
-
-
-def _ctx() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
-
-
-class _Pop3From(poplib.POP3):
-    """poplib with a chosen source address (a fresh client IP for the throttle)."""
-
-    def __init__(self, port: int, source: str) -> None:
-        self._source = source
-        super().__init__("127.0.0.1", port, timeout=30)
-
-    def _create_socket(self, timeout: float) -> socket.socket:
-        return socket.create_connection(
-            (self.host, self.port), timeout, source_address=(self._source, 0)
-        )
 
 
 def pop3_fail_time(d: Daisy, name: str, password: str, source: str = "127.0.0.1") -> float:
     """Seconds from PASS to its reply, which must be a failure."""
-    p = _Pop3From(d.ports["pop3"], source)
+    p = Pop3From(d.ports["pop3"], source)
     try:
         p.user(name)
         t0 = time.monotonic()
@@ -60,7 +39,7 @@ def smtp_auth(
     d: Daisy, name: str, password: str, source: str = "127.0.0.1", port: str = "submission"
 ) -> tuple[int, float]:
     with smtplib.SMTP("127.0.0.1", d.ports[port], timeout=30, source_address=(source, 0)) as s:
-        s.starttls(context=_ctx())
+        s.starttls(context=tls_context())
         s.ehlo("client.test")
         token = base64.b64encode(f"\0{name}\0{password}".encode()).decode()
         t0 = time.monotonic()
@@ -123,7 +102,7 @@ def mx_auth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Daisy]:
 
 def test_mx_port_offers_no_auth_by_default(plain: Daisy) -> None:
     with smtplib.SMTP("127.0.0.1", plain.ports["smtp"], timeout=30) as s:
-        s.starttls(context=_ctx())
+        s.starttls(context=tls_context())
         s.ehlo("client.test")
         assert not s.has_extn("auth")
         token = base64.b64encode(b"\0demo@example.test\0demo-pw").decode()
@@ -139,7 +118,7 @@ def test_mx_auth_applies_the_submission_send_as_rule(mx_auth: Daisy) -> None:
     # From an address that may not relay by itself, as in the report.
     src = ("127.0.0.5", 0)
     with smtplib.SMTP("127.0.0.1", mx_auth.ports["smtp"], timeout=30, source_address=src) as s:
-        s.starttls(context=_ctx())
+        s.starttls(context=tls_context())
         s.ehlo("client.test")
         assert s.has_extn("auth")
         s.login("demo@example.test", "demo-pw")
@@ -163,7 +142,7 @@ def test_mx_auth_applies_the_submission_send_as_rule(mx_auth: Daisy) -> None:
 
 def test_submission_port_refuses_the_same(mx_auth: Daisy) -> None:
     with smtplib.SMTP("127.0.0.1", mx_auth.ports["submission"], timeout=30) as s:
-        s.starttls(context=_ctx())
+        s.starttls(context=tls_context())
         s.login("demo@example.test", "demo-pw")
         assert s.docmd("MAIL", "FROM:<ceo@example.test>")[0] == 553
 

@@ -6,7 +6,6 @@ import os
 import poplib
 import smtplib
 import socket
-import ssl
 import subprocess
 from pathlib import Path
 
@@ -15,6 +14,7 @@ import pytest
 from daisymail.directory.model import AddressRule, Domain, Login, Mailbox
 from daisymail.directory.passwords import hash_password
 from daisymail.directory.sql import SqlDirectory
+from tests.clients import tls_context
 from tests.conftest import Daisy, require_tool
 
 B1 = (
@@ -23,13 +23,6 @@ B1 = (
     b"From other@example.com  Mon Jan  5 10:00:00 2004\n"
     b"Subject: two\nStatus: RO\nX-UIDL: abc123\n\nline1\nline2\nline3\n\n"
 )
-
-
-def _ctx() -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def send(daisy: Daisy, rcpt: str, subject: str, n: int = 1) -> None:
@@ -137,7 +130,7 @@ def test_maildir_login_stls_auth_plain_and_plaintext_rules(daisy: Daisy) -> None
     p = pop(daisy)
     caps = p.capa()
     assert "STLS" in caps and "UIDL" in caps and "RESP-CODES" in caps
-    p.stls(context=_ctx())
+    p.stls(context=tls_context())
     assert "STLS" not in p.capa()
     p.user("demo%example.test")
     p.pass_("demo-pw")
@@ -154,7 +147,7 @@ def test_maildir_login_stls_auth_plain_and_plaintext_rules(daisy: Daisy) -> None
     assert p.uidl()[1] == uidls  # stable across sessions
     p.dele(1)
     p.quit()
-    p = poplib.POP3_SSL("127.0.0.1", daisy.ports["pop3s"], timeout=10, context=_ctx())
+    p = poplib.POP3_SSL("127.0.0.1", daisy.ports["pop3s"], timeout=10, context=tls_context())
     p.user("demo@example.test")
     p.pass_("demo-pw")
     assert p.stat()[0] == 2
@@ -318,7 +311,7 @@ def test_plaintext_login_needs_tls_from_remote_clients(daisy: Daisy) -> None:
         p.user("demo@example.test")
         p.pass_("demo-pw")
     assert "TLS" in str(e.value) or "STLS" in str(e.value)
-    p.stls(context=_ctx())
+    p.stls(context=tls_context())
     p.user("demo@example.test")
     p.pass_("demo-pw")
     assert p.stat() == (0, 0)
