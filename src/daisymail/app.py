@@ -221,9 +221,7 @@ class App:
         ctx = self.tls.context
         mail_auth = MailAuth(c, resolver) if c.verify.enabled else None
         spam_filter = (
-            SpamFilter(c.filter.rspamd_url, c.filter.timeout, c.relay.networks)
-            if c.filter.rspamd_url
-            else None
+            SpamFilter(c.filter.rspamd_url, c.filter.timeout) if c.filter.rspamd_url else None
         )
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
@@ -247,6 +245,7 @@ class App:
                 injector=injector,
                 mail_auth=mail_auth if name == "smtp" else None,
                 spam_filter=spam_filter if name == "smtp" else None,
+                relay_networks=lambda: self.cfg.relay.networks,
                 srs=srs,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import smtplib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -90,3 +91,19 @@ def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyS
     wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 2)
     newest = [m for m in maildir_messages(daisy_dir, "demo.example.test") if m != stored]
     assert b"Authentication-Results" not in newest[0]
+
+    # So is one added with `relay add`: the same networks the relay check trusts.
+    daisy_dir.cli("relay", "add", "127.0.0.6/32")
+    deadline = time.monotonic() + 10
+    while True:  # the server sees the rule once its snapshot is refreshed
+        with smtp(daisy_dir, source="127.0.0.6") as s:
+            try:
+                s.sendmail("alice@example.org", ["demo@example.test"], message())
+                break
+            except smtplib.SMTPDataError:
+                assert time.monotonic() < deadline, "the relay rule never took effect"
+                time.sleep(0.1)
+    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 3)
+    done = set(maildir_messages(daisy_dir, "demo.example.test"))
+    (latest,) = done - {stored, *newest}
+    assert b"Authentication-Results" not in latest

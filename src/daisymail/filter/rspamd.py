@@ -13,7 +13,6 @@ The HTTP client is a few lines of asyncio (one request per connection, HTTP/1.1 
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import json
 import logging
 import os
@@ -240,19 +239,8 @@ class SpamFilter:
     """The check as the SMTP server uses it: one log line, and a decision whatever
     happens to rspamd."""
 
-    def __init__(self, url: str, timeout: float, trusted: Sequence[str] = ()) -> None:
+    def __init__(self, url: str, timeout: float) -> None:
         self.rspamd = Rspamd(url, timeout)
-        self.trusted = [ipaddress.ip_network(n, strict=False) for n in trusted]
-
-    def applies(self, ip: str, authenticated: bool) -> bool:
-        """Our own users and relay networks are not filtered (as for [verify])."""
-        if authenticated:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return True
-        return not any(addr in net for net in self.trusted)
 
     async def judge(self, path: str, env: Envelope, sid: str) -> Decision:
         """Our X-Spam-* fields that came with the message are removed first."""

@@ -9,7 +9,6 @@ lookups are async.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 
 from daisymail.config import Config
@@ -35,17 +34,7 @@ class MailAuth:
             spf_fail_without_dmarc=v.spf_fail_without_dmarc,
             temperror=v.temperror,
         )
-        self.trusted = [ipaddress.ip_network(n, strict=False) for n in cfg.relay.networks]
         self.resolver = resolver or resolver_from_config(cfg.dns.nameservers, cfg.dns.timeout)
-
-    def applies(self, ip: str, authenticated: bool) -> bool:
-        if authenticated:
-            return False
-        try:
-            addr = ipaddress.ip_address(ip)
-        except ValueError:
-            return True
-        return not any(addr in net for net in self.trusted)
 
     async def judge(self, path: str, ip: str, helo: str, mailfrom: str, sid: str) -> Verdict:
         """The verdict for the message in ``path``; Authentication-Results fields in it

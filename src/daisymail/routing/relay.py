@@ -51,16 +51,9 @@ def relay_allowed(
         return RelayDecision(True, f"{domain} is a hosted domain")
     if authenticated:
         return RelayDecision(True, "client is authenticated")
-    address = _parse_ip(client_ip)
-    if address is not None:
-        for net in networks:
-            if address in ipaddress.ip_network(net, strict=False):
-                return RelayDecision(True, f"client {client_ip} is in relay network {net}")
-        for rule in snapshot.relay_rules:
-            if rule.kind == "network" and address in ipaddress.ip_network(
-                rule.pattern, strict=False
-            ):
-                return RelayDecision(True, f"client {client_ip} is in relay network {rule.pattern}")
+    net = relay_network_of(client_ip, networks, snapshot)
+    if net is not None:
+        return RelayDecision(True, f"client {client_ip} is in relay network {net}")
     domain_rules = [r.pattern for r in snapshot.relay_rules if r.kind == "domain"]
     match = _first_domain_match(domain, domain_rules, hosts_only)
     if match is not None:
@@ -76,6 +69,21 @@ def relay_allowed(
     return RelayDecision(
         False, f"relaying denied: {domain} is not hosted here and client {client_ip} may not relay"
     )
+
+
+def relay_network_of(client_ip: str, networks: Sequence[str], snapshot: Snapshot) -> str | None:
+    """The relay network the client is in: from ``[relay] networks`` or one added with
+    ``relay add``; None when it is in neither (or the address is not an IP)."""
+    address = _parse_ip(client_ip)
+    if address is None:
+        return None
+    for net in networks:
+        if address in ipaddress.ip_network(net, strict=False):
+            return net
+    for rule in snapshot.relay_rules:
+        if rule.kind == "network" and address in ipaddress.ip_network(rule.pattern, strict=False):
+            return rule.pattern
+    return None
 
 
 def relay_rule_from_class_entry(entry: str) -> RelayRule:

@@ -15,7 +15,7 @@ import functools
 import logging
 import ssl
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import formatdate
@@ -43,6 +43,7 @@ from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
 from daisymail.routing.recipients import Deliver
+from daisymail.routing.relay import relay_network_of
 from daisymail.smtp.protocol import (
     AuthAttempt,
     Close,
@@ -96,6 +97,7 @@ class SmtpService:
     injector: Injector | None = None  # for NOTIFY=SUCCESS notices of local deliveries
     mail_auth: MailAuth | None = None  # SPF/DKIM/DMARC verdicts ([verify], port 25)
     spam_filter: SpamFilter | None = None  # rspamd ([filter], port 25)
+    relay_networks: Callable[[], Sequence[str]] = lambda: ()  # [relay] networks, as reloaded
     srs: SRSKeys | None = None  # rewrites the sender of forwarded mail ([srs] secret)
     sessions: Sessions = field(init=False)
     handoff: Handoff = field(init=False)
@@ -575,23 +577,22 @@ class _Connection:
         spool.replace_header(edit)
         return refused[0] if refused else None
 
+    def _from_outside(self) -> bool:
+        """Port 25 mail from a client neither logged in nor in a relay network ([relay]
+        networks or ``relay add``, as the relay check sees them): what SPF/DKIM/DMARC
+        and rspamd judge."""
+        if self.svc.submission or self.info.authenticated_as is not None:
+            return False
+        snap = self.svc.directory.snapshot()
+        return relay_network_of(self.ip, self.svc.relay_networks(), snap) is None
+
     def _verified(self) -> bool:
         """Mail from outside on port 25 gets SPF/DKIM/DMARC verdicts when configured."""
-        auth = self.svc.mail_auth
-        return (
-            auth is not None
-            and not self.svc.submission
-            and auth.applies(self.ip, self.info.authenticated_as is not None)
-        )
+        return self.svc.mail_auth is not None and self._from_outside()
 
     def _filtered(self) -> bool:
         """Mail from outside on port 25 is checked by rspamd when configured."""
-        spam = self.svc.spam_filter
-        return (
-            spam is not None
-            and not self.svc.submission
-            and spam.applies(self.ip, self.info.authenticated_as is not None)
-        )
+        return self.svc.spam_filter is not None and self._from_outside()
 
     def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:
         helo = self.info.client_name or "unknown"
