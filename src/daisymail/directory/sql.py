@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import os
 import re
+import sqlite3
 import threading
 import time
 from collections.abc import Iterator
@@ -471,7 +472,18 @@ def _sqlite_connect(dbapi_conn: Any, _record: Any) -> None:
     dbapi_conn.isolation_level = None
     cursor = dbapi_conn.cursor()
     cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    cursor.execute("PRAGMA journal_mode = WAL")
+    # Switching a new file to WAL needs a lock that SQLite does not wait for with the
+    # busy timeout: several processes opening a fresh directory at once can get
+    # "database is locked" here. Retry for up to the busy timeout.
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode = WAL")
+            break
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
     cursor.execute("PRAGMA foreign_keys = ON")
     cursor.close()
 
