@@ -28,7 +28,8 @@ from daisymail.directory.model import (
     RelayRule,
     SenderRule,
 )
-from daisymail.directory.sql import SqlDirectory, metadata
+from daisymail.directory.sql import SqlDirectory
+from daisymail.directory.sql_schema import metadata
 from tests.integration.conftest_sql import postgres_url, sqlite_url
 
 

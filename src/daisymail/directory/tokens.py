@@ -17,7 +17,8 @@ import sqlalchemy as sa
 
 from daisymail.directory import migrations
 from daisymail.directory.base import DirectoryError, NotFound
-from daisymail.directory.sql import _engine, api_tokens
+from daisymail.directory.sql_engine import open_engine
+from daisymail.directory.sql_schema import api_tokens
 
 PREFIX = "dm_"
 
@@ -40,7 +41,7 @@ class TokenStore:
         # it opens and closes the file, and closing any descriptor of an SQLite file drops
         # every POSIX lock this process holds on it (another process may then delete the
         # WAL the directory is still writing to).
-        self._engine = _engine(url, create=create)
+        self._engine = open_engine(url, create=create)
         try:
             migrations.upgrade(self._engine)
         except sa.exc.SQLAlchemyError as e:
