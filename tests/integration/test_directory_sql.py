@@ -170,6 +170,43 @@ def test_create_makes_folder_and_private_file(tmp_path: Path) -> None:
     assert stat.S_IMODE(path.stat().st_mode) & stat.S_IRWXO == 0
 
 
+_SQLITE_SHARED_RANGE = (0x40000002, 510)  # SQLite's SHARED lock bytes in the file
+
+
+def _sqlite_file_locked_by_others(path: Path) -> bool:
+    """Does some other process hold SQLite's shared lock on the file (probed from a child)?"""
+    start, length = _SQLITE_SHARED_RANGE
+    probe = (
+        "import fcntl, os, sys\n"
+        f"fd = os.open({str(path)!r}, os.O_RDWR)\n"
+        "try:\n"
+        f"    fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB, {length}, {start})\n"
+        "except OSError:\n"
+        "    sys.exit(3)\n"
+    )
+    return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 3
+
+
+def test_reopening_with_create_keeps_this_process_sqlite_locks(tmp_path: Path) -> None:
+    # Closing any descriptor of a file drops every POSIX lock the process holds on it:
+    # a second open of a directory this process already has open must not close one,
+    # or another process could checkpoint and remove the WAL under the first.
+    url = sqlite_url(tmp_path)
+    path = Path(sa.make_url(url).database or "")
+    first = SqlDirectory(url, create=True)
+    try:
+        with first._engine.connect() as conn, conn.begin():
+            conn.execute(sa.text("SELECT 1 FROM meta")).all()
+            assert _sqlite_file_locked_by_others(path)
+            second = SqlDirectory(url, create=True)
+            try:
+                assert _sqlite_file_locked_by_others(path)
+            finally:
+                second.close()
+    finally:
+        first.close()
+
+
 @pytest.mark.parametrize(
     "bad",
     ["mysql://u@h/db", "sqlite://", "sqlite:///:memory:", "not a url"],

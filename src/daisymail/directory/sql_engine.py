@@ -34,8 +34,14 @@ def open_engine(url: str, *, create: bool) -> sa.Engine:
     file = Path(path)
     if create:
         file.parent.mkdir(parents=True, exist_ok=True)
-        # Password hashes live here: never world-readable, whatever the umask.
-        os.close(os.open(file, os.O_CREAT | os.O_WRONLY, 0o660))
+        # Password hashes live here: never world-readable, whatever the umask. An
+        # existing file is left unopened: closing any descriptor of a file drops every
+        # POSIX lock this process holds on it, and SQLite's locks are POSIX locks, so
+        # opening a directory this process already has open must not touch the file.
+        try:
+            os.close(os.open(file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o660))
+        except FileExistsError:
+            pass
     elif not file.exists():
         raise DirectoryError(f"directory database {file} does not exist")
     engine = sa.create_engine(parsed)
