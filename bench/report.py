@@ -16,7 +16,8 @@ METHOD = """\
 
 `bench/run` runs every load against Daisy and against Postfix + Dovecot in turn (Daisy,
 peer, Daisy, peer, ...), {reps} times each, and reports medians; **ratio** is Daisy / peer
-(above 1 is better for Daisy for rates, below 1 is better for latencies, CPU and memory).
+(above 1 is better for Daisy for rates, below 1 is better for latencies, CPU and memory),
+and **ratio range** the lowest and highest ratio of a single repetition's pair.
 The load generators (`bench/smtp_load.py`, `bench/pop3_load.py`, `bench/idle.py`) run on
 the same cores as the servers.
 
@@ -81,6 +82,20 @@ def _pick(rows: list[Row], **match: Any) -> list[Row]:
     return [r for r in rows if all(r.get(k) == v for k, v in match.items())]
 
 
+def _spread(d: list[Row], p: list[Row], key: str) -> str:
+    """The lowest and highest ratio of one repetition's pair (Daisy and the peer run
+    back to back in each repetition), so a reader sees how far one run can move it."""
+    peer = {r.get("rep"): r.get(key) for r in p}
+    ratios = [
+        float(r[key]) / float(peer[r.get("rep")])
+        for r in d
+        if r.get(key) is not None and peer.get(r.get("rep"))
+    ]
+    if len(ratios) < 2:
+        return "–"
+    return f"{min(ratios):.2f}–{max(ratios):.2f}"
+
+
 def smtp_tables(res: Row) -> list[str]:
     out = []
     rows = res["smtp"]
@@ -88,10 +103,11 @@ def smtp_tables(res: Row) -> list[str]:
         out += [
             f"### SMTP on `{fs}` ({res['filesystems'].get(fs, '')})",
             "",
-            "| size | senders | Daisy msg/s | Postfix msg/s | ratio | Daisy p50 / p99 ms "
+            "| size | senders | Daisy msg/s | Postfix msg/s | ratio | ratio range "
+            "| Daisy p50 / p99 ms "
             "| Postfix p50 / p99 ms | p99 ratio | Daisy CPU s/1000 | Postfix CPU s/1000 "
             "| CPU ratio |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for size in dict.fromkeys(r["size"] for r in rows):
             for conc in dict.fromkeys(r["concurrency"] for r in rows):
@@ -103,6 +119,7 @@ def smtp_tables(res: Row) -> list[str]:
                 out.append(
                     f"| {size // 1024} KiB | {conc} | {_fmt(m(d, 'msg_per_s'))} "
                     f"| {_fmt(m(p, 'msg_per_s'))} | {_ratio(m(d, 'msg_per_s'), m(p, 'msg_per_s'))} "
+                    f"| {_spread(d, p, 'msg_per_s')} "
                     f"| {_fmt(m(d, 'p50_ms'))} / {_fmt(m(d, 'p99_ms'))} "
                     f"| {_fmt(m(p, 'p50_ms'))} / {_fmt(m(p, 'p99_ms'))} "
                     f"| {_ratio(m(d, 'p99_ms'), m(p, 'p99_ms'))} "
