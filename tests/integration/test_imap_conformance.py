@@ -7,13 +7,14 @@ with ``[`` (atoms), LSUB's \\Noselect parents (subscribe), LIST-EXTENDED (listex
 
 from __future__ import annotations
 
+import re
 import socket
 from collections.abc import Iterator
 
 import pytest
 
 from tests.conftest import Daisy
-from tests.integration.imap_support import start_server
+from tests.integration.imap_support import send, start_server
 
 MESSAGE = "From: a@example.net\r\nSubject: hi\r\n\r\nhello\r\n"
 
@@ -74,6 +75,126 @@ class Client:
 
 def status_line(reply: bytes) -> bytes:
     return reply.splitlines()[-1]
+
+
+def test_recent_is_seen_by_one_session_only(server: Daisy) -> None:
+    a, b = Client(server), Client(server)
+    try:
+        assert b" OK " in status_line(a.cmd("CREATE Recent1"))
+        a.append("Recent1")
+        a.append("Recent1")
+        examined = a.cmd("EXAMINE Recent1")  # read-only: looks, takes nothing
+        assert b"* 2 RECENT\r\n" in examined
+        assert b"(MESSAGES 2 RECENT 2)" in a.cmd("STATUS Recent1 (MESSAGES RECENT)")
+        selected = a.cmd("SELECT Recent1")
+        assert b"* 2 RECENT\r\n" in selected
+        fetched = a.cmd("FETCH 1:2 (FLAGS)")
+        assert fetched.count(b"\\Recent") == 2
+        assert b"* SEARCH 1 2\r\n" in a.cmd("SEARCH RECENT")
+        assert b"* SEARCH 1 2\r\n" in a.cmd("SEARCH NEW")
+        assert b"* SEARCH\r\n" in a.cmd("SEARCH OLD")
+        # Another session selecting it now finds nothing recent.
+        other = b.cmd("SELECT Recent1")
+        assert b"* 0 RECENT\r\n" in other
+        assert b"\\Recent" not in b.cmd("FETCH 1:2 (FLAGS)")
+        assert b"* SEARCH 1 2\r\n" in b.cmd("SEARCH OLD")
+        # A message arriving while both have the folder is recent in the first to look.
+        c = Client(server)
+        c.append("Recent1")
+        c.close()
+        news = a.cmd("NOOP")
+        assert b"* 3 EXISTS\r\n" in news and b"* 3 RECENT\r\n" in news
+        assert b"\\Recent" in a.cmd("FETCH 3 (FLAGS)")
+        late = b.cmd("NOOP")
+        assert b"* 3 EXISTS\r\n" in late and b"* 0 RECENT\r\n" in late
+        assert b"\\Recent" not in b.cmd("FETCH 3 (FLAGS)")
+        assert b"(RECENT 0)" in b.cmd("STATUS Recent1 (RECENT)")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_copied_and_delivered_messages_are_recent(server: Daisy) -> None:
+    a, b = Client(server), Client(server)
+    try:
+        a.cmd("CREATE Recent2")
+        b.cmd("SELECT Recent2")
+        a.cmd("SELECT INBOX")
+        send(server, "demo@example.test", "recent by smtp")
+        assert b"RECENT" in a.cmd("NOOP")  # INBOX: the delivery is recent for a
+        a.cmd("COPY 1 Recent2")
+        news = b.cmd("NOOP")
+        assert b"* 1 EXISTS\r\n" in news and b"* 1 RECENT\r\n" in news
+        assert b"\\Recent" in b.cmd("FETCH 1 (FLAGS)")
+        # \Recent is the session's, never stored: not in the folder state on disk.
+        assert b" OK " in status_line(b.cmd("COPY 1 Recent2"))
+        states = list(server.root.rglob(".Recent2/daisymail-imap-uids"))
+        assert states and all(b"Recent" not in p.read_bytes() for p in states)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_imap4rev2_session_sees_no_recent(server: Daisy) -> None:
+    a = Client(server)
+    try:
+        a.cmd("CREATE Recent3")
+        a.append("Recent3")
+        a.cmd("ENABLE IMAP4rev2")
+        selected = a.cmd("SELECT Recent3")
+        assert b"RECENT" not in selected
+        assert b"\\Recent" not in a.cmd("FETCH 1 (FLAGS)")
+        a.append("Recent3")
+        assert b"RECENT" not in a.cmd("NOOP")
+    finally:
+        a.close()
+
+
+def test_new_keywords_are_announced_before_a_fetch_shows_them(server: Daisy) -> None:
+    a, b = Client(server), Client(server)
+    try:
+        a.cmd("CREATE Keywords")
+        a.append("Keywords")
+        a.cmd("SELECT Keywords")
+        b.cmd("SELECT Keywords")
+        stored = a.cmd("STORE 1 +FLAGS ($Hello)")
+        flags_at = stored.find(b"* FLAGS (")
+        fetch_at = stored.find(b"* 1 FETCH")
+        assert 0 <= flags_at < fetch_at, stored
+        assert re.search(rb"\* FLAGS \([^)]*\$Hello", stored)
+        permanent = re.search(rb"\* OK \[PERMANENTFLAGS \(([^)]*)\)", stored)
+        assert permanent is not None and {b"$Hello", b"\\*"} <= set(permanent[1].split())
+        # The other session learns of the keyword before the flag change.
+        news = b.cmd("NOOP")
+        flags_at, fetch_at = news.find(b"* FLAGS ("), news.find(b"* 1 FETCH")
+        assert 0 <= flags_at < fetch_at and b"$Hello" in news[flags_at:fetch_at], news
+        assert b"* FLAGS" not in b.cmd("NOOP")  # said once
+    finally:
+        a.close()
+        b.close()
+
+
+def test_folder_made_again_in_the_same_second_gets_another_uidvalidity(server: Daisy) -> None:
+    a = Client(server)
+    try:
+        seen = set()
+        for _ in range(3):
+            a.cmd("CREATE Again")
+            a.append("Again")
+            reply = a.cmd("STATUS Again (UIDVALIDITY UIDNEXT)")
+            m = re.search(rb"UIDVALIDITY (\d+) UIDNEXT (\d+)", reply)
+            assert m is not None, reply
+            seen.add(m.group(1))
+            assert b" OK " in status_line(a.cmd("DELETE Again"))
+        assert len(seen) == 3
+        # Two folders made at once do not share one either.
+        a.cmd("CREATE Twin1")
+        a.cmd("CREATE Twin2")
+        one = re.search(rb"UIDVALIDITY (\d+)", a.cmd("STATUS Twin1 (UIDVALIDITY)"))
+        two = re.search(rb"UIDVALIDITY (\d+)", a.cmd("STATUS Twin2 (UIDVALIDITY)"))
+        assert one is not None and two is not None and one.group(1) != two.group(1)
+    finally:
+        a.close()
 
 
 def test_bracket_in_a_folder_name_is_an_atom(server: Daisy) -> None:

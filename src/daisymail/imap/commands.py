@@ -14,13 +14,12 @@ from daisymail.imap.parser import ParseError, Token, atom, token_list
 from daisymail.imap.protocol import Execute
 from daisymail.imap.qresync import Resync
 from daisymail.imap.quota import Quota
-from daisymail.imap.responses import flag_list, string, tagged, untagged
+from daisymail.imap.responses import string, tagged, untagged
 from daisymail.imap.selected import SelectedView
 from daisymail.imap.stream import Output
 from daisymail.store.base import StorageError
 from daisymail.store.imap_folders import INBOX, AccountFolders, FolderError
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 # ENABLE-able extensions, by their upper-case name, as the ENABLED reply spells them.
 ENABLABLE = {
     "CONDSTORE": "CONDSTORE",
@@ -142,6 +141,8 @@ class MailSession:
             self.enable_condstore()
         if self.qresync and self.view is not None:
             self.view.qresync = True
+        if self.rev2 and self.view is not None:
+            self.view.show_recent = False
         line = untagged(" ".join(["ENABLED", *newly]))
         return line + tagged(ev.tag, "OK", "ENABLE completed"), None
 
@@ -168,25 +169,20 @@ class MailSession:
             folder = self.folders.folder(name)
         except FolderError as e:
             return closed + tagged(ev.tag, "NO", str(e), "NONEXISTENT"), False
-        snap = folder.sync()
-        view = SelectedView(folder, readonly, snap)
+        # A read-write SELECT takes the messages no session has seen yet: \Recent here.
+        snap = folder.sync(claim_recent=not readonly)
+        view = SelectedView(folder, readonly, snap, show_recent=not self.rev2)
         view.fingerprint = folder.fingerprint()
         view.condstore = self.condstore
         view.qresync = self.qresync
         self.view = view
-        keywords = {f for m in snap.messages for f in m.flags if not f.startswith("\\")}
-        flags = flag_list([*SYSTEM_FLAGS, *keywords])
-        permanent = b"()" if readonly else flag_list([*SYSTEM_FLAGS, *keywords, "\\*"])
         out = [closed, b"* %d EXISTS\r\n" % len(snap.messages)]
         if not self.rev2:  # IMAP4rev2 has no \Recent, and no UNSEEN code
-            out.append(b"* 0 RECENT\r\n")
+            out.append(b"* %d RECENT\r\n" % view.recent_count())
             unseen = next((i for i, m in enumerate(snap.messages, 1) if "\\Seen" not in m.flags), 0)
             if unseen:
                 out.append(b"* OK [UNSEEN %d] first unseen\r\n" % unseen)
-        out += [
-            b"* FLAGS " + flags + b"\r\n",
-            b"* OK [PERMANENTFLAGS " + permanent + b"] flags allowed\r\n",
-        ]
+        out.append(view.flags_lines())
         if self.rev2:
             out.append(listing.list_line(self, name))
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % snap.uidvalidity)

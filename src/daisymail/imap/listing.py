@@ -188,7 +188,7 @@ def status_line(session: MailSession, name: str, items: list[str]) -> bytes:
         "UIDNEXT": snap.uidnext,
         "UIDVALIDITY": snap.uidvalidity,
         "UNSEEN": sum(1 for m in snap.messages if "\\Seen" not in m.flags),
-        "RECENT": 0,
+        "RECENT": len(snap.recent),  # not seen by any session yet
         "DELETED": sum(1 for m in snap.messages if "\\Deleted" in m.flags),
         "HIGHESTMODSEQ": snap.highestmodseq,
         "APPENDLIMIT": session.append_limit,
