@@ -211,3 +211,44 @@ def test_bracket_in_a_folder_name_is_an_atom(server: Daisy) -> None:
         assert b" BAD " in status_line(a.cmd("FETCH 1 BODY[TEXT"))
     finally:
         a.close()
+
+
+def test_lsub_names_the_noselect_parent_of_a_subscribed_folder(server: Daisy) -> None:
+    a = Client(server)
+    try:
+        for name in ("Sub.one", "Sub.two.deep", "Sub.three.deep"):
+            assert b" OK " in status_line(a.cmd(f"CREATE {name}"))
+        for name in ("Sub.one", "Sub.two.deep", "Sub.three.deep"):
+            a.cmd(f"SUBSCRIBE {name}")
+        lsub = a.cmd('LSUB "" Sub.%')
+        assert b'* LSUB (\\HasNoChildren) "." "Sub.one"\r\n' in lsub
+        assert b'* LSUB (\\Noselect) "." "Sub.two"\r\n' in lsub
+        assert b'* LSUB (\\Noselect) "." "Sub.three"\r\n' in lsub
+        assert b"deep" not in lsub
+        everything = a.cmd('LSUB "" Sub.*')  # * reaches the folders themselves
+        assert b"Noselect" not in everything and everything.count(b"* LSUB") == 3
+    finally:
+        a.close()
+
+
+def test_delete_keeps_the_subscription_and_childinfo_is_for_unlisted_children(
+    server: Daisy,
+) -> None:
+    a = Client(server)
+    try:
+        a.cmd("CREATE Ext.gone")
+        a.cmd("SUBSCRIBE Ext.gone")
+        assert b" OK " in status_line(a.cmd("DELETE Ext.gone"))
+        # RFC 3501 6.3.6: the server never drops a subscription by itself.
+        listed = a.cmd('LIST (SUBSCRIBED) "" Ext.*')
+        assert b'(\\NonExistent \\Subscribed) "." "Ext.gone"' in listed
+        a.cmd("CREATE Ext.kid.one")
+        a.cmd("SUBSCRIBE Ext.kid.one")
+        alone = a.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" (Ext.kid)')
+        assert b'"Ext.kid" ("CHILDINFO" ("SUBSCRIBED"))' in alone
+        both = a.cmd('LIST (SUBSCRIBED RECURSIVEMATCH) "" (Ext.kid Ext.kid.one)')
+        assert b"CHILDINFO" not in both and b'"Ext.kid.one"' in both
+        a.cmd("UNSUBSCRIBE Ext.gone")
+        assert b"Ext.gone" not in a.cmd('LIST (SUBSCRIBED) "" Ext.*')
+    finally:
+        a.close()

@@ -443,10 +443,8 @@ class AccountFolders:
         os.rename(path, doomed)
         sync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
-        subs = self.subscriptions()
-        if name in subs:
-            subs.discard(name)
-            self._write_subscriptions(subs)
+        # The subscription stays: RFC 3501 6.3.6 forbids the server to drop it (LIST
+        # (SUBSCRIBED) shows it \NonExistent), and a folder made again is subscribed.
 
     def rename(self, old: str, new: str) -> None:
         old, new = self.canonical(old), self.canonical(new)
