@@ -252,3 +252,55 @@ def test_delete_keeps_the_subscription_and_childinfo_is_for_unlisted_children(
         assert b"Ext.gone" not in a.cmd('LIST (SUBSCRIBED) "" Ext.*')
     finally:
         a.close()
+
+
+QP = (
+    b"From: a@example.net\r\nSubject: qp\r\nMime-Version: 1.0\r\n"
+    b"Content-Type: text/plain; charset=us-ascii\r\n"
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+    b"hello  \r\nbar=\r\n\r\nfoo\t \t= \r\n=62\r\nfoo =\r\n=62\r\nx=3Dy =Zz\r\n"
+)
+
+
+def test_binary_undoes_quoted_printable_as_rfc_2045_asks(server: Daisy) -> None:
+    a = Client(server)
+    try:
+        a.cmd("CREATE Qp")
+        n = a.n = a.n + 1
+        a.sock.sendall(b"t%d APPEND Qp {%d+}\r\n" % (n, len(QP)) + QP + b"\r\n")
+        while not a._read_line().startswith(b"t%d " % n):
+            pass
+        a.cmd("SELECT Qp")
+        # Trailing blanks dropped, "=" then blanks is a soft break, "=Zz" kept as it is.
+        decoded = b"hello\r\nbar\r\nfoo\t \tb\r\nfoo b\r\nx=y =Zz\r\n"
+        got = a.cmd("FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])")
+        assert b"BINARY.SIZE[1] %d " % len(decoded) in got
+        assert b"BINARY[1] {%d}\r\n" % len(decoded) + decoded + b")" in got
+    finally:
+        a.close()
+
+
+def test_appended_nul_octets_are_kept_as_base64(server: Daisy) -> None:
+    a = Client(server)
+    try:
+        a.cmd("CREATE Bin")
+        msg = (
+            b"From: a@example.net\r\nMime-Version: 1.0\r\n"
+            b"Content-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n"
+            b"\r\n\x00-\xe4\n\r\n\n"
+        )
+        n = a.n = a.n + 1
+        a.sock.sendall(b"t%d APPEND Bin ~{%d}\r\n" % (n, len(msg)))
+        assert a._read_line().startswith(b"+")
+        a.sock.sendall(msg + b"\r\n")
+        while not (line := a._read_line()).startswith(b"t%d " % n):
+            pass
+        assert b" OK " in line, line
+        a.cmd("SELECT Bin")
+        body = a.cmd("FETCH 1 (BODY.PEEK[1] BODYSTRUCTURE)")
+        assert b"\x00" not in body and b'"BASE64"' in body.upper()
+        got = a.cmd("FETCH 1 (BINARY.SIZE[1] BINARY.PEEK[1])")
+        assert b"BINARY.SIZE[1] 7 " in got
+        assert b"BINARY[1] ~{7}\r\n\x00-\xe4\n\r\n\n)" in got
+    finally:
+        a.close()
