@@ -304,3 +304,30 @@ def test_appended_nul_octets_are_kept_as_base64(server: Daisy) -> None:
         assert b"BINARY[1] ~{7}\r\n\x00-\xe4\n\r\n\n)" in got
     finally:
         a.close()
+
+
+def test_condstore_first_used_by_fetch_says_highestmodseq_and_esearch_modseq(
+    server: Daisy,
+) -> None:
+    a = Client(server)
+    try:
+        a.cmd("CREATE Modseq")
+        for _ in range(3):
+            a.append("Modseq")
+        a.cmd("SELECT Modseq")
+        first = a.cmd("FETCH 1 (MODSEQ)")  # CONDSTORE-enabling: RFC 7162 3.1
+        assert re.search(rb"^\* OK \[HIGHESTMODSEQ \d+\]", first, re.M), first
+        assert b"HIGHESTMODSEQ" not in a.cmd("FETCH 1 (MODSEQ)")  # only the first time
+        modseq = {}
+        for seq in (1, 3, 2):  # 2 changed last: the highest
+            got = a.cmd(f"STORE {seq} +FLAGS (\\Seen)")
+            m = re.search(rb"MODSEQ \((\d+)\)", got)
+            assert m is not None, got
+            modseq[seq] = int(m[1])
+        key = 'MODSEQ "/flags/\\\\seen" all 1'
+        assert b"MIN 1 MODSEQ %d\r\n" % modseq[1] in a.cmd(f"SEARCH RETURN (MIN) 1:3 {key}")
+        assert b"MAX 3 MODSEQ %d\r\n" % modseq[3] in a.cmd(f"SEARCH RETURN (MAX) 1:3 {key}")
+        assert b"ALL 1:3 MODSEQ %d\r\n" % modseq[2] in a.cmd(f"SEARCH RETURN () 1:3 {key}")
+        assert b"MODSEQ %d" % modseq[2] in a.cmd(f"SEARCH RETURN (MIN MAX) 2:3 {key}")
+    finally:
+        a.close()

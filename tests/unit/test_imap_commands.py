@@ -272,7 +272,9 @@ def test_condstore(session: MailSession) -> None:
 
 def test_enable(session: MailSession) -> None:
     assert run(session, "a ENABLE X-UNKNOWN") == b"* ENABLED\r\na OK ENABLE completed\r\n"
-    out = run(session, "b ENABLE CONDSTORE X")
-    assert out == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    out = run(session, "b ENABLE CONDSTORE X")  # with INBOX selected: RFC 7162 3.1
+    assert out == (
+        b"* OK [HIGHESTMODSEQ 4] CONDSTORE on\r\n* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    )
     out = run(session, "c STORE 1 +FLAGS (\\Seen)")
     assert b"MODSEQ (" in out

@@ -41,6 +41,7 @@ class MailSession:
         self.view: SelectedView | None = None
         self.condstore = False  # RFC 7162: MODSEQ in flag updates once a client asked
         self.enabled: set[str] = set()  # upper-case names the client ENABLEd
+        self.notice = b""  # untagged lines owed before the next reply
 
     # -- what the client enabled -------------------------------------------------------
     @property
@@ -57,6 +58,11 @@ class MailSession:
         return self.rev2 or "UTF8=ACCEPT" in self.enabled
 
     def enable_condstore(self) -> None:
+        """RFC 7162 3.1: the first CONDSTORE-enabling command while a folder is selected
+        is answered with its HIGHESTMODSEQ too."""
+        if not self.condstore and self.view is not None:
+            highest = self.view.folder.sync().highestmodseq
+            self.notice += b"* OK [HIGHESTMODSEQ %d] CONDSTORE on\r\n" % highest
         self.condstore = True
         if self.view is not None:
             self.view.condstore = True
@@ -90,15 +96,18 @@ class MailSession:
                     handler = _bound(found, self)
         if handler is None:
             raise ParseError(f"{ev.name} is not supported")
+        self.notice = b""
         try:
             result = handler(ev)
         except CommandFailed as e:
-            return self._news(ev) + tagged(ev.tag, "NO", str(e), e.code), None
+            result = self._news(ev) + tagged(ev.tag, "NO", str(e), e.code)
         except FolderError as e:
-            return tagged(ev.tag, "NO", str(e)), None
-        if isinstance(result, tuple):
-            return result
-        return result, None
+            result = tagged(ev.tag, "NO", str(e))
+        output, selected = result if isinstance(result, tuple) else (result, None)
+        notice, self.notice = self.notice, b""
+        if notice and ev.name not in ("SELECT", "EXAMINE"):  # those say HIGHESTMODSEQ
+            output = _prepend(notice, output)
+        return output, selected
 
     def run_safely(self, ev: Execute) -> Result:
         """run(), with syntax errors as BAD and storage trouble as a temporary NO."""
@@ -264,6 +273,15 @@ class MailSession:
 
     def cmd_append(self, ev: Execute) -> Result:
         return append.cmd_append(self, ev.tag, ev.args), None
+
+
+def _prepend(head: bytes, output: Output) -> Output:
+    if isinstance(output, bytes):
+        return head + output
+    if isinstance(output, list):
+        return [head, *output]
+    output.head = head + output.head
+    return output
 
 
 def _bound(func: object, session: MailSession) -> object:
