@@ -146,6 +146,15 @@ def test_imap4rev2_session_sees_no_recent(server: Daisy) -> None:
         assert b"\\Recent" not in a.cmd("FETCH 1 (FLAGS)")
         a.append("Recent3")
         assert b"RECENT" not in a.cmd("NOOP")
+        # Enabled with the folder selected (a lenient server takes it): gone at once.
+        b = Client(server)
+        try:
+            b.append("Recent3")
+            assert b"* 1 RECENT\r\n" in b.cmd("SELECT Recent3")  # a took the others
+            b.cmd("ENABLE IMAP4rev2")
+            assert b"\\Recent" not in b.cmd("FETCH 1:3 (FLAGS)")
+        finally:
+            b.close()
     finally:
         a.close()
 

@@ -151,7 +151,7 @@ class MailSession:
         if self.qresync and self.view is not None:
             self.view.qresync = True
         if self.rev2 and self.view is not None:
-            self.view.show_recent = False
+            self.view.hide_recent()
         line = untagged(" ".join(["ENABLED", *newly]))
         return line + tagged(ev.tag, "OK", "ENABLE completed"), None
 

@@ -54,6 +54,14 @@ class SelectedView:
             return dataclasses.replace(msg, flags=msg.flags | {RECENT})
         return msg
 
+    def hide_recent(self) -> None:
+        """ENABLE IMAP4rev2 with a folder selected: \\Recent is shown no more."""
+        self.show_recent = False
+        self.messages = {
+            uid: dataclasses.replace(m, flags=m.flags - {RECENT}) if RECENT in m.flags else m
+            for uid, m in self.messages.items()
+        }
+
     def recent_count(self) -> int:
         return len(self.recent.intersection(self.uids)) if self.show_recent else 0
 
