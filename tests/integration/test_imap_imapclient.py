@@ -48,9 +48,9 @@ def test_fetch_envelope_flags_search_move(server: Daisy) -> None:
         assert env.subject == b"=?utf-8?q?caf=C3=A9?= for imapclient"
         assert env.from_[0].mailbox == b"s" and env.from_[0].host == b"example.net"
         assert data[b"BODY[TEXT]"] == b"body text\r\n"
-        assert data[b"FLAGS"] == ()
+        assert data[b"FLAGS"] == (b"\\Recent",)  # this session is the first to see it
         c.add_flags(uids, [imapclient.SEEN, b"$Important"])
-        assert set(c.get_flags(uids)[uid]) == {b"\\Seen", b"$Important"}
+        assert set(c.get_flags(uids)[uid]) == {b"\\Recent", b"\\Seen", b"$Important"}
         assert c.search(["KEYWORD", "$Important"]) == [uid]
         c.move(uids, "Archive")
         assert c.search(["SUBJECT", "imapclient"]) == []

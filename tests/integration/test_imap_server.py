@@ -155,6 +155,7 @@ def test_append_move_and_idle_news(server: Daisy) -> None:
     line = idler.readline()
     assert re.match(rb"\* \d+ EXISTS", line), line
     assert time.monotonic() - delivered < 1.0
+    assert re.match(rb"\* \d+ RECENT", idler.readline())  # the idler saw it first
     idler.send(b"DONE\r\n")
     assert idler.readline().startswith(tag + b" OK")
     idler.logout()

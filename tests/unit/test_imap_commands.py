@@ -71,7 +71,8 @@ SEARCHES = [
     ("2:*", [2, 3]),
     ("UID 1,3", [1, 3]),
     ("UNSEEN", [1, 2, 3]),
-    ("NEW", []),
+    ("NEW", [1, 2, 3]),  # recent here: this session selected INBOX first
+    ("OLD", []),
     ("(FROM ann SUBJECT big)", [3]),
     ("HEADER To bob@b.test", [1, 2, 3]),
     ("CHARSET UTF-8 SUBJECT café", [2]),
@@ -99,24 +100,28 @@ def test_fetch_body_sets_seen_and_peek_does_not(session: MailSession) -> None:
     )
     out = run(session, "b FETCH 1 BODY[TEXT]")
     assert out.startswith(
-        b"* 1 FETCH (BODY[TEXT] {24}\r\nShall we meet at noon?\r\n FLAGS (\\Seen))"
+        b"* 1 FETCH (BODY[TEXT] {24}\r\nShall we meet at noon?\r\n FLAGS (\\Recent \\Seen))"
     )
     assert out.count(b"FETCH (") == 1
     out = run(session, "c UID FETCH 3 (RFC822.SIZE BODY[]<0.7>)")
     assert out.startswith(
-        b"* 3 FETCH (UID 3 RFC822.SIZE 5062 BODY[]<0> {7}\r\nFrom: A FLAGS (\\Seen))"
+        b"* 3 FETCH (UID 3 RFC822.SIZE 5062 BODY[]<0> {7}\r\nFrom: A FLAGS (\\Recent \\Seen))"
     )
 
 
 def test_store_replies_and_silent(session: MailSession) -> None:
     out = run(session, "a STORE 1:2 +FLAGS (\\Flagged $Work)")
-    assert out == (
-        b"* 1 FETCH (FLAGS ($Work \\Flagged))\r\n* 2 FETCH (FLAGS ($Work \\Flagged))\r\n"
+    assert out == (  # a new keyword is announced first (RFC 3501 7.2.6)
+        b"* FLAGS ($Work \\Answered \\Deleted \\Draft \\Flagged \\Seen)\r\n"
+        b"* OK [PERMANENTFLAGS ($Work \\* \\Answered \\Deleted \\Draft \\Flagged \\Seen)]"
+        b" flags allowed\r\n"
+        b"* 1 FETCH (FLAGS ($Work \\Flagged \\Recent))\r\n"
+        b"* 2 FETCH (FLAGS ($Work \\Flagged \\Recent))\r\n"
         b"a OK STORE completed\r\n"
     )
     assert run(session, "b STORE 1 -FLAGS.SILENT ($Work)") == b"b OK STORE completed\r\n"
     out = run(session, "c UID STORE 2 FLAGS (\\Seen)")
-    assert out == b"* 2 FETCH (UID 2 FLAGS (\\Seen))\r\nc OK STORE completed\r\n"
+    assert out == b"* 2 FETCH (UID 2 FLAGS (\\Recent \\Seen))\r\nc OK STORE completed\r\n"
     assert run(session, "d STORE 1 +FLAGS (\\Recent)").startswith(b"d BAD ")
 
 
@@ -196,7 +201,9 @@ def test_copy_finds_files_renamed_by_another_reader(root: Path, session: MailSes
         path.rename(root / "cur" / (path.name + ":2,S"))
     out = run(session, "a COPY 1:3 Archive")
     assert re.match(
-        rb"(\* \d FETCH \(UID \d FLAGS \(\\Seen\)\)\r\n){3}a OK \[COPYUID \d+ 1,2,3 1,2,3\]", out
+        rb"(\* \d FETCH \(UID \d FLAGS \(\\Recent \\Seen\)\)\r\n){3}"
+        rb"a OK \[COPYUID \d+ 1,2,3 1,2,3\]",
+        out,
     )
 
 
@@ -265,7 +272,9 @@ def test_condstore(session: MailSession) -> None:
 
 def test_enable(session: MailSession) -> None:
     assert run(session, "a ENABLE X-UNKNOWN") == b"* ENABLED\r\na OK ENABLE completed\r\n"
-    out = run(session, "b ENABLE CONDSTORE X")
-    assert out == b"* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    out = run(session, "b ENABLE CONDSTORE X")  # with INBOX selected: RFC 7162 3.1
+    assert out == (
+        b"* OK [HIGHESTMODSEQ 4] CONDSTORE on\r\n* ENABLED CONDSTORE\r\nb OK ENABLE completed\r\n"
+    )
     out = run(session, "c STORE 1 +FLAGS (\\Seen)")
     assert b"MODSEQ (" in out

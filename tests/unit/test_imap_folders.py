@@ -170,7 +170,8 @@ def test_create_rename_delete_subscribe(root: Path) -> None:
     f.subscribe("Work", True)
     assert "Work" in f.subscriptions()
     f.delete("Work")
-    assert "Work" not in f.names() and "Work" not in f.subscriptions()
+    assert "Work" not in f.names()
+    assert "Work" in f.subscriptions()  # RFC 3501 6.3.6: only UNSUBSCRIBE drops it
     with pytest.raises(FolderError):
         f.delete("INBOX")
     for bad in ("", ".x", "a..b", "a/b", "INBOX.x", "\x01"):
@@ -198,3 +199,37 @@ def test_deleted_folder_is_not_made_again_by_a_sync(root: Path) -> None:
     with pytest.raises(FileNotFoundError):
         gone.sync()
     assert "Gone" not in f.names()
+
+
+def test_recent_is_claimed_once_and_kept_in_the_state(tmp_path: Path, root: Path) -> None:
+    for s in ("one", "two"):
+        deliver(tmp_path, root, s)
+    inbox = folders(root).folder("INBOX")
+    assert inbox.sync().recent == {1, 2}  # looked at (EXAMINE, STATUS): still unclaimed
+    assert inbox.sync(claim_recent=True).recent == {1, 2}
+    assert folders(root).folder("INBOX").sync(claim_recent=True).recent == frozenset()
+    deliver(tmp_path, root, "three")
+    assert inbox.sync(claim_recent=True).recent == {3}
+    assert b"\nrecent 4\n" in (root / STATE_NAME).read_bytes()
+
+
+def test_state_saved_before_recent_was_kept_makes_nothing_recent(
+    tmp_path: Path, root: Path
+) -> None:
+    deliver(tmp_path, root, "old")
+    first = folders(root).folder("INBOX").sync()
+    state = root / STATE_NAME
+    lines = state.read_bytes().splitlines(True)
+    state.write_bytes(b"".join(line for line in lines if not line.startswith(b"recent ")))
+    again = folders(root).folder("INBOX").sync(claim_recent=True)
+    assert again.recent == frozenset() and again.uidvalidity == first.uidvalidity
+
+
+def test_uidvalidity_never_given_twice_in_an_account(root: Path) -> None:
+    f = folders(root)
+    seen = set()
+    for _ in range(5):
+        f.create("Again")
+        seen.add(f.folder("Again").sync().uidvalidity)
+        f.delete("Again")
+    assert len(seen) == 5

@@ -36,6 +36,9 @@ TOKENS = [
     (b"1:3,5,7:*", ["1:3,5,7:*"]),
     (b'"caf\xc3\xa9"', ["café".encode()]),
     (b"a\r\n", ["a"]),
+    # A [ with no ] is an atom character (RFC 3501 atoms); FETCH refuses BODY[HEADER.
+    (b"BODY[HEADER", ["BODY[HEADER"]),
+    (b"!#$&'+,-.:;<=>?@^_`|[} x", ["!#$&'+,-.:;<=>?@^_`|[}", "x"]),
 ]
 
 
@@ -51,7 +54,6 @@ BAD_TOKENS = [
     b"closed)",
     b"{5}\r\nabc",  # literal shorter than announced
     b"{x}\r\n",
-    b"BODY[HEADER",
     b"(" * (MAX_DEPTH + 2) + b")" * (MAX_DEPTH + 2),
     b'"new\r\nline"',
 ]

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
+from daisymail.imap import binary
 from daisymail.imap.common import CommandFailed
 from daisymail.imap.messages import parse_flags
 from daisymail.imap.parser import ParseError, Token
@@ -91,7 +92,7 @@ def cmd_append(session: MailSession, tag: str, args: list[Token]) -> bytes:
     if len(args) < 2 or not isinstance(args[-1], bytes):
         raise ParseError("APPEND needs a folder name and a message literal")
     name, flags, when = _options(session, args[:-1])
-    data: bytes = args[-1]
+    data: bytes = binary.nul_parts_as_base64(args[-1])
     folder = _target(session, name, len(data))
     uid = folder.append(data, flags, when)
     return _done(session, tag, folder, uid)

@@ -14,13 +14,12 @@ from daisymail.imap.parser import ParseError, Token, atom, token_list
 from daisymail.imap.protocol import Execute
 from daisymail.imap.qresync import Resync
 from daisymail.imap.quota import Quota
-from daisymail.imap.responses import flag_list, string, tagged, untagged
+from daisymail.imap.responses import string, tagged, untagged
 from daisymail.imap.selected import SelectedView
 from daisymail.imap.stream import Output
 from daisymail.store.base import StorageError
 from daisymail.store.imap_folders import INBOX, AccountFolders, FolderError
 
-SYSTEM_FLAGS = ("\\Answered", "\\Flagged", "\\Deleted", "\\Seen", "\\Draft")
 # ENABLE-able extensions, by their upper-case name, as the ENABLED reply spells them.
 ENABLABLE = {
     "CONDSTORE": "CONDSTORE",
@@ -42,6 +41,7 @@ class MailSession:
         self.view: SelectedView | None = None
         self.condstore = False  # RFC 7162: MODSEQ in flag updates once a client asked
         self.enabled: set[str] = set()  # upper-case names the client ENABLEd
+        self.notice = b""  # untagged lines owed before the next reply
 
     # -- what the client enabled -------------------------------------------------------
     @property
@@ -58,6 +58,11 @@ class MailSession:
         return self.rev2 or "UTF8=ACCEPT" in self.enabled
 
     def enable_condstore(self) -> None:
+        """RFC 7162 3.1: the first CONDSTORE-enabling command while a folder is selected
+        is answered with its HIGHESTMODSEQ too."""
+        if not self.condstore and self.view is not None:
+            highest = self.view.folder.sync().highestmodseq
+            self.notice += b"* OK [HIGHESTMODSEQ %d] CONDSTORE on\r\n" % highest
         self.condstore = True
         if self.view is not None:
             self.view.condstore = True
@@ -91,15 +96,18 @@ class MailSession:
                     handler = _bound(found, self)
         if handler is None:
             raise ParseError(f"{ev.name} is not supported")
+        self.notice = b""
         try:
             result = handler(ev)
         except CommandFailed as e:
-            return self._news(ev) + tagged(ev.tag, "NO", str(e), e.code), None
+            result = self._news(ev) + tagged(ev.tag, "NO", str(e), e.code)
         except FolderError as e:
-            return tagged(ev.tag, "NO", str(e)), None
-        if isinstance(result, tuple):
-            return result
-        return result, None
+            result = tagged(ev.tag, "NO", str(e))
+        output, selected = result if isinstance(result, tuple) else (result, None)
+        notice, self.notice = self.notice, b""
+        if notice and ev.name not in ("SELECT", "EXAMINE"):  # those say HIGHESTMODSEQ
+            output = _prepend(notice, output)
+        return output, selected
 
     def run_safely(self, ev: Execute) -> Result:
         """run(), with syntax errors as BAD and storage trouble as a temporary NO."""
@@ -142,6 +150,8 @@ class MailSession:
             self.enable_condstore()
         if self.qresync and self.view is not None:
             self.view.qresync = True
+        if self.rev2 and self.view is not None:
+            self.view.hide_recent()
         line = untagged(" ".join(["ENABLED", *newly]))
         return line + tagged(ev.tag, "OK", "ENABLE completed"), None
 
@@ -168,25 +178,20 @@ class MailSession:
             folder = self.folders.folder(name)
         except FolderError as e:
             return closed + tagged(ev.tag, "NO", str(e), "NONEXISTENT"), False
-        snap = folder.sync()
-        view = SelectedView(folder, readonly, snap)
+        # A read-write SELECT takes the messages no session has seen yet: \Recent here.
+        snap = folder.sync(claim_recent=not readonly)
+        view = SelectedView(folder, readonly, snap, show_recent=not self.rev2)
         view.fingerprint = folder.fingerprint()
         view.condstore = self.condstore
         view.qresync = self.qresync
         self.view = view
-        keywords = {f for m in snap.messages for f in m.flags if not f.startswith("\\")}
-        flags = flag_list([*SYSTEM_FLAGS, *keywords])
-        permanent = b"()" if readonly else flag_list([*SYSTEM_FLAGS, *keywords, "\\*"])
         out = [closed, b"* %d EXISTS\r\n" % len(snap.messages)]
         if not self.rev2:  # IMAP4rev2 has no \Recent, and no UNSEEN code
-            out.append(b"* 0 RECENT\r\n")
+            out.append(b"* %d RECENT\r\n" % view.recent_count())
             unseen = next((i for i, m in enumerate(snap.messages, 1) if "\\Seen" not in m.flags), 0)
             if unseen:
                 out.append(b"* OK [UNSEEN %d] first unseen\r\n" % unseen)
-        out += [
-            b"* FLAGS " + flags + b"\r\n",
-            b"* OK [PERMANENTFLAGS " + permanent + b"] flags allowed\r\n",
-        ]
+        out.append(view.flags_lines())
         if self.rev2:
             out.append(listing.list_line(self, name))
         out.append(b"* OK [UIDVALIDITY %d] UIDs valid\r\n" % snap.uidvalidity)
@@ -268,6 +273,15 @@ class MailSession:
 
     def cmd_append(self, ev: Execute) -> Result:
         return append.cmd_append(self, ev.tag, ev.args), None
+
+
+def _prepend(head: bytes, output: Output) -> Output:
+    if isinstance(output, bytes):
+        return head + output
+    if isinstance(output, list):
+        return [head, *output]
+    output.head = head + output.head
+    return output
 
 
 def _bound(func: object, session: MailSession) -> object:

@@ -37,8 +37,20 @@ def parse_return(args: list[Token], rev2: bool) -> tuple[Return, list[Token]]:
     return Return(frozenset({"ALL"}), rev2), args
 
 
-def reply(tag: str, uid: bool, ret: Return, hits: list[int], modseq: int | None) -> bytes:
-    """The untagged SEARCH or ESEARCH line (none for SAVE alone); hits in order."""
+def reply(
+    tag: str, uid: bool, ret: Return, hits: list[int], modseqs: dict[int, int] | None
+) -> bytes:
+    """The untagged SEARCH or ESEARCH line (none for SAVE alone); hits in order.
+
+    modseqs (a MODSEQ search): each hit's MODSEQ. The reply carries the highest of the
+    messages it reports: all of them, or only the MIN and MAX ones when those are all
+    it returns (RFC 7162 3.1.5)."""
+    modseq = None
+    if modseqs is not None and hits:
+        shown = hits
+        if ret.extended and not ret.options & {"ALL", "COUNT"}:
+            shown = [n for n, o in ((min(hits), "MIN"), (max(hits), "MAX")) if o in ret.options]
+        modseq = max((modseqs[n] for n in shown), default=max(modseqs.values()))
     if not ret.extended:
         line = b"* SEARCH" + b"".join(b" %d" % n for n in hits)
         if modseq is not None and hits:

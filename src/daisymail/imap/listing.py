@@ -8,6 +8,7 @@ STATUS (RFC 5819), which adds a STATUS reply after each selectable folder listed
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -82,28 +83,41 @@ def list_line(
 
 
 def _lines(
-    session: MailSession, kind: str, reference: str, pattern: str, opts: ListOptions
+    session: MailSession, kind: str, reference: str, patterns: list[str], opts: ListOptions
 ) -> list[bytes]:
-    if not pattern and kind == "LIST" and not opts.selection:
+    """The LIST or LSUB lines for every folder one of the patterns matches, once each."""
+    if patterns == [""] and kind == "LIST" and not opts.selection:
         return [b'* LIST (\\Noselect) "." ""\r\n']
-    matcher = _matcher(reference, pattern)
+    matchers = [_matcher(reference, p) for p in patterns if p]
+
+    def matches(name: str) -> bool:
+        shown = session.shown_text(name)
+        return any(m.match(shown) for m in matchers)
+
     names = session.folders.names()
     subs = session.folders.subscriptions()
     subscribed = "SUBSCRIBED" in opts.selection or kind == "LSUB"
     candidates = sorted(set(names) | subs) if subscribed else names
+    parents = _lsub_parents(matches, subs) if kind == "LSUB" else set()
+    if parents:
+        candidates = sorted(set(candidates) | parents)
     out = []
     for name in candidates:
+        if name in parents:
+            out.append(list_line(session, name, kind, ["\\Noselect"]))
+            continue
         selected = True
         if subscribed and name not in subs:
             selected = False
         if "SPECIAL-USE" in opts.selection and not session.folders.special_use(name):
             selected = False
         extra = b""
-        if not selected and "RECURSIVEMATCH" in opts.selection:
+        if not selected and "RECURSIVEMATCH" in opts.selection and "SUBSCRIBED" in opts.selection:
+            # RFC 5258 3.5: only for a subscribed descendant the patterns do not list
             below = [n for n in candidates if n.startswith(name + SEPARATOR)]
-            if any(n in subs for n in below) and "SUBSCRIBED" in opts.selection:
+            if any(n in subs and not matches(n) for n in below):
                 extra = b' ("CHILDINFO" ("SUBSCRIBED"))'
-        if not (selected or extra) or not matcher.match(session.shown_text(name)):
+        if not (selected or extra) or not matches(name):
             continue
         attrs = _attributes(session, name, names, subs, opts)
         if kind == "LSUB":
@@ -114,6 +128,21 @@ def _lines(
                 out.append(status_line(session, name, opts.status))
             except (CommandFailed, FolderError, FileNotFoundError):
                 pass
+    return out
+
+
+def _lsub_parents(matches: Callable[[str], bool], subs: set[str]) -> set[str]:
+    """RFC 3501 6.3.9: when ``%`` stops above a subscribed folder, LSUB names its parent
+    that the pattern matches, not subscribed itself, with \\Noselect."""
+    out = set()
+    for sub in subs:
+        if matches(sub):
+            continue
+        parts = sub.split(SEPARATOR)
+        for i in range(1, len(parts)):
+            parent = SEPARATOR.join(parts[:i])
+            if parent not in subs and matches(parent):
+                out.add(parent)
     return out
 
 
@@ -149,13 +178,7 @@ def cmd_list(session: MailSession, ev: Execute) -> bytes:
     opts, args = _parse_list(list(ev.args))
     reference = astring(args[0])
     patterns = args[1] if isinstance(args[1], list) else [args[1]]
-    body = []
-    seen: set[bytes] = set()
-    for p in patterns:
-        for line in _lines(session, "LIST", reference, astring(p), opts):
-            if line not in seen:
-                seen.add(line)
-                body.append(line)
+    body = _lines(session, "LIST", reference, [astring(p) for p in patterns], opts)
     return b"".join(body) + tagged(ev.tag, "OK", "LIST completed")
 
 
@@ -165,7 +188,7 @@ def cmd_lsub(session: MailSession, ev: Execute) -> bytes:
     reference, pattern = (astring(a) for a in ev.args)
     if not pattern:
         return b'* LSUB (\\Noselect) "." ""\r\n' + tagged(ev.tag, "OK", "LSUB completed")
-    body = _lines(session, "LSUB", reference, pattern, ListOptions())
+    body = _lines(session, "LSUB", reference, [pattern], ListOptions())
     return b"".join(body) + tagged(ev.tag, "OK", "LSUB completed")
 
 
@@ -188,7 +211,7 @@ def status_line(session: MailSession, name: str, items: list[str]) -> bytes:
         "UIDNEXT": snap.uidnext,
         "UIDVALIDITY": snap.uidvalidity,
         "UNSEEN": sum(1 for m in snap.messages if "\\Seen" not in m.flags),
-        "RECENT": 0,
+        "RECENT": len(snap.recent),  # not seen by any session yet
         "DELETED": sum(1 for m in snap.messages if "\\Deleted" in m.flags),
         "HIGHESTMODSEQ": snap.highestmodseq,
         "APPENDLIMIT": session.append_limit,

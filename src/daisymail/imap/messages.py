@@ -207,7 +207,7 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
     largest_uid = view.uids[-1] if view.uids else 0
     hits: list[int] = []
     uids: list[int] = []
-    highest = 0
+    modseqs: dict[int, int] = {}  # hit: its MODSEQ
     for seq, uid in enumerate(view.uids, 1):
         msg = view.messages[uid]
         target = Target(seq, largest_seq, largest_uid, fetch.Loaded(msg))
@@ -215,11 +215,11 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
             if predicate(target):
                 hits.append(uid if ev.uid else seq)
                 uids.append(uid)
-                highest = max(highest, msg.modseq)
+                modseqs[hits[-1]] = msg.modseq
         except FileNotFoundError:
             continue
     esearch.save(view, ret, uids)
-    line = esearch.reply(ev.tag, ev.uid, ret, hits, highest if modseq else None)
+    line = esearch.reply(ev.tag, ev.uid, ret, hits, modseqs if modseq else None)
     return line + _tail(session, ev, ev.uid, "SEARCH completed")
 
 

@@ -105,16 +105,18 @@ class _Reader:
         return self.data[start : self.pos]
 
     def atom(self) -> str:
-        """An atom; a ``[...]`` inside (BODY[HEADER.FIELDS (A B)]) is kept with it whole."""
+        """An atom; a ``[...]`` inside (BODY[HEADER.FIELDS (A B)]) is kept with it whole.
+
+        A ``[`` with no ``]`` after it on the line is an ordinary atom character: RFC 3501
+        allows it in atoms, so ``SELECT a[b`` names a folder (imaptest's atoms)."""
         data, start, i = self.data, self.pos, self.pos
         while i < len(data):
             c = data[i]
             if c == 0x5B:  # [ ... ] may hold spaces, parens and quotes
                 end = data.find(b"]", i)
-                if end < 0 or b"\n" in data[i:end]:
-                    raise ParseError("missing ]")
-                i = end + 1
-                continue
+                if end >= 0 and b"\n" not in data[i:end]:
+                    i = end + 1
+                    continue
             if c in _ATOM_STOP or c < 0x20 or c == 0x7F:
                 break
             i += 1

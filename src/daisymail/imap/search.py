@@ -35,7 +35,6 @@ FLAG_KEYS = {
     "UNDRAFT": ("\\Draft", False),
     "UNFLAGGED": ("\\Flagged", False),
     "UNSEEN": ("\\Seen", False),
-    "OLD": ("", True),
 }
 ADDRESS_KEYS = {"FROM", "TO", "CC", "BCC", "SUBJECT"}
 MONTHS = ["jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"]
@@ -189,12 +188,14 @@ class _Keys:
         key = tok.upper()
         if key == "ALL":
             return lambda t: True
-        if key in ("RECENT", "NEW"):  # nothing is Recent here (IMAP4rev2 dropped it)
-            return lambda t: False
+        if key == "RECENT":  # the view marks this session's recent messages (rev1 only)
+            return lambda t: "\\Recent" in t.loaded.msg.flags
+        if key == "NEW":
+            return lambda t: "\\Recent" in t.loaded.msg.flags and "\\Seen" not in t.loaded.msg.flags
+        if key == "OLD":
+            return lambda t: "\\Recent" not in t.loaded.msg.flags
         if key in FLAG_KEYS:
             flag, want = FLAG_KEYS[key]
-            if not flag:
-                return lambda t: True
             return lambda t: (flag in t.loaded.msg.flags) == want
         if key in ("KEYWORD", "UNKEYWORD"):
             word, want = astring(self.next()), key == "KEYWORD"

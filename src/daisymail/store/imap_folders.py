@@ -100,6 +100,7 @@ class FolderSnapshot:
     messages: list[Message]  # in UID order
     vanished: dict[int, int] = field(default_factory=dict)  # expunged UID: its MODSEQ
     vanished_floor: int = 0  # expunges before this MODSEQ are no longer known one by one
+    recent: frozenset[int] = frozenset()  # \Recent: claimed by this sync, or not yet by any
 
 
 class ImapFolder:
@@ -116,11 +117,16 @@ class ImapFolder:
                 out.append(None)
         return tuple(out)
 
+    @property
+    def account(self) -> str:
+        """The account's Maildir: INBOX itself, the parent of a ``.Name`` folder."""
+        return self.path if self.name == INBOX else os.path.dirname(self.path)
+
     def _sync_locked(self) -> tuple[FolderState, dict[str, MaildirEntry]]:
         st = self.state.load(self.path)
         changed = st is None
         if st is None:
-            st = FolderState(new_uidvalidity())
+            st = FolderState(new_uidvalidity(self.account))
         try:
             scanned = scan_maildir(self.path)
         except FileNotFoundError:
@@ -152,13 +158,22 @@ class ImapFolder:
             self.state.save(self.path, st)
         return st, present
 
-    def sync(self) -> FolderSnapshot:
+    def sync(self, claim_recent: bool = False) -> FolderSnapshot:
+        """The folder now. snapshot.recent: the messages no session has seen yet, taken
+        for this session when claim_recent (a read-write SELECT), else only looked at."""
         with self.state.lock(self.path):
             st, present = self._sync_locked()
-        return self._snapshot(st, present)
+            if claim_recent and st.recent_from < st.uidnext:
+                recent = st.claim_recent()
+                self.state.save(self.path, st)
+            else:
+                recent = st.recent_uids()
+        return self._snapshot(st, present, recent)
 
     @staticmethod
-    def _snapshot(st: FolderState, present: dict[str, MaildirEntry]) -> FolderSnapshot:
+    def _snapshot(
+        st: FolderState, present: dict[str, MaildirEntry], recent: frozenset[int] = frozenset()
+    ) -> FolderSnapshot:
         messages = [
             Message(e.uid, unique, e.flags, e.modseq, present[unique].path)
             for unique, e in st.entries.items()
@@ -171,6 +186,7 @@ class ImapFolder:
             messages,
             dict(st.vanished),
             st.vanished_floor,
+            recent,
         )
 
     def store_flags(
@@ -257,6 +273,7 @@ class ImapFolder:
         paths: list[str] = []
         try:
             for src, flags in sources:
+                flags -= {"\\Recent"}  # a session's view of the source, never stored
                 unique = unique_name()
                 fields = _split_name(os.path.basename(src))[1]
                 if _size_field(os.path.basename(src)) is None:
@@ -426,10 +443,8 @@ class AccountFolders:
         os.rename(path, doomed)
         sync_dir(self.root)
         shutil.rmtree(doomed, ignore_errors=True)
-        subs = self.subscriptions()
-        if name in subs:
-            subs.discard(name)
-            self._write_subscriptions(subs)
+        # The subscription stays: RFC 3501 6.3.6 forbids the server to drop it (LIST
+        # (SUBSCRIBED) shows it \NonExistent), and a folder made again is subscribed.
 
     def rename(self, old: str, new: str) -> None:
         old, new = self.canonical(old), self.canonical(new)

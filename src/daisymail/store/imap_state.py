@@ -23,6 +23,7 @@ from daisymail.store.durable import write_durable
 
 STATE_NAME = "daisymail-imap-uids"
 LOCK_NAME = "daisymail-imap.lock"
+UIDVALIDITY_NAME = "daisymail-uidvalidity"  # in the account root: the last value given
 _HEADER = b"DAISY-IMAP 1"
 MAX_VANISHED = 20_000  # expunged UIDs remembered per folder for QRESYNC
 
@@ -48,6 +49,19 @@ class FolderState:
     # Older expunges are forgotten (MAX_VANISHED): a client resyncing from before this
     # MODSEQ is told every UID it may know that is not here (RFC 7162 allows that).
     vanished_floor: int = 0
+    # RFC 3501 \Recent: messages from this UID on have not been seen by any session
+    # yet; the first session to select the folder read-write takes them (and moves this
+    # to uidnext), so each message is recent in exactly one session.
+    recent_from: int = 1
+
+    def claim_recent(self) -> frozenset[int]:
+        """The UIDs recent for the session asking; no other session gets them."""
+        recent = self.recent_uids()
+        self.recent_from = self.uidnext
+        return recent
+
+    def recent_uids(self) -> frozenset[int]:
+        return frozenset(e.uid for e in self.entries.values() if e.uid >= self.recent_from)
 
     def next_modseq(self) -> int:
         self.highestmodseq += 1
@@ -85,16 +99,38 @@ class MailboxState(ABC):
         """Something that changes whenever save() ran: a cheap check for IDLE polling."""
 
 
-def new_uidvalidity() -> int:
-    """Seconds since the epoch: a folder made again later gets a larger value."""
-    return max(1, int(time.time()) & 0xFFFFFFFF)
+def new_uidvalidity(account: str | None = None) -> int:
+    """Seconds since the epoch, and above every value given before in this account (the
+    last one is kept in its root): a folder made twice within a second, or deleted and
+    made again, never gets a UIDVALIDITY it had (RFC 3501 2.3.1.1)."""
+    now = max(1, int(time.time()) & 0xFFFFFFFF)
+    if account is None:
+        return now
+    fd = os.open(os.path.join(account, UIDVALIDITY_NAME), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            last = int(os.read(fd, 32).split()[0])
+        except (ValueError, IndexError):  # new, or torn by a crash: the clock decides
+            last = 0
+        value = now if now > last else last + 1
+        if value > 0xFFFFFFFF:
+            value = 1
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.ftruncate(fd, 0)
+        os.write(fd, b"%d\n" % value)
+        os.fsync(fd)
+        return value
+    finally:
+        os.close(fd)
 
 
 class FileMailboxState(MailboxState):
     """One text file per folder: a header line, then ``uid modseq unique flags...``
     (the unique name %-escaped: Maildir allows spaces in it, other writers use them),
-    and ``~uid[:uid] modseq`` for ranges of expunged UIDs (two fields, so that a reader
-    that does not know them skips them)."""
+    and ``~uid[:uid] modseq`` for ranges of expunged UIDs and ``recent uid`` for the first
+    UID no session has seen (two fields, so that a reader that does not know them skips
+    them)."""
 
     def _path(self, folder: str) -> str:
         return os.path.join(folder, STATE_NAME)
@@ -120,8 +156,12 @@ class FileMailboxState(MailboxState):
             return None  # unreadable: start over with a new UIDVALIDITY
         try:
             state = FolderState(int(head[2]), int(head[3]), int(head[4]))
+            state.recent_from = state.uidnext  # a state saved before \Recent was kept
             for line in lines[1:]:
                 parts = line.split(b" ")
+                if len(parts) == 2 and parts[0] == b"recent":
+                    state.recent_from = int(parts[1])
+                    continue
                 if len(parts) == 2 and parts[0] == b"~0":  # the floor: UID 0 is no UID
                     state.vanished_floor = int(parts[1])
                     continue
@@ -147,6 +187,7 @@ class FileMailboxState(MailboxState):
             out.append(b"%d %d %s %s\n" % (e.uid, e.modseq, name, flags))
         if state.vanished_floor:
             out.append(b"~0 %d\n" % state.vanished_floor)
+        out.append(b"recent %d\n" % state.recent_from)
         out.extend(_vanished_lines(state.vanished))
         write_durable(self._path(folder), [b"".join(out)])
 
