@@ -50,7 +50,7 @@ from daisymail.privileges import (
 )
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
-from daisymail.quota import parse_size
+from daisymail.quota import Quotas, parse_size
 from daisymail.sdnotify import notify
 from daisymail.smtp import protocol as smtp_protocol
 from daisymail.smtp.inbound import InboundPolicy
@@ -191,7 +191,8 @@ class App:
                 logging.WARNING,
                 reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
             )
-        injector = Injector(self.directory, store, queue, spool, srs)
+        quotas = Quotas(store, parse_size(c.storage.quota))
+        injector = Injector(self.directory, store, queue, spool, srs, quotas)
         own = [
             parse_hostport(a)
             for n in ("smtp", "submission", "submissions")
@@ -216,8 +217,9 @@ class App:
             queue_available=True,
             hostname=c.hostname,
             srs=srs.reverse if srs is not None else None,
+            quotas=quotas,
         )
-        submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
+        submission = SubmissionPolicy(self.directory, c.relay, c.hostname, quotas)
         ctx = self.tls.context
         mail_auth = MailAuth(c, resolver) if c.verify.enabled else None
         spam_filter = (
@@ -247,6 +249,7 @@ class App:
                 spam_filter=spam_filter if name == "smtp" else None,
                 relay_networks=lambda: self.cfg.relay.networks,
                 srs=srs,
+                quotas=quotas,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):
