@@ -227,3 +227,20 @@ def test_submission_and_sendmail(server: Daisy) -> None:
 def refused_as(s: smtplib.SMTP, sender: str, rcpt: str, size: int) -> tuple[int, bytes]:
     assert s.mail(sender, [f"SIZE={size}"])[0] == 250
     return s.rcpt(rcpt)
+
+
+def test_mbox_mailboxes_have_no_quota(daisy_dir: Daisy) -> None:
+    d = daisy_dir
+    d.cli("mailbox", "add", "old", "--format", "mbox")
+    res = d.cli("mailbox", "set", "old", "--quota", "1K", check=False)
+    assert res.returncode == 1
+    assert "quotas need Maildir: daisymail mailbox convert old --to maildir" in res.stderr
+    res = d.cli("mailbox", "set", "nosuch", "--quota", "1K", check=False)
+    assert res.returncode == 1 and "no such mailbox" in res.stderr
+    res = d.cli("mailbox", "add", "new")
+    res = d.cli("mailbox", "set", "new", "--quota", "-5", check=False)
+    assert res.returncode == 2 and "not a size" in res.stderr
+    d.cli("mailbox", "set", "new", "--quota", "2G")
+    table = d.cli("mailbox", "list").stdout
+    assert re.search(r"^new\s+maildir\s+\(default\)\s+2G\s+0$", table, re.M), table
+    assert re.search(r"^old\s+mbox\s+\(default\)\s+-\s+-$", table, re.M), table
