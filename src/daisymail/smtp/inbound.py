@@ -1,6 +1,8 @@
 """What port 25 accepts: mail for hosted domains as routing decides, relay only as allowed.
 
-Decisions are made on the directory snapshot in memory, so RCPT costs no I/O. An
+Decisions are made on the directory snapshot in memory, so RCPT costs no I/O beyond
+the quota of a local Maildir mailbox (its limit file and a stat per cur/ and new/: usage
+is cached, daisymail.quota). An
 authenticated session (submission, or port 25 where ``[smtp] mx_auth`` allows AUTH)
 may relay, and only as itself: the send-as rule lives here, once, for every port.
 """

@@ -201,6 +201,7 @@ class _Connection:
         self.in_message = False
         self.messages = 0
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
+        self.direct: tuple[list[Mailbox], int] = ([], 0)  # streamed into: mailboxes, prefix
         self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
@@ -363,19 +364,24 @@ class _Connection:
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
         if boxes and self._limited(boxes):
             boxes = None  # staged, so that a mailbox without room can be left out
+        self.direct = (boxes or [], 0)
         if boxes is None:
             name = f"{time.time_ns()}.{self.sid}.{self.messages}"
             self.sink = Spool(self.svc.spool_dir, name)
             return
         trace = self._trace_headers(env, self._msg_id())
+        self.direct = (boxes, len(return_path(env.sender)) + len(trace))
         try:
             self.sink = await self._run(self.svc.handoff.open_direct, boxes, env.sender, trace)
         except (StorageError, OSError) as e:  # read on to the end, then answer 452
             self.write_error = e
 
     def _limited(self, boxes: Sequence[Mailbox]) -> bool:
+        """Several mailboxes, one with a quota: streamed into one file for all, the
+        message could not leave out one without room. One mailbox streams as usual and
+        is refused whole when the message does not fit."""
         quotas = self.svc.quotas
-        return quotas is not None and any(quotas.limit(b) for b in boxes)
+        return quotas is not None and len(boxes) > 1 and any(quotas.limit(b) for b in boxes)
 
     async def _message_write(self, data: bytes) -> None:
         if self.notice_rcpts and len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
@@ -419,6 +425,11 @@ class _Connection:
         msg_id = self._msg_id()
         rest, self.block = bytes(self.block), bytearray()
         self.sink = None  # from here on, only a failed commit may remove what it wrote
+        boxes, prefix = self.direct
+        full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, prefix + env.size)
+        if full:
+            self._abort(sink)
+            return self._quota_refused(env, msg_id, full)
         stored = time.monotonic()
         try:
             await self._run(_finish_direct, sink, rest)
