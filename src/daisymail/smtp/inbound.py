@@ -2,9 +2,9 @@
 
 Decisions are made on the directory snapshot in memory, so RCPT costs no I/O beyond
 the quota of a local Maildir mailbox (its limit file and a stat per cur/ and new/: usage
-is cached, daisymail.quota). An
-authenticated session (submission, or port 25 where ``[smtp] mx_auth`` allows AUTH)
-may relay, and only as itself: the send-as rule lives here, once, for every port.
+is cached, daisymail.quota). An authenticated session (submission, or port 25 where
+``[smtp] mx_auth`` allows AUTH) may relay, and only as itself: the send-as rule lives
+here, once, for every port.
 """
 
 from __future__ import annotations
