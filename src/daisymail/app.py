@@ -441,6 +441,7 @@ class App:
         self.cfg.http.metrics_networks = new.http.metrics_networks
         self.cfg.http.client_host = new.http.client_host
         self.cfg.http.mta_sts = new.http.mta_sts
+        self._reload_quota(new.storage.quota)
         self.limiter.total = new.limits.max_connections
         self.limiter.per_ip = new.limits.max_connections_per_ip
         for svc in self.services:
@@ -450,6 +451,16 @@ class App:
         except TLSError as e:
             event(log, "reload.tls_failed", logging.ERROR, error=str(e))
         event(log, "reloaded", config=self.cfg.source)
+
+    def _reload_quota(self, text: str) -> None:
+        """[storage] quota applies to new SMTP transactions and IMAP logins at once."""
+        octets = parse_size(text)  # load() checked it
+        self.cfg.storage.quota = text
+        for svc in self.services:
+            if isinstance(svc, SmtpService) and svc.quotas is not None:
+                svc.quotas.default = octets  # the one Quotas of policies, hand-off, queue
+            elif isinstance(svc, ImapService):
+                svc.quota = octets
 
 
 def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:

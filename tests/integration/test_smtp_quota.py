@@ -7,6 +7,7 @@ from __future__ import annotations
 import imaplib
 import poplib
 import re
+import signal
 import smtplib
 from collections.abc import Iterator
 
@@ -227,6 +228,31 @@ def test_submission_and_sendmail(server: Daisy) -> None:
 def refused_as(s: smtplib.SMTP, sender: str, rcpt: str, size: int) -> tuple[int, bytes]:
     assert s.mail(sender, [f"SIZE={size}"])[0] == 250
     return s.rcpt(rcpt)
+
+
+def test_the_default_quota_applies_at_sighup(server: Daisy) -> None:
+    d = server
+    with smtp(d) as s:
+        s.sendmail("sender@example.net", ["roomy@example.test"], message(12_000))
+    text = d.config.read_text().replace("[storage]", '[storage]\nquota = "10K"', 1)
+    d.config.write_text(text)
+    assert d.proc is not None
+    d.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reloaded " in d.logs(), timeout=10)
+    with smtp(d) as s:
+        s.ehlo("client.test")
+        code, text_ = refused(s, "roomy@example.test")
+        assert code == 452 and b"4.2.2" in text_  # 12K used of the new 10K default
+        s.rset()
+        code, _ = refused(s, "full@example.test", 12_000)  # its own 20K still applies
+        assert code == 250
+    m = imaplib.IMAP4("127.0.0.1", d.ports["imap"], timeout=10)
+    m.login("roomy@example.test", "roomy-pw")
+    typ, data = m.getquotaroot("INBOX")
+    assert typ == "OK" and b"STORAGE 12 10" in data[1][0], data
+    m.logout()
+    table = d.cli("mailbox", "list").stdout
+    assert re.search(rf"^{ROOMY}\s.*\s10K \(default\)\s+12K?", table, re.M), table
 
 
 def test_mbox_mailboxes_have_no_quota(daisy_dir: Daisy) -> None:
