@@ -426,10 +426,12 @@ class _Connection:
         rest, self.block = bytes(self.block), bytearray()
         self.sink = None  # from here on, only a failed commit may remove what it wrote
         boxes, prefix = self.direct
-        full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, prefix + env.size)
-        if full:
-            self._abort(sink)
-            return self._quota_refused(env, msg_id, full)
+        if self.svc.quotas is not None:
+            size = prefix + env.size
+            full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, size)
+            if full:
+                self._abort(sink)
+                return self._quota_refused(env, msg_id, full)
         stored = time.monotonic()
         try:
             await self._run(_finish_direct, sink, rest)
@@ -520,7 +522,10 @@ class _Connection:
                 trace = decision.header + trace
                 plan.junk = plan.junk or decision.action == "junk"
             stored = time.monotonic()
-            full, returned = await self._run(self._check_quota, plan, spool.path, sender, trace)
+            full: dict[str, Verdict] = {}
+            returned = b""
+            if plan.mailboxes and self.svc.quotas is not None:
+                full, returned = await self._run(self._check_quota, plan, spool.path, sender, trace)
             if full and plan.empty:
                 return self._quota_refused(env, msg_id, full)
             queue_id = await self._run(
@@ -556,8 +561,6 @@ class _Connection:
     def _check_quota(
         self, plan: Plan, source: str, sender: str, trace: bytes
     ) -> tuple[dict[str, Verdict], bytes]:
-        if not plan.mailboxes or self.svc.quotas is None:
-            return {}, b""
         size = len(return_path(sender)) + len(trace) + os.path.getsize(source)
         refused = enforce_quota(plan, self.svc.quotas, size)
         if not refused or plan.empty:
