@@ -50,7 +50,7 @@ from daisymail.privileges import (
 )
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
-from daisymail.quota import parse_size
+from daisymail.quota import Quotas, parse_size
 from daisymail.sdnotify import notify
 from daisymail.smtp import protocol as smtp_protocol
 from daisymail.smtp.inbound import InboundPolicy
@@ -191,7 +191,8 @@ class App:
                 logging.WARNING,
                 reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
             )
-        injector = Injector(self.directory, store, queue, spool, srs)
+        quotas = Quotas(store, parse_size(c.storage.quota))
+        injector = Injector(self.directory, store, queue, spool, srs, quotas)
         own = [
             parse_hostport(a)
             for n in ("smtp", "submission", "submissions")
@@ -216,8 +217,9 @@ class App:
             queue_available=True,
             hostname=c.hostname,
             srs=srs.reverse if srs is not None else None,
+            quotas=quotas,
         )
-        submission = SubmissionPolicy(self.directory, c.relay, c.hostname)
+        submission = SubmissionPolicy(self.directory, c.relay, c.hostname, quotas)
         ctx = self.tls.context
         mail_auth = MailAuth(c, resolver) if c.verify.enabled else None
         spam_filter = (
@@ -247,6 +249,7 @@ class App:
                 spam_filter=spam_filter if name == "smtp" else None,
                 relay_networks=lambda: self.cfg.relay.networks,
                 srs=srs,
+                quotas=quotas,
             )
             await self._listen(svc, getattr(c.listen, name), ctx if svc.implicit_tls else None)
         for name in ("pop3", "pop3s"):
@@ -438,6 +441,7 @@ class App:
         self.cfg.http.metrics_networks = new.http.metrics_networks
         self.cfg.http.client_host = new.http.client_host
         self.cfg.http.mta_sts = new.http.mta_sts
+        self._reload_quota(new.storage.quota)
         self.limiter.total = new.limits.max_connections
         self.limiter.per_ip = new.limits.max_connections_per_ip
         for svc in self.services:
@@ -447,6 +451,16 @@ class App:
         except TLSError as e:
             event(log, "reload.tls_failed", logging.ERROR, error=str(e))
         event(log, "reloaded", config=self.cfg.source)
+
+    def _reload_quota(self, text: str) -> None:
+        """[storage] quota applies to new SMTP transactions and IMAP logins at once."""
+        octets = parse_size(text)  # load() checked it
+        self.cfg.storage.quota = text
+        for svc in self.services:
+            if isinstance(svc, SmtpService) and svc.quotas is not None:
+                svc.quotas.default = octets  # the one Quotas of policies, hand-off, queue
+            elif isinstance(svc, ImapService):
+                svc.quota = octets
 
 
 def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:

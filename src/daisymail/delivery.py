@@ -26,6 +26,7 @@ from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.bounce import Action, build_dsn
 from daisymail.queue.spool import Prepared, Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.quota import Quotas, Verdict
 from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import Deliver, Forward, Reject, Remote, resolve_recipient
 from daisymail.store.base import Delivery, MailboxStore, PendingDelivery, StorageError
@@ -41,8 +42,11 @@ __all__ = [
     "Injector",
     "Plan",
     "Spool",
+    "enforce_quota",
     "local_mailboxes",
     "plan_delivery",
+    "quota_failures",
+    "quota_refusal",
     "return_path",
     "send_dsn",
     "send_success_notice",
@@ -65,6 +69,10 @@ class Plan:
     # Forwards queued under an SRS-rewritten envelope sender (a queue entry of their own)
     forwarded: list[QueuedRecipient] = field(default_factory=list)
     forward_sender: str = ""
+
+    @property
+    def empty(self) -> bool:
+        return not (self.mailboxes or self.queued or self.forwarded)
 
 
 def plan_delivery(
@@ -120,6 +128,54 @@ def local_mailboxes(targets: Iterable[object], snapshot: Snapshot) -> list[Mailb
         if box not in boxes:
             boxes.append(box)
     return boxes or None
+
+
+def enforce_quota(plan: Plan, quotas: Quotas | None, size: int) -> dict[str, Verdict]:
+    """Take out of ``plan`` the mailboxes that a message of ``size`` octets as stored
+    (Return-Path and trace included) does not fit in; their verdicts by mailbox name.
+
+    The caller answers for them: when nothing is left, with ``quota_refusal`` as the
+    transaction's reply; otherwise the rest is delivered and the refused recipients get
+    a failure DSN (``quota_failures``), never silently dropped. Blocks (stat calls)."""
+    refused: dict[str, Verdict] = {}
+    if quotas is None:
+        return refused
+    for box in list(plan.mailboxes):
+        verdict = quotas.check(box, size)
+        if verdict is not Verdict.OK:
+            refused[box.name] = verdict
+            plan.mailboxes.remove(box)
+    return refused
+
+
+def quota_refusal(refused: Mapping[str, Verdict]) -> tuple[int, str]:
+    """One reply for a message no mailbox had room for: 452 4.2.2 when any may have room
+    later, 552 5.2.2 when it is larger than every quota."""
+    if any(v is Verdict.FULL for v in refused.values()):
+        return Verdict.FULL.smtp
+    return Verdict.TOO_BIG.smtp
+
+
+def quota_failures(
+    recipients: Iterable[tuple[str, object, Mapping[str, str]]], refused: Mapping[str, Verdict]
+) -> list[QueuedRecipient]:
+    """The recipients whose mailbox had no room, as a failure DSN lists them (those that
+    said NOTIFY=NEVER or without FAILURE are left out)."""
+    failed = []
+    for address, target, params in recipients:
+        if isinstance(target, Deliver) and target.mailbox in refused:
+            code, text = refused[target.mailbox].smtp
+            rcpt = QueuedRecipient(
+                address,
+                params.get("ORCPT", ""),
+                params.get("NOTIFY", ""),
+                "failed",
+                "5.2.2",
+                f"{code} {text}",
+            )
+            if rcpt.wants_failure_notice:
+                failed.append(rcpt)
+    return failed
 
 
 class Spool:
@@ -257,9 +313,11 @@ class Injector:
         queue: Queue,
         spool_dir: str,
         srs: SRSKeys | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.directory = directory
         self.handoff = Handoff(store, queue)
+        self.quotas = quotas
         self.spool_dir = spool_dir
         self.srs = srs
 
@@ -293,7 +351,14 @@ class Injector:
                 assert isinstance(decision, Forward | Remote)
                 result.queued.append(decision.address)
         plan = plan_delivery(routed, snap, sender=sender, srs=self.srs)
-        if not plan.mailboxes and not plan.queued and not plan.forwarded:
+        size = len(return_path(sender)) + len(trace) + len(message)
+        refused = enforce_quota(plan, self.quotas, size)
+        for rcpt, target, _ in routed:
+            if isinstance(target, Deliver) and target.mailbox in refused:
+                code, text = refused[target.mailbox].smtp
+                result.local.remove(rcpt)
+                result.rejected.append((rcpt, f"{code} {text}"))
+        if plan.empty:
             return result
         spool = Spool(self.spool_dir, f"local.{time.time_ns()}.{os.getpid()}.{id(self)}")
         try:

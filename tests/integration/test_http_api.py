@@ -152,6 +152,48 @@ def test_the_cli_refuses_what_the_api_refuses(server: Daisy, token: str) -> None
     assert body["error"] in res.stderr
 
 
+def test_mailbox_quota_over_the_api_and_the_cli(server: Daisy, token: str) -> None:
+    box = "demo.example.test"
+    status, shown = call(server, "PATCH", f"/mailboxes/{box}", {"quota": "20K"}, token)
+    assert status == 200, shown
+    assert shown["quota"] == 20480 and shown["quota_default"] is False
+    with smtplib.SMTP("127.0.0.1", server.ports["smtp"], timeout=10) as s:
+        s.sendmail("a@example.net", ["demo@example.test"], b"Subject: q\r\n\r\n" + b"x" * 8000)
+        assert s.mail("a@example.net", ["SIZE=15000"])[0] == 250
+        assert s.rcpt("demo@example.test")[0] == 452  # 8K used + 15K > 20K
+    status, boxes = call(server, "GET", "/mailboxes", token=token)
+    (listed,) = [b for b in boxes if b["name"] == box]
+    assert listed["quota"] == 20480 and 8000 < listed["used"] < 9000
+    assert call(server, "GET", f"/mailboxes/{box}", token=token)[1] == listed
+    # the CLI shows and sets the same thing
+    cli = json.loads(server.cli("mailbox", "list", box, "--json").stdout)
+    assert cli == [listed]
+    assert "20K" in server.cli("mailbox", "list", box).stdout
+    status, shown = call(server, "PATCH", f"/mailboxes/{box}", {"quota": 1048576}, token)
+    assert status == 200 and shown["quota"] == 1048576
+    assert "1M" in server.cli("mailbox", "list", box).stdout
+    server.cli("mailbox", "set", box, "--quota", "0")
+    assert call(server, "GET", f"/mailboxes/{box}", token=token)[1]["quota"] == 0
+    status, shown = call(server, "PATCH", f"/mailboxes/{box}", {"quota": "default"}, token)
+    assert status == 200 and shown["quota_default"] is True and shown["quota"] == 0
+    # bad input: a clear 400 naming the field, the same words as the CLI
+    for bad in ("lots", "-1", "", 1.5, True, -1, [1], {"a": 1}):
+        status, answer = call(server, "PATCH", f"/mailboxes/{box}", {"quota": bad}, token)
+        assert status == 400 and answer["field"] == "quota", (bad, answer)
+    status, answer = call(server, "PATCH", f"/mailboxes/{box}", {"quota": "lots"}, token)
+    res = server.cli("mailbox", "set", box, "--quota", "lots", check=False)
+    assert res.returncode == 2 and answer["error"] in res.stderr
+    assert call(server, "PATCH", f"/mailboxes/{box}", {}, token)[0] == 400
+    assert call(server, "PATCH", f"/mailboxes/{box}", {"size": 1}, token)[0] == 400
+    status, answer = call(server, "PATCH", "/mailboxes/nosuch", {"quota": "1M"}, token)
+    assert status == 404 and answer["field"] == "name"
+    assert call(server, "POST", "/mailboxes", {"name": "oldbox", "format": "mbox"}, token)[0] == 201
+    status, answer = call(server, "PATCH", "/mailboxes/oldbox", {"quota": "1M"}, token)
+    assert status == 409 and "quotas need Maildir" in answer["error"]
+    ro = new_token(server, "--read-only")
+    assert call(server, "PATCH", f"/mailboxes/{box}", {"quota": "1M"}, ro)[0] == 403
+
+
 def test_resolve_and_relay_rules(server: Daisy, token: str) -> None:
     status, out = call(server, "GET", "/resolve?address=demo@example.test", token=token)
     assert status == 200 and out["decision"] == "deliver" and out["mailbox"]

@@ -6,8 +6,7 @@ HTTP API calls too) and prints; the checks live there, so they hold for every ca
 
 from __future__ import annotations
 
-import contextlib
-import os
+from typing import Any
 
 import click
 
@@ -20,13 +19,20 @@ from daisymail.cli.common import (
     read_password,
     state,
 )
+from daisymail.quota import format_size
 from daisymail.routing.relay import class_entry_from_relay_rule
 from daisymail.service.admin import Admin
+from daisymail.service.quota import QuotaOps
 
 
 def _admin() -> Admin:
     st = state()
     return Admin(st.directory, st.config.storage.default_format)
+
+
+def _quota_ops() -> QuotaOps:
+    st = state()
+    return QuotaOps(st.config, st.directory)
 
 
 # -- domain -------------------------------------------------------------------------------
@@ -132,15 +138,30 @@ def mailbox_remove(name: str) -> None:
 @click.argument("name", required=False)
 @json_option
 def mailbox_list(name: str | None, as_json: bool) -> None:
-    """List mailboxes."""
+    """List mailboxes, with their quota and the space they use (Maildir)."""
     with errors_as_messages():
-        boxes = _admin().list_mailboxes(name)
+        boxes = _quota_ops().describe_all(_admin().list_mailboxes(name))
     if as_json:
         print_json(boxes)
         return
-    print_table(
-        [(b.name, b.format, b.path or "(default)") for b in boxes], ("MAILBOX", "FORMAT", "PATH")
-    )
+    rows = [
+        (
+            b["name"],
+            b["format"],
+            b["path"] or "(default)",
+            _shown_quota(b),
+            "-" if b["used"] is None else format_size(b["used"]),
+        )
+        for b in boxes
+    ]
+    print_table(rows, ("MAILBOX", "FORMAT", "PATH", "QUOTA", "USED"))
+
+
+def _shown_quota(box: dict[str, Any]) -> str:
+    if box["used"] is None:
+        return "-"  # mbox: quotas need Maildir
+    text = format_size(box["quota"]) if box["quota"] else "none"
+    return f"{text} (default)" if box["quota_default"] else text
 
 
 @mailbox.command("set")
@@ -152,36 +173,14 @@ def mailbox_list(name: str | None, as_json: bool) -> None:
 )
 def mailbox_set(name: str, quota: str) -> None:
     """Set a Maildir mailbox's own quota (kept in the Maildir, so every node sees it)."""
-    from daisymail.quota import QUOTA_FILE, parse_size
-    from daisymail.store.durable import write_durable
-    from daisymail.store.files import FileStore, is_maildir
-
-    st = state()
-    box = st.directory.snapshot().mailboxes.get(name.lower())
-    if box is None:
-        fail(f"no such mailbox: {name.lower()}")
-    if not is_maildir(box):
-        fail(
-            f"mailbox {box.name} is an mbox file; quotas need Maildir: "
-            f"daisymail mailbox convert {box.name} --to maildir"
-        )
-    root = FileStore(str(st.config.path(st.config.storage.mail_dir))).resolve_path(box)
-    target = os.path.join(root, QUOTA_FILE)
-    if quota == "default":
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(target)
-        click.echo(f"mailbox {box.name}: quota from [storage] quota")
-        return
-    try:
-        octets = parse_size(quota)
-    except ValueError as e:
-        fail(str(e))
     with errors_as_messages():
-        os.makedirs(root, exist_ok=True)
-        write_durable(target, [b"%d\n" % octets])
-    click.echo(
-        f"mailbox {box.name}: quota {octets} octets" if octets else f"mailbox {box.name}: no quota"
-    )
+        box = _quota_ops().set_quota(name, quota)
+    if box["quota_default"]:
+        click.echo(f"mailbox {box['name']}: quota from [storage] quota")
+    elif box["quota"]:
+        click.echo(f"mailbox {box['name']}: quota {box['quota']} octets")
+    else:
+        click.echo(f"mailbox {box['name']}: no quota")
 
 
 @mailbox.command("convert")

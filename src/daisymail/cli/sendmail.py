@@ -21,6 +21,7 @@ from daisymail.cli.common import fail, state
 from daisymail.delivery import Injector
 from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.queue.spool import Queue, QueueError
+from daisymail.quota import Quotas, parse_size
 from daisymail.routing.addresses import AddressError, parse_path
 from daisymail.routing.senders import rewrite_sender
 from daisymail.smtp.submission import complete_header, field_value, header_fields
@@ -132,6 +133,7 @@ def sendmail(
         queue,
         str(cfg.path(cfg.storage.spool_dir)),
         srs_from_config(cfg.srs.secret),
+        Quotas(store, parse_size(cfg.storage.quota)),
     )
     trace = (
         f"Received: by {hostname} (Daisy sendmail, uid {os.getuid()});\n"
@@ -144,4 +146,6 @@ def sendmail(
     for address, reply in result.rejected:
         click.echo(f"daisymail: {address}: {reply}", err=True)
     if result.rejected:
-        sys.exit(EX_NOUSER)
+        # a full mailbox (452) may have room later: a temporary failure, as for a 4xx
+        temporary = all(reply.startswith("4") for _, reply in result.rejected)
+        sys.exit(EX_TEMPFAIL if temporary else EX_NOUSER)

@@ -26,12 +26,14 @@ from daisymail.observability import event
 from daisymail.service.admin import Admin, as_dict
 from daisymail.service.errors import ServiceError, invalid
 from daisymail.service.queue import QueueOps
+from daisymail.service.quota import QuotaOps
 from daisymail.service.resolve import resolve
 
 log = logging.getLogger("daisymail.http")
 BASE = "/api/v1"
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 _TOKEN_KEY = web.AppKey("token", TokenInfo)
+_JSON_NAMES: dict[type, str] = {int: "integer"}
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -42,7 +44,11 @@ def _error(status: int, message: str, field: str | None = None) -> web.Response:
     return web.json_response(body, status=status, headers=headers)
 
 
-async def _body(request: web.Request, fields: Mapping[str, type], required: tuple[str, ...]) -> Any:
+async def _body(
+    request: web.Request,
+    fields: Mapping[str, type | tuple[type, ...]],
+    required: tuple[str, ...],
+) -> Any:
     """The JSON object of a request, each field checked by name and type."""
     try:
         data = json.loads(await request.read() or b"null")
@@ -53,11 +59,13 @@ async def _body(request: web.Request, fields: Mapping[str, type], required: tupl
     for key, value in data.items():
         if key not in fields:
             raise invalid(f"unknown field {key!r} (known: {', '.join(fields)})", str(key))
-        kind = fields[key]
+        given = fields[key]
+        kinds: tuple[type, ...] = given if isinstance(given, tuple) else (given,)
         if value is not None and (
-            not isinstance(value, kind) or (kind is not bool and isinstance(value, bool))
+            not isinstance(value, kinds) or (bool not in kinds and isinstance(value, bool))
         ):
-            raise invalid(f"{key}: expected {kind.__name__}", key)
+            names = " or ".join(_JSON_NAMES.get(k, k.__name__) for k in kinds)
+            raise invalid(f"{key}: expected {names}", key)
     for key in required:
         if data.get(key) is None:
             raise invalid(f"{key} is required", key)
@@ -82,6 +90,10 @@ class Api:
         return Admin(self.directory, self.config().storage.default_format)
 
     @property
+    def quota(self) -> QuotaOps:
+        return QuotaOps(self.config(), self.directory)
+
+    @property
     def queue(self) -> QueueOps:
         return QueueOps(self.config(), self.directory)
 
@@ -101,6 +113,7 @@ class Api:
             ("/mailboxes", "GET", self.list_mailboxes),
             ("/mailboxes", "POST", self.add_mailbox),
             ("/mailboxes/{name}", "GET", self.get_mailbox),
+            ("/mailboxes/{name}", "PATCH", self.update_mailbox),
             ("/mailboxes/{name}", "DELETE", self.remove_mailbox),
             ("/users", "GET", self.list_users),
             ("/users", "POST", self.add_user),
@@ -195,11 +208,18 @@ class Api:
 
     # -- mailboxes ------------------------------------------------------------------------
     async def list_mailboxes(self, request: web.Request) -> web.Response:
-        return web.json_response(as_dict(self.admin.list_mailboxes()))
+        boxes = self.admin.list_mailboxes()
+        return web.json_response(await asyncio.to_thread(self.quota.describe_all, boxes))
 
     async def get_mailbox(self, request: web.Request) -> web.Response:
         boxes = self.admin.list_mailboxes(request.match_info["name"])
-        return web.json_response(as_dict(boxes[0]))
+        return web.json_response((await asyncio.to_thread(self.quota.describe_all, boxes))[0])
+
+    async def update_mailbox(self, request: web.Request) -> web.Response:
+        """``{"quota": "500M"}`` (or octets, ``"0"`` for none, ``"default"``)."""
+        b = await _body(request, {"quota": (str, int)}, ("quota",))
+        box = await asyncio.to_thread(self.quota.set_quota, request.match_info["name"], b["quota"])
+        return web.json_response(box)
 
     async def add_mailbox(self, request: web.Request) -> web.Response:
         b = await _body(request, {"name": str, "format": str, "path": str}, ("name",))

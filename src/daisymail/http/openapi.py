@@ -8,6 +8,7 @@ from daisymail import __version__
 
 _S = {"type": "string"}
 _B = {"type": "boolean"}
+_I = {"type": "integer"}
 _ERROR = {
     "description": "Refused: the error names the field",
     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
@@ -113,6 +114,11 @@ def spec(base: str) -> dict[str, Any]:
         "/mailboxes/{name}": {
             "parameters": [_path("name")],
             "get": _op("One mailbox", ref["Mailbox"]),
+            "patch": _op(
+                "Set a Maildir mailbox's quota (octets, 500M, 0 for none, default)",
+                ref["Mailbox"],
+                body=_obj({"quota": {"oneOf": [_S, _I]}}, ("quota",)),
+            ),
             "delete": _op("Remove a mailbox record (files stay on disk)", any_obj),
         },
         "/users": {
@@ -213,7 +219,16 @@ def spec(base: str) -> dict[str, Any]:
         "Domain": _obj(
             {"name": _S, "fallback": _B, "login_case_sensitive": _B, "generics": _B, "origin": _S}
         ),
-        "Mailbox": _obj({"name": _S, "format": _S, "path": _S}),
+        "Mailbox": _obj(
+            {
+                "name": _S,
+                "format": _S,
+                "path": _S,
+                "quota": _I,  # octets, 0: none
+                "quota_default": _B,  # the [storage] quota applies
+                "used": {"type": "integer", "nullable": True},  # null: mbox, no quota
+            }
+        ),
         "User": _obj({"address": _S, "mailbox": _S}),
         "Rule": _obj({"pattern": _S, "target": _S}),
         "Relay": _obj({"pattern": _S, "kind": _S}),

@@ -15,6 +15,7 @@ from daisymail.delivery import Injector, send_dsn
 from daisymail.directory.base import Directory
 from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.queue.spool import Queue, QueuedMessage, QueueError
+from daisymail.quota import Quotas, parse_size
 from daisymail.service.errors import ServiceError, conflict, invalid, not_found
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore
@@ -86,6 +87,7 @@ class QueueOps:
                 q,
                 str(cfg.path(cfg.storage.spool_dir)),
                 srs_from_config(cfg.srs.secret),
+                Quotas(store, parse_size(cfg.storage.quota)),
             )
             try:
                 send_dsn(injector, cfg.hostname, msg, notify, q.read_message(msg_id), time.time())

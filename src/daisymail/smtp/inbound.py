@@ -1,8 +1,10 @@
 """What port 25 accepts: mail for hosted domains as routing decides, relay only as allowed.
 
-Decisions are made on the directory snapshot in memory, so RCPT costs no I/O. An
-authenticated session (submission, or port 25 where ``[smtp] mx_auth`` allows AUTH)
-may relay, and only as itself: the send-as rule lives here, once, for every port.
+Decisions are made on the directory snapshot in memory, so RCPT costs no I/O beyond
+the quota of a local Maildir mailbox (its limit file and a stat per cur/ and new/: usage
+is cached, daisymail.quota). An authenticated session (submission, or port 25 where
+``[smtp] mx_auth`` allows AUTH) may relay, and only as itself: the send-as rule lives
+here, once, for every port.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from daisymail.config import Relay
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
 from daisymail.logins import resolve_login
+from daisymail.quota import Quotas, Verdict
 from daisymail.routing.addresses import split_address
 from daisymail.routing.recipients import (
     Deliver,
@@ -59,8 +62,10 @@ class InboundPolicy:
         queue_available: bool = False,
         hostname: str = "localhost",
         srs: SRSReverse | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
         self.directory = directory
+        self.quotas = quotas
         self.relay = relay
         self.queue_available = queue_available
         self.hostname = hostname
@@ -86,6 +91,9 @@ class InboundPolicy:
         addr = split_address(address)
         decision = resolve_recipient(addr, snap, self.srs).decision
         if isinstance(decision, Deliver):
+            refused = self._over_quota(snap, decision.mailbox, envelope, address)
+            if refused is not None:
+                return RcptDecision(refused, False)
             return RcptDecision(
                 Reply(250, "2.1.5", (f"<{address}>... Recipient ok",)), True, decision
             )
@@ -111,3 +119,20 @@ class InboundPolicy:
                 False,
             )
         return RcptDecision(Reply(250, "2.1.5", (f"<{address}>... Recipient ok",)), True, decision)
+
+    def _over_quota(
+        self, snap: Snapshot, mailbox: str, envelope: Envelope, address: str
+    ) -> Reply | None:
+        """452 4.2.2 for a mailbox at or over its quota, 552 5.2.2 when the SIZE= the
+        client declared is larger than the whole quota: refused per recipient here, as
+        only RCPT can (after DATA one reply answers for every recipient)."""
+        box = snap.mailboxes.get(mailbox)
+        if self.quotas is None or box is None:
+            return None
+        declared = int(envelope.mail_params.get("SIZE", "0") or 0)
+        verdict = self.quotas.check(box, max(declared, 1))
+        if verdict is Verdict.OK:
+            return None
+        code, text = verdict.smtp
+        enhanced, _, words = text.partition(" ")
+        return Reply(code, enhanced, (f"<{address}>... {words}",))

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import os
 import ssl
 import time
 from collections.abc import Callable, Sequence
@@ -25,14 +26,20 @@ from daisymail.auth import Authenticator
 from daisymail.delivery import (
     Handoff,
     Injector,
+    Plan,
     Spool,
+    enforce_quota,
     local_mailboxes,
     plan_delivery,
+    quota_failures,
+    quota_refusal,
+    return_path,
+    send_dsn,
     send_success_notice,
     success_notice_recipients,
 )
 from daisymail.directory.base import Directory
-from daisymail.directory.model import Snapshot
+from daisymail.directory.model import Mailbox, Snapshot
 from daisymail.filter.rspamd import Envelope as FilterEnvelope
 from daisymail.filter.rspamd import SpamFilter
 from daisymail.limits import ConnectionLimiter
@@ -42,6 +49,7 @@ from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
+from daisymail.quota import Quotas, Verdict
 from daisymail.routing.recipients import Deliver
 from daisymail.routing.relay import relay_network_of
 from daisymail.smtp.protocol import (
@@ -99,6 +107,7 @@ class SmtpService:
     spam_filter: SpamFilter | None = None  # rspamd ([filter], port 25)
     relay_networks: Callable[[], Sequence[str]] = lambda: ()  # [relay] networks, as reloaded
     srs: SRSKeys | None = None  # rewrites the sender of forwarded mail ([srs] secret)
+    quotas: Quotas | None = None  # mailbox quotas, checked again with the real size
     sessions: Sessions = field(init=False)
     handoff: Handoff = field(init=False)
 
@@ -192,6 +201,7 @@ class _Connection:
         self.in_message = False
         self.messages = 0
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
+        self.direct: tuple[list[Mailbox], int] = ([], 0)  # streamed into: mailboxes, prefix
         self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
 
@@ -352,15 +362,26 @@ class _Connection:
             # a verdict goes in front of the message: it must be staged first
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
+        if boxes and self._limited(boxes):
+            boxes = None  # staged, so that a mailbox without room can be left out
+        self.direct = (boxes or [], 0)
         if boxes is None:
             name = f"{time.time_ns()}.{self.sid}.{self.messages}"
             self.sink = Spool(self.svc.spool_dir, name)
             return
         trace = self._trace_headers(env, self._msg_id())
+        self.direct = (boxes, len(return_path(env.sender)) + len(trace))
         try:
             self.sink = await self._run(self.svc.handoff.open_direct, boxes, env.sender, trace)
         except (StorageError, OSError) as e:  # read on to the end, then answer 452
             self.write_error = e
+
+    def _limited(self, boxes: Sequence[Mailbox]) -> bool:
+        """Several mailboxes, one with a quota: streamed into one file for all, the
+        message could not leave out one without room. One mailbox streams as usual and
+        is refused whole when the message does not fit."""
+        quotas = self.svc.quotas
+        return quotas is not None and len(boxes) > 1 and any(quotas.limit(b) for b in boxes)
 
     async def _message_write(self, data: bytes) -> None:
         if self.notice_rcpts and len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
@@ -404,6 +425,13 @@ class _Connection:
         msg_id = self._msg_id()
         rest, self.block = bytes(self.block), bytearray()
         self.sink = None  # from here on, only a failed commit may remove what it wrote
+        boxes, prefix = self.direct
+        if self.svc.quotas is not None:
+            size = prefix + env.size
+            full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, size)
+            if full:
+                self._abort(sink)
+                return self._quota_refused(env, msg_id, full)
         stored = time.monotonic()
         try:
             await self._run(_finish_direct, sink, rest)
@@ -494,6 +522,12 @@ class _Connection:
                 trace = decision.header + trace
                 plan.junk = plan.junk or decision.action == "junk"
             stored = time.monotonic()
+            full: dict[str, Verdict] = {}
+            returned = b""
+            if plan.mailboxes and self.svc.quotas is not None:
+                full, returned = await self._run(self._check_quota, plan, spool.path, sender, trace)
+            if full and plan.empty:
+                return self._quota_refused(env, msg_id, full)
             queue_id = await self._run(
                 functools.partial(
                     self.svc.handoff.deliver,
@@ -514,9 +548,72 @@ class _Connection:
             self.svc.on_queued()
         self.messages += 1
         self._log_accepted(env, msg_id, sender, [b.name for b in plan.mailboxes], queue_id)
+        if full:
+            await self._quota_bounce(env, sender, msg_id, full, returned)
         if self.notice_rcpts:
             await self._success_notice(env, sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
+
+    # -- quotas ------------------------------------------------------------------------
+    # RCPT refuses a full mailbox (policy); here the real size decides (I/O thread). A
+    # message no mailbox has room for gets 452/552; if others took it, the recipients
+    # left out get a failure DSN, as one reply after DATA cannot refuse only some.
+    def _check_quota(
+        self, plan: Plan, source: str, sender: str, trace: bytes
+    ) -> tuple[dict[str, Verdict], bytes]:
+        size = len(return_path(sender)) + len(trace) + os.path.getsize(source)
+        refused = enforce_quota(plan, self.svc.quotas, size)
+        if not refused or plan.empty:
+            return refused, b""
+        with open(source, "rb") as f:  # the header, for the DSN
+            head = f.read(HEADER_KEEP)
+        end = head.find(b"\n\n")
+        return refused, head if end < 0 else head[: end + 1]
+
+    def _quota_refused(self, env: Envelope, msg_id: str, refused: dict[str, Verdict]) -> Reply:
+        code, text = quota_refusal(refused)
+        enhanced, _, words = text.partition(" ")
+        event(
+            log,
+            "smtp.message.over_quota",
+            sid=self.sid,
+            client=self.ip,
+            id=msg_id,
+            sender=env.sender or "<>",
+            mailboxes=",".join(refused),
+            reply=f"{code} {enhanced}",
+        )
+        return Reply(code, enhanced, (words,))
+
+    async def _quota_bounce(
+        self, env: Envelope, sender: str, msg_id: str, refused: dict[str, Verdict], header: bytes
+    ) -> None:
+        """A failure DSN (headers only) for the recipients whose mailbox had no room."""
+        failed = quota_failures(((r.address, r.target, r.params) for r in env.recipients), refused)
+        left_out = {
+            r.address
+            for r in env.recipients
+            if isinstance(r.target, Deliver) and r.target.mailbox in refused
+        }
+        self.notice_rcpts = [r for r in self.notice_rcpts if r.address not in left_out]
+        event(
+            log,
+            "smtp.rcpt.over_quota",
+            logging.WARNING,
+            sid=self.sid,
+            id=msg_id,
+            mailboxes=",".join(refused),
+            rcpts=",".join(sorted(left_out)),
+        )
+        if not sender or not failed or self.svc.injector is None:
+            return
+        envid = env.mail_params.get("ENVID", "")
+        msg = QueuedMessage(msg_id, sender, failed, time.time(), envid=envid, ret="HDRS")
+        injector, hostname = self.svc.injector, self.svc.hostname
+        try:
+            await self._run(send_dsn, injector, hostname, msg, failed, header, msg.created)
+        except (StorageError, QueueError, OSError) as e:
+            event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
 
     async def _success_notice(self, env: Envelope, sender: str, msg_id: str) -> None:
         """NOTIFY=SUCCESS for recipients stored here: a "delivered" DSN (RFC 3461 5.2.2).

@@ -18,6 +18,7 @@ from email.utils import formatdate, getaddresses, make_msgid
 from daisymail.config import Relay
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Login, Snapshot
+from daisymail.quota import Quotas
 from daisymail.routing.senders import rewrite_sender
 from daisymail.smtp.inbound import InboundPolicy, may_send_as, not_yours
 from daisymail.smtp.protocol import Reply, SessionInfo
@@ -29,8 +30,10 @@ _FIELD_NAME = re.compile(rb"([!-9;-~]+)[ \t]*:")
 class SubmissionPolicy(InboundPolicy):
     """Port 25's rules, sender ownership included; here a session must be authenticated."""
 
-    def __init__(self, directory: Directory, relay: Relay, hostname: str) -> None:
-        super().__init__(directory, relay, queue_available=True, hostname=hostname)
+    def __init__(
+        self, directory: Directory, relay: Relay, hostname: str, quotas: Quotas | None = None
+    ) -> None:
+        super().__init__(directory, relay, queue_available=True, hostname=hostname, quotas=quotas)
 
     def check_sender(
         self, session: SessionInfo, sender: str, params: dict[str, str]
