@@ -501,14 +501,21 @@ async def serve(cfg: Config, config_path: str | None) -> None:
     except PrivilegeError as e:
         raise StartupError(str(e)) from None
     app = App.build(cfg, config_path)
+    # Signals are taken from before the ports are bound: a client (or a test, or an
+    # admin's script) may see a port answer and send SIGHUP at once, and the default
+    # action would kill the server. A reload asked for while starting runs once started.
+    stop = asyncio.Event()
+    reload_asked = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, reload_asked.set)
     prepare_dirs(cfg, user)
     await app.start()
     drop_privileges(user)
     await app.serve_sessions()
-    stop = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
     loop.add_signal_handler(signal.SIGHUP, app.reload)
+    if reload_asked.is_set():
+        app.reload()
     event(log, "started", hostname=cfg.hostname, config=cfg.source, pid=os.getpid())
     notify("READY=1")
     await stop.wait()

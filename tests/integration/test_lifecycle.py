@@ -6,6 +6,8 @@ import signal
 import smtplib
 import socket
 import ssl
+import subprocess
+import sys
 import time
 
 from daisymail.tls import make_self_signed
@@ -114,3 +116,38 @@ def test_refused_recipients_are_logged_with_the_session(daisy: Daisy) -> None:
         time.sleep(0.05)
     line = next(x for x in daisy.logs().splitlines() if "smtp.rcpt.refused" in x)
     assert "rcpt=ghost@example.test" in line and "sid=" in line and "reply=" in line
+
+
+def test_sighup_as_soon_as_a_port_answers_reloads_instead_of_killing(daisy_dir: Daisy) -> None:
+    # A port answers once it is bound, before the server has finished starting; a
+    # SIGHUP sent then (by a script that waits for the port) must not kill it.
+    for _ in range(3):
+        reloads = daisy_dir.logs().count(" reloaded config=")
+        logf = open(daisy_dir.log, "ab")  # noqa: SIM115 - owned by the process
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "daisymail", "--config", str(daisy_dir.config), "serve"],
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            deadline = time.monotonic() + 20
+            while True:
+                assert proc.poll() is None, daisy_dir.logs()
+                try:
+                    socket.create_connection(("127.0.0.1", daisy_dir.ports["smtp"]), 1).close()
+                    break
+                except OSError:
+                    assert time.monotonic() < deadline, daisy_dir.logs()
+                    time.sleep(0.002)
+            proc.send_signal(signal.SIGHUP)
+            with smtplib.SMTP("127.0.0.1", daisy_dir.ports["smtp"], timeout=10) as s:
+                assert s.ehlo("x")[0] == 250
+            deadline = time.monotonic() + 10
+            while daisy_dir.logs().count(" reloaded config=") == reloads:
+                assert time.monotonic() < deadline, daisy_dir.logs()
+                time.sleep(0.05)
+            assert proc.poll() is None, daisy_dir.logs()
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+            logf.close()
