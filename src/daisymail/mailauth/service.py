@@ -33,6 +33,7 @@ class MailAuth:
             dmarc_quarantine=v.dmarc_quarantine,
             spf_fail_without_dmarc=v.spf_fail_without_dmarc,
             temperror=v.temperror,
+            trusted_arc_sealers=tuple(v.trusted_arc_sealers),
         )
         self.resolver = resolver or resolver_from_config(cfg.dns.nameservers, cfg.dns.timeout)
 
@@ -53,6 +54,7 @@ class MailAuth:
             dkim=",".join(f"{d.result}:{d.domain}" for d in verdict.dkim) or "none",
             dmarc=f"{verdict.dmarc.result}:{verdict.dmarc.from_domain}",
             action=verdict.action,
+            override=verdict.override or None,
         )
         return verdict
 
