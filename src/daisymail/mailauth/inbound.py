@@ -67,6 +67,11 @@ class InboundCheck:
     def feed(self, chunk: bytes) -> None:
         self._parsed.feed(chunk)
 
+    @property
+    def fields(self) -> list[bytes]:
+        """The header fields fed so far (all of them once the body has begun)."""
+        return self._parsed.fields
+
     async def verdict(self, now: float | None = None) -> Verdict:
         self._parsed.close()
         spf_domain = self.mailfrom.rpartition("@")[2] if self.mailfrom else self.helo

@@ -38,6 +38,7 @@ from daisymail.filter.rspamd import SpamFilter
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.logins import resolve_login
+from daisymail.mailauth.inbound import InboundCheck
 from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
@@ -194,6 +195,7 @@ class _Connection:
         self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
         self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
+        self.check: InboundCheck | None = None  # SPF/DKIM/DMARC of the message, fed as it streams
 
     @property
     def _submitted(self) -> bool:
@@ -355,6 +357,9 @@ class _Connection:
         if boxes is None:
             name = f"{time.time_ns()}.{self.sid}.{self.messages}"
             self.sink = Spool(self.svc.spool_dir, name)
+            if self._verified():
+                assert self.svc.mail_auth is not None
+                self.check = self.svc.mail_auth.begin(self.ip, self.info.client_name, env.sender)
             return
         trace = self._trace_headers(env, self._msg_id())
         try:
@@ -374,7 +379,7 @@ class _Connection:
     async def _write_block(self, sink: Spool | PendingDelivery) -> None:
         block, self.block = bytes(self.block), bytearray()
         try:
-            await self._run(sink.write, block)
+            await self._run(_write, sink, block, self.check)
         except OSError as e:  # a full disk: read on to the end, then answer 452
             self.write_error = e
             self._discard()
@@ -386,6 +391,7 @@ class _Connection:
         sink, self.sink = self.sink, None
         self.block = bytearray()
         self.in_message = False
+        self.check = None
         if sink is not None:
             self._abort(sink)
 
@@ -445,7 +451,8 @@ class _Connection:
         sender = env.sender
         rest, self.block = bytes(self.block), bytearray()
         try:
-            await self._run(_finish_spool, spool, rest)
+            check = self.check
+            await self._run(_finish_spool, spool, rest, check)
             if self._submitted:
                 refused = await self._run(self._prepare_submission, snap, spool)
                 if refused is not None:
@@ -466,11 +473,9 @@ class _Connection:
                 srs=self.svc.srs,
             )
             trace = self._trace_headers(env, msg_id)
-            if self._verified():
+            if check is not None:
                 assert self.svc.mail_auth is not None
-                verdict = await self.svc.mail_auth.judge(
-                    spool.path, self.ip, self.info.client_name, env.sender, self.sid
-                )
+                verdict = await self.svc.mail_auth.judge(check, spool.path, self.sid)
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
@@ -610,9 +615,18 @@ class _Connection:
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
-def _finish_spool(spool: Spool, rest: bytes) -> None:
+def _write(sink: Spool | PendingDelivery, block: bytes, check: InboundCheck | None) -> None:
+    """One block to disk and, for checked mail, to its check (hashing, in this thread)."""
+    sink.write(block)
+    if check is not None:
+        check.feed(block)
+
+
+def _finish_spool(spool: Spool, rest: bytes, check: InboundCheck | None = None) -> None:
     if rest:
         spool.write(rest)
+        if check is not None:
+            check.feed(rest)
     spool.close()
 
 
