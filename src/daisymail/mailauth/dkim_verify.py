@@ -228,7 +228,7 @@ async def public_key(resolver: Resolver, s: str, d: str, a: str, idomain: str) -
         raise SigError(f"no key at {s}._domainkey.{d}") from None
     if len(records) != 1:
         raise SigError(f"{len(records)} TXT records at {s}._domainkey.{d}")
-    tags = parse_tags(records[0].encode())
+    tags = _key_tags(records[0])
     if not tags.get("p"):
         raise SigError("key revoked")
     if tags.get("v", "DKIM1") != "DKIM1":
@@ -241,6 +241,12 @@ async def public_key(resolver: Resolver, s: str, d: str, a: str, idomain: str) -
     if "s" in tags.get("t", "").split(":") and idomain != d:
         raise SigError("key is for d= only (t=s)")
     return _load_key(k, tags["p"])
+
+
+@functools.lru_cache(maxsize=512)
+def _key_tags(record: str) -> dict[str, str]:
+    """The tags of a key record, kept by value (read only)."""
+    return parse_tags(record.encode())
 
 
 @functools.lru_cache(maxsize=512)

@@ -350,16 +350,19 @@ class _Connection:
         )
         self.header = bytearray()
         boxes = None
-        if not self._submitted and not self._verified() and not self._filtered():
+        checks = self.svc.mail_auth is not None or self.svc.spam_filter is not None
+        outside = checks and self._from_outside()  # one relay-network check per message
+        mail_auth = self.svc.mail_auth if outside else None
+        if not self._submitted and mail_auth is None and not self._filtered(outside):
             # a verdict goes in front of the message: it must be staged first
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
         if boxes is None:
             name = f"{time.time_ns()}.{self.sid}.{self.messages}"
             self.sink = Spool(self.svc.spool_dir, name)
-            if self._verified():
-                assert self.svc.mail_auth is not None
-                self.check = self.svc.mail_auth.begin(self.ip, self.info.client_name, env.sender)
+            if mail_auth is not None:
+                # SPF/DKIM/DMARC verdicts for mail from outside on port 25, when configured
+                self.check = mail_auth.begin(self.ip, self.info.client_name, env.sender)
             return
         trace = self._trace_headers(env, self._msg_id())
         try:
@@ -591,13 +594,11 @@ class _Connection:
         snap = self.svc.directory.snapshot()
         return relay_network_of(self.ip, self.svc.relay_networks(), snap) is None
 
-    def _verified(self) -> bool:
-        """Mail from outside on port 25 gets SPF/DKIM/DMARC verdicts when configured."""
-        return self.svc.mail_auth is not None and self._from_outside()
-
-    def _filtered(self) -> bool:
+    def _filtered(self, outside: bool | None = None) -> bool:
         """Mail from outside on port 25 is checked by rspamd when configured."""
-        return self.svc.spam_filter is not None and self._from_outside()
+        if self.svc.spam_filter is None:
+            return False
+        return self._from_outside() if outside is None else outside
 
     def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:
         helo = self.info.client_name or "unknown"
