@@ -28,6 +28,7 @@ from daisymail.config import Config, ConfigError, parse_hostport
 from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
+from daisymail.dns import DnspythonResolver
 from daisymail.dns import from_config as resolver_from_config
 from daisymail.filter.rspamd import SpamFilter
 from daisymail.imap import protocol as imap_protocol
@@ -89,6 +90,10 @@ class App:
     refresher_task: asyncio.Task[None] | None = None
     listening: list[tuple[str, asyncio.Server]] = field(default_factory=list)
     http: HttpSide | None = None
+    # what [dns], [verify], [filter] and [srs] build; a reload swaps them (see _reload_trust)
+    resolver: DnspythonResolver | None = None
+    injector: Injector | None = None
+    inbound_policy: InboundPolicy | None = None
 
     @classmethod
     def build(cls, cfg: Config, config_path: str | None) -> App:
@@ -185,21 +190,16 @@ class App:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
         srs = srs_from_config(c.srs.secret)
         if srs is None:
-            event(
-                log,
-                "srs.off",
-                logging.WARNING,
-                reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
-            )
+            _log_srs_off()
         quotas = Quotas(store, parse_size(c.storage.quota))
-        injector = Injector(self.directory, store, queue, spool, srs, quotas)
+        injector = self.injector = Injector(self.directory, store, queue, spool, srs, quotas)
         own = [
             parse_hostport(a)
             for n in ("smtp", "submission", "submissions")
             for a in getattr(c.listen, n)
         ]
         keys = store_for(c)
-        resolver = resolver_from_config(c.dns.nameservers, c.dns.timeout)  # MX, SPF, DKIM
+        resolver = self.resolver = resolver_from_config(c.dns.nameservers, c.dns.timeout)
         self.runner = Runner(
             queue,
             lambda: self.cfg.queue,
@@ -211,7 +211,7 @@ class App:
             ),
             resolver=resolver,
         )
-        policy = InboundPolicy(
+        policy = self.inbound_policy = InboundPolicy(
             self.directory,
             c.relay,
             queue_available=True,
@@ -221,10 +221,8 @@ class App:
         )
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname, quotas)
         ctx = self.tls.context
-        mail_auth = MailAuth(c, resolver) if c.verify.enabled else None
-        spam_filter = (
-            SpamFilter(c.filter.rspamd_url, c.filter.timeout) if c.filter.rspamd_url else None
-        )
+        mail_auth = _mail_auth(c, resolver)
+        spam_filter = _spam_filter(c)
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
                 name=name,
@@ -446,6 +444,7 @@ class App:
         self.limiter.per_ip = new.limits.max_connections_per_ip
         for svc in self.services:
             svc.sessions.write_timeout = new.limits.write_timeout
+        self._reload_trust(new)
         try:
             self.tls.reload()
         except TLSError as e:
@@ -461,6 +460,52 @@ class App:
                 svc.quotas.default = octets  # the one Quotas of policies, hand-off, queue
             elif isinstance(svc, ImapService):
                 svc.quota = octets
+
+    def _reload_trust(self, new: Config) -> None:
+        """[dns], [verify], [filter] and [srs] as reloaded: their parts are rebuilt and
+        swapped in for the next message; a message being checked ends with the old ones.
+        The resolver (and its cache) is kept unless [dns] changed."""
+        old_srs = self.cfg.srs
+        if new.dns != self.cfg.dns or self.resolver is None:
+            self.resolver = resolver_from_config(new.dns.nameservers, new.dns.timeout)
+            if self.runner is not None:
+                self.runner.resolver = self.resolver
+        self.cfg.dns, self.cfg.verify = new.dns, new.verify
+        self.cfg.filter, self.cfg.srs = new.filter, new.srs
+        mail_auth = _mail_auth(self.cfg, self.resolver)
+        spam_filter = _spam_filter(self.cfg)
+        srs = srs_from_config(new.srs.secret)
+        for svc in self.services:
+            if isinstance(svc, SmtpService):
+                svc.srs = srs
+                if not svc.submission:
+                    svc.mail_auth, svc.spam_filter = mail_auth, spam_filter
+        if self.inbound_policy is not None:
+            self.inbound_policy.srs = srs.reverse if srs is not None else None
+        if self.injector is not None:
+            self.injector.srs = srs
+        if srs is None and old_srs.secret:
+            _log_srs_off()
+
+
+def _mail_auth(cfg: Config, resolver: DnspythonResolver) -> MailAuth | None:
+    """The port 25 checks of ``[verify]``; None when they are off."""
+    return MailAuth(cfg, resolver) if cfg.verify.enabled else None
+
+
+def _spam_filter(cfg: Config) -> SpamFilter | None:
+    """rspamd of ``[filter]``; None when it is off."""
+    f = cfg.filter
+    return SpamFilter(f.rspamd_url, f.timeout) if f.rspamd_url else None
+
+
+def _log_srs_off() -> None:
+    event(
+        log,
+        "srs.off",
+        logging.WARNING,
+        reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
+    )
 
 
 def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:

@@ -157,6 +157,8 @@ class Verify:
     dmarc_quarantine: bool = True
     spf_fail_without_dmarc: str = "mark"
     temperror: str = "mark"
+    # ARC sealers (d= of the newest seal) whose verdict may override a DMARC failure
+    trusted_arc_sealers: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -109,6 +109,7 @@ dmarc_reject = true              # DMARC fails under p=reject: 550 5.7.1 (false:
 dmarc_quarantine = true          # DMARC fails under p=quarantine: the recipient's Junk folder
 spf_fail_without_dmarc = "mark"  # SPF fail, no DMARC record: "mark", "junk" or "reject"
 temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (451)
+trusted_arc_sealers = []         # e.g. ["lists.example"]: their ARC pass overrides a DMARC fail
 
 [http]                           # metrics, health checks, client autoconfig, MTA-STS, admin API
 listen = [{http}]                # plain HTTP "ADDR:PORT" list; [] = off

@@ -73,3 +73,36 @@ def test_forward_is_arc_sealed(sealing: tuple[Daisy, Sink, DNSServer]) -> None:
     resolver = DnspythonResolver([dns.address], timeout=2.0)
     result = asyncio.run(validate(parsed, resolver))
     assert (result.result, result.instances, result.domain) == ("pass", 1, "example.test")
+
+
+def test_mail_to_a_list_of_forwards_is_sealed(sealing: tuple[Daisy, Sink, DNSServer]) -> None:
+    """A message for several addresses at once, local and forwarded elsewhere (a list
+    kept as virtusertable entries): the copies that leave are sealed and verify."""
+    daisy, sink, dns = sealing
+    d = _directory(daisy)
+    d.add_address_rule(AddressRule(pattern="pal@example.test", target="pal@elsewhere.test"))
+    d.close()
+    text = daisy.config.read_text().replace(
+        "[queue.routes]", f'[queue.routes]\n"elsewhere.test" = "127.0.0.1:{sink.port}"', 1
+    )
+    daisy.config.write_text(text)
+    daisy.stop()
+    daisy.start()
+    rcpts = ["fwd@example.test", "demo@example.test", "pal@example.test"]
+    with smtp(daisy) as s:
+        s.sendmail("alice@sender.test", rcpts, MSG)
+    deadline = time.monotonic() + 20
+    while sum(len(r) for _s, r, _d in sink.messages) < 2:
+        assert time.monotonic() < deadline, f"the sink got {sink.messages!r}"
+        time.sleep(0.05)
+    assert sorted(r for _s, rs, _d in sink.messages for r in rs) == [
+        "friend@remote.test",
+        "pal@elsewhere.test",
+    ]
+    for sender, _rcpts, data in sink.messages:
+        assert sender.startswith("SRS0=")
+        assert data.startswith(b"ARC-Seal: i=1; a=rsa-sha256; cv=none; d=example.test;")
+        cv, _results, comment = dkimpy.arc_verify(data, dnsfunc=dkimpy_dns(dns))
+        assert cv == b"pass", comment
+    (local,) = (daisy.root / "mail/demo.example.test/new").iterdir()
+    assert b"ARC-Seal" not in local.read_bytes()  # only what leaves is sealed

@@ -115,3 +115,22 @@ def test_inbound_header_reports_the_chain(server: DNSServer, chain: bytes) -> No
     v = asyncio.run(c.verdict())
     assert v.header.endswith(b";\r\n\tarc=pass (i=2 d=list.test)\r\n")
     assert [d.result for d in v.dkim] == ["fail"]  # the list broke the signature
+
+
+def test_aar_results_and_trusted_sealers() -> None:
+    from daisymail.mailauth.arc_trust import AARResult, aar_results, is_trusted
+
+    aar = (
+        b"ARC-Authentication-Results: i=2; mx.list.test;\r\n\tspf=pass (ok) "
+        b"smtp.mailfrom=a@example.org;\r\n\tdkim=pass header.d=example.org header.s=r1;"
+        b' dmarc=fail reason="x y" header.from=example.org; junk\r\n'
+    )
+    assert aar_results(aar) == [
+        AARResult("spf", "pass", {"smtp.mailfrom": "a@example.org"}),
+        AARResult("dkim", "pass", {"header.d": "example.org", "header.s": "r1"}),
+        AARResult("dmarc", "fail", {"reason": "x y", "header.from": "example.org"}),
+    ]
+    assert is_trusted("lists.example", ["Lists.Example."])
+    assert is_trusted("mx.lists.example", ["lists.example"])
+    assert not is_trusted("evillists.example", ["lists.example"])
+    assert not is_trusted("lists.example", [])

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import re
 import time
@@ -227,7 +228,7 @@ async def public_key(resolver: Resolver, s: str, d: str, a: str, idomain: str) -
         raise SigError(f"no key at {s}._domainkey.{d}") from None
     if len(records) != 1:
         raise SigError(f"{len(records)} TXT records at {s}._domainkey.{d}")
-    tags = parse_tags(records[0].encode())
+    tags = _key_tags(records[0])
     if not tags.get("p"):
         raise SigError("key revoked")
     if tags.get("v", "DKIM1") != "DKIM1":
@@ -239,8 +240,21 @@ async def public_key(resolver: Resolver, s: str, d: str, a: str, idomain: str) -
         raise SigError("key does not allow sha256")
     if "s" in tags.get("t", "").split(":") and idomain != d:
         raise SigError("key is for d= only (t=s)")
+    return _load_key(k, tags["p"])
+
+
+@functools.lru_cache(maxsize=512)
+def _key_tags(record: str) -> dict[str, str]:
+    """The tags of a key record, kept by value (read only)."""
+    return parse_tags(record.encode())
+
+
+@functools.lru_cache(maxsize=512)
+def _load_key(k: str, p: str) -> PublicKey:
+    """A key record's p= as a key object. Parsing DER costs more than the RSA check
+    itself, and a busy MX sees the same few hundred keys all day: kept, by value."""
     try:
-        raw = base64.b64decode(tags["p"], validate=True)
+        raw = base64.b64decode(p, validate=True)
         if k == "ed25519":
             return ed25519.Ed25519PublicKey.from_public_bytes(raw)
         pub = serialization.load_der_public_key(raw)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from daisymail.dns import Resolver
 from daisymail.mailauth.arc import ARCResult, validate
+from daisymail.mailauth.arc_trust import override as arc_override
 from daisymail.mailauth.dkim import field_name
 from daisymail.mailauth.dkim_verify import BodyHashes, DKIMResult, verify_parsed
 from daisymail.mailauth.dmarc import DMARCResult, Identifier, evaluate
@@ -29,6 +30,7 @@ class InboundPolicy:
     dmarc_quarantine: bool = True  # p=quarantine and DMARC fails: Junk (else just mark)
     spf_fail_without_dmarc: str = "mark"  # SPF -all fail, no DMARC record: mark/junk/reject
     temperror: str = "mark"  # a DNS failure decided nothing: mark, or defer (451 4.7.x)
+    trusted_arc_sealers: tuple[str, ...] = ()  # their ARC pass overrides a DMARC failure
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class Verdict:
     dkim: list[DKIMResult]
     dmarc: DMARCResult
     arc: ARCResult
+    override: str = ""  # why the DMARC policy was not applied (a trusted ARC sealer)
 
 
 class InboundCheck:
@@ -64,6 +67,11 @@ class InboundCheck:
     def feed(self, chunk: bytes) -> None:
         self._parsed.feed(chunk)
 
+    @property
+    def fields(self) -> list[bytes]:
+        """The header fields fed so far (all of them once the body has begun)."""
+        return self._parsed.fields
+
     async def verdict(self, now: float | None = None) -> Verdict:
         self._parsed.close()
         spf_domain = self.mailfrom.rpartition("@")[2] if self.mailfrom else self.helo
@@ -84,15 +92,18 @@ class InboundCheck:
                 [Identifier(d.result, d.domain) for d in dkim],
                 self.resolver,
             )
+        trusted = self.policy.trusted_arc_sealers
+        why = await arc_override(arc, dmarc, self._parsed.fields, trusted, self.resolver)
         header = authentication_results(
             self.authserv_id,
             spf=spf_result(spf, self.mailfrom, self.helo),
             dkim=dkim,
             dmarc=dmarc if author else None,
+            dmarc_override=why,
             extra=[arc_result(arc)],
         )
-        action, reply = self._decide(spf, dmarc)
-        return Verdict(action, header, reply, spf, dkim, dmarc, arc)
+        action, reply = ("accept", None) if why else self._decide(spf, dmarc)
+        return Verdict(action, header, reply, spf, dkim, dmarc, arc, why)
 
     def _decide(
         self, spf: SPFResult, dmarc: DMARCResult

@@ -57,9 +57,16 @@ def arc_result(res: ARCResult) -> str:
     return f"arc={res.result}{_comment(detail)}"
 
 
-def dmarc_result(res: DMARCResult) -> str:
-    detail = f"p={res.requested} dis={res.policy}" if res.requested else res.reason
-    return f"dmarc={res.result}{_comment(detail)} header.from={_value(res.from_domain)}"
+def dmarc_result(res: DMARCResult, override: str = "") -> str:
+    """``dmarc=fail (p=reject dis=reject) header.from=...``; with ``override`` (the local
+    policy that set the policy aside, RFC 7489 6.7) ``dis=none`` and a ``reason=``."""
+    if override:
+        detail = f"p={res.requested} dis=none"
+        why = f" reason={_value(override)}"
+    else:
+        detail = f"p={res.requested} dis={res.policy}" if res.requested else res.reason
+        why = ""
+    return f"dmarc={res.result}{_comment(detail)}{why} header.from={_value(res.from_domain)}"
 
 
 def authentication_results(
@@ -68,6 +75,7 @@ def authentication_results(
     spf: str | None = None,
     dkim: Sequence[DKIMResult] | None = None,
     dmarc: DMARCResult | None = None,
+    dmarc_override: str = "",
     extra: Sequence[str] = (),
 ) -> bytes:
     """The whole field with CRLF; ``spf`` is spf_result()'s text. ``none`` when empty.
@@ -80,7 +88,7 @@ def authentication_results(
     if dkim is not None:
         parts.extend([dkim_result(r) for r in dkim] or ["dkim=none"])
     if dmarc is not None:
-        parts.append(dmarc_result(dmarc))
+        parts.append(dmarc_result(dmarc, dmarc_override))
     parts.extend(extra)
     body = ";\r\n\t".join([authserv_id, *parts]) if parts else f"{authserv_id}; none"
     return f"Authentication-Results: {body}\r\n".encode()

@@ -2,8 +2,8 @@
 the spooled message before the reply to DATA.
 
 Clients in the relay networks and logged-in users are not checked (their mail is
-ours to vouch for). Reading the spool and hashing run in a worker thread; the DNS
-lookups are async.
+ours to vouch for). The message is parsed and hashed once, as it streams to the spool
+(in the SMTP session's I/O thread); the DNS lookups are async.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from daisymail.observability import event
 from daisymail.store.durable import rewrite_header
 
 log = logging.getLogger("daisymail.smtp")
-READ_SIZE = 256 * 1024
 
 
 class MailAuth:
@@ -33,34 +32,38 @@ class MailAuth:
             dmarc_quarantine=v.dmarc_quarantine,
             spf_fail_without_dmarc=v.spf_fail_without_dmarc,
             temperror=v.temperror,
+            trusted_arc_sealers=tuple(v.trusted_arc_sealers),
         )
         self.resolver = resolver or resolver_from_config(cfg.dns.nameservers, cfg.dns.timeout)
 
-    async def judge(self, path: str, ip: str, helo: str, mailfrom: str, sid: str) -> Verdict:
-        """The verdict for the message in ``path``; Authentication-Results fields in it
-        that claim our authserv-id are removed from the file first."""
-        check = InboundCheck(
+    def begin(self, ip: str, helo: str, mailfrom: str) -> InboundCheck:
+        """The check of one message; the SMTP session feeds it the message as it
+        streams to the spool (in the I/O thread that writes it), so the verdict needs
+        no second read of the file."""
+        return InboundCheck(
             self.resolver, self.authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=self.policy
         )
-        await asyncio.to_thread(self._read, check, path)
+
+    async def judge(self, check: InboundCheck, path: str, sid: str) -> Verdict:
+        """The verdict for the message fed to ``check`` and staged in ``path``;
+        Authentication-Results fields in it that claim our authserv-id are removed
+        from the file first (only then is the file touched again)."""
         verdict = await check.verdict()
+        fields = check.fields
+        if len(remove_own(fields, self.authserv_id)) != len(fields):
+            await asyncio.to_thread(strip_own_results, path, self.authserv_id)
         event(
             log,
             "smtp.verdict",
             sid=sid,
-            client=ip,
+            client=check.ip,
             spf=verdict.spf.result,
             dkim=",".join(f"{d.result}:{d.domain}" for d in verdict.dkim) or "none",
             dmarc=f"{verdict.dmarc.result}:{verdict.dmarc.from_domain}",
             action=verdict.action,
+            override=verdict.override or None,
         )
         return verdict
-
-    def _read(self, check: InboundCheck, path: str) -> None:
-        with open(path, "rb") as f:
-            while chunk := f.read(READ_SIZE):
-                check.feed(chunk)
-        strip_own_results(path, self.authserv_id)
 
 
 def strip_own_results(path: str, authserv_id: str) -> bool:

@@ -9,6 +9,7 @@ resolving it costs lookups nobody accounts for.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 import time
@@ -71,8 +72,10 @@ class _Context:
     now: float = field(default_factory=time.time)
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_record(text: str) -> _Record:
-    """An SPF record to its terms; PermError on any syntax error."""
+    """An SPF record to its terms; PermError on any syntax error. Kept by text (the
+    result is only read): a busy MX checks the same senders' records again and again."""
     terms = text.split(" ")[1:]
     directives: list[_Term] = []
     mods: dict[str, str] = {}

@@ -45,6 +45,7 @@ from daisymail.filter.rspamd import SpamFilter
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.logins import resolve_login
+from daisymail.mailauth.inbound import InboundCheck
 from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
@@ -204,6 +205,7 @@ class _Connection:
         self.direct: tuple[list[Mailbox], int] = ([], 0)  # streamed into: mailboxes, prefix
         self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
+        self.check: InboundCheck | None = None  # SPF/DKIM/DMARC of the message, fed as it streams
 
     @property
     def _submitted(self) -> bool:
@@ -358,7 +360,10 @@ class _Connection:
         )
         self.header = bytearray()
         boxes = None
-        if not self._submitted and not self._verified() and not self._filtered():
+        checks = self.svc.mail_auth is not None or self.svc.spam_filter is not None
+        outside = checks and self._from_outside()  # one relay-network check per message
+        mail_auth = self.svc.mail_auth if outside else None
+        if not self._submitted and mail_auth is None and not self._filtered(outside):
             # a verdict goes in front of the message: it must be staged first
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
@@ -368,6 +373,9 @@ class _Connection:
         if boxes is None:
             name = f"{time.time_ns()}.{self.sid}.{self.messages}"
             self.sink = Spool(self.svc.spool_dir, name)
+            if mail_auth is not None:
+                # SPF/DKIM/DMARC verdicts for mail from outside on port 25, when configured
+                self.check = mail_auth.begin(self.ip, self.info.client_name, env.sender)
             return
         trace = self._trace_headers(env, self._msg_id())
         self.direct = (boxes, len(return_path(env.sender)) + len(trace))
@@ -395,7 +403,7 @@ class _Connection:
     async def _write_block(self, sink: Spool | PendingDelivery) -> None:
         block, self.block = bytes(self.block), bytearray()
         try:
-            await self._run(sink.write, block)
+            await self._run(_write, sink, block, self.check)
         except OSError as e:  # a full disk: read on to the end, then answer 452
             self.write_error = e
             self._discard()
@@ -407,6 +415,7 @@ class _Connection:
         sink, self.sink = self.sink, None
         self.block = bytearray()
         self.in_message = False
+        self.check = None
         if sink is not None:
             self._abort(sink)
 
@@ -473,7 +482,8 @@ class _Connection:
         sender = env.sender
         rest, self.block = bytes(self.block), bytearray()
         try:
-            await self._run(_finish_spool, spool, rest)
+            check = self.check
+            await self._run(_finish_spool, spool, rest, check)
             if self._submitted:
                 refused = await self._run(self._prepare_submission, snap, spool)
                 if refused is not None:
@@ -494,11 +504,9 @@ class _Connection:
                 srs=self.svc.srs,
             )
             trace = self._trace_headers(env, msg_id)
-            if self._verified():
+            if check is not None:
                 assert self.svc.mail_auth is not None
-                verdict = await self.svc.mail_auth.judge(
-                    spool.path, self.ip, self.info.client_name, env.sender, self.sid
-                )
+                verdict = await self.svc.mail_auth.judge(check, spool.path, self.sid)
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
@@ -683,13 +691,11 @@ class _Connection:
         snap = self.svc.directory.snapshot()
         return relay_network_of(self.ip, self.svc.relay_networks(), snap) is None
 
-    def _verified(self) -> bool:
-        """Mail from outside on port 25 gets SPF/DKIM/DMARC verdicts when configured."""
-        return self.svc.mail_auth is not None and self._from_outside()
-
-    def _filtered(self) -> bool:
+    def _filtered(self, outside: bool | None = None) -> bool:
         """Mail from outside on port 25 is checked by rspamd when configured."""
-        return self.svc.spam_filter is not None and self._from_outside()
+        if self.svc.spam_filter is None:
+            return False
+        return self._from_outside() if outside is None else outside
 
     def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:
         helo = self.info.client_name or "unknown"
@@ -707,9 +713,18 @@ class _Connection:
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
 
 
-def _finish_spool(spool: Spool, rest: bytes) -> None:
+def _write(sink: Spool | PendingDelivery, block: bytes, check: InboundCheck | None) -> None:
+    """One block to disk and, for checked mail, to its check (hashing, in this thread)."""
+    sink.write(block)
+    if check is not None:
+        check.feed(block)
+
+
+def _finish_spool(spool: Spool, rest: bytes, check: InboundCheck | None = None) -> None:
     if rest:
         spool.write(rest)
+        if check is not None:
+            check.feed(rest)
     spool.close()
 
 
