@@ -104,8 +104,13 @@ class _Connection:
     ) -> None:
         self.svc, self.reader, self.writer, self.ip, self.sid = svc, reader, writer, ip, sid
         self.tls = svc.implicit_tls
-        self.banner = f"<{int(time.time())}.{secrets.token_hex(4)}@{svc.hostname}>"
         self.settings = svc.settings(ip, self.tls)
+        # The APOP timestamp is shown, and used, only when APOP is on.
+        self.banner = (
+            f"<{int(time.time())}.{secrets.token_hex(4)}@{svc.hostname}>"
+            if self.settings.apop_enabled
+            else ""
+        )
         self.session = Pop3Session(self.settings, timestamp_banner=self.banner)
         self.view: MaildropView | None = None
         self.account = ""
@@ -152,15 +157,18 @@ class _Connection:
                     await self.svc.sessions.drain(self.writer)
         finally:
             if self.view is not None:
-                await asyncio.to_thread(self.view.close)
+                self.view.close()  # closes a descriptor: no thread needed
                 self.view = None
             event(log, "pop3.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
 
     async def _flush(self) -> None:
+        """Send the queued replies; wait for the client only when the socket did not
+        take them all at once (the usual case for one reply line needs no wait)."""
         out = self.session.data_to_send()
         if out:
             self.writer.write(out)
-            await self.svc.sessions.drain(self.writer)
+            if self.writer.transport.get_write_buffer_size():
+                await self.svc.sessions.drain(self.writer)
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, StartTLS):
@@ -305,11 +313,14 @@ class _Connection:
         }
 
     async def _commit(self, deleted: frozenset[int]) -> bool:
+        """Remove the doomed messages in a worker thread; a QUIT that removes nothing
+        (a polling client's usual one) only closes the view, which needs no thread."""
         assert self.view is not None
         view = self.view
         doomed = set(deleted) | self._expired()
         try:
-            await asyncio.to_thread(view.commit, doomed)
+            if doomed:
+                await asyncio.to_thread(view.commit, doomed)
         except (StorageError, OSError) as e:
             event(
                 log,
@@ -321,7 +332,7 @@ class _Connection:
             )
             return False
         finally:
-            await asyncio.to_thread(view.close)
+            view.close()
             self.view = None
         event(
             log, "pop3.quit", sid=self.sid, client=self.ip, user=self.account, deleted=len(doomed)

@@ -80,7 +80,8 @@ class MaildropView(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release locks. Idempotent."""
+        """Release locks. Idempotent. Only closes descriptors, so servers call it on
+        the event loop."""
 
 
 class PendingDelivery(ABC):
