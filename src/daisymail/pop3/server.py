@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -47,6 +48,7 @@ log = logging.getLogger("daisymail.pop3")
 LOCAL_CLIENTS = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(ip: str) -> bool:
     """A client on this machine, by the addresses local programs connect from.
 
