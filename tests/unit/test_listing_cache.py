@@ -7,8 +7,16 @@ import os
 import time
 from pathlib import Path
 
-from daisymail.store.listing_cache import SETTLE_SECONDS, StampedCache
-from daisymail.store.maildir import LISTINGS, MaildirView, add_message, ensure_maildir
+import pytest
+
+from daisymail.store.base import MailboxInUse
+from daisymail.store.listing_cache import LISTINGS, SETTLE_SECONDS, StampedCache
+from daisymail.store.maildir import (
+    MaildirView,
+    NotCached,
+    add_message,
+    ensure_maildir,
+)
 
 
 def later(seconds: float) -> int:
@@ -66,3 +74,30 @@ def test_view_reuses_a_settled_listing(tmp_path: Path) -> None:
     second.close()
     assert second._listing is first._listing
     assert [m.size for m in second.messages] == [len(b"Subject: a\r\n\r\nx\r\n")]
+
+
+def test_cached_only_opens_nothing_that_must_be_read(tmp_path: Path) -> None:
+    """The event-loop path: a fresh Maildir, a changed one or a tmp/ sweep that is due
+    raise NotCached (with the lock released); only a settled, unchanged one opens."""
+    box = str(tmp_path / "box")
+    with pytest.raises(NotCached):
+        MaildirView(box, cached_only=True)
+    ensure_maildir(box)
+    add_message(box, [b"Subject: a\n\nx\n"])
+    with pytest.raises(NotCached):  # never listed yet
+        MaildirView(box, cached_only=True)
+    MaildirView(box).close()  # listed, but too fresh to be kept
+    with pytest.raises(NotCached):
+        MaildirView(box, cached_only=True)
+    time.sleep(SETTLE_SECONDS + 0.1)
+    MaildirView(box).close()
+    view = MaildirView(box, cached_only=True)
+    with pytest.raises(MailboxInUse):  # the lock is taken as on the full path
+        MaildirView(box, cached_only=True)
+    view.close()
+    add_message(box, [b"Subject: b\n\ny\n"])
+    with pytest.raises(NotCached):
+        MaildirView(box, cached_only=True)
+    view = MaildirView(box)  # and the lock was released by the refusals
+    assert len(view.messages) == 2
+    view.close()

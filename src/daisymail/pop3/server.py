@@ -230,10 +230,14 @@ class _Connection:
                 mailbox=login.mailbox,
             )
             return LoginFailed(in_use=False, temporary=True)
+        options = self.svc.view_options()
         try:
-            self.view = await asyncio.to_thread(
-                self.svc.store.open_view, box, self.svc.view_options()
-            )
+            # A polling client's unchanged Maildir opens from the listing cache with a few
+            # stats and a lock, on the loop; anything that must list goes to a thread.
+            view = self.svc.store.open_cached_view(box, options)
+            if view is None:
+                view = await asyncio.to_thread(self.svc.store.open_view, box, options)
+            self.view = view
         except MailboxInUse:
             event(log, "pop3.login.inuse", sid=self.sid, client=self.ip, user=login.address)
             return LoginFailed(in_use=True, temporary=True)

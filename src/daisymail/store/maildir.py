@@ -384,6 +384,10 @@ def clean_tmp(maildir: str) -> float:
     return oldest + TMP_MAX_AGE
 
 
+class NotCached(Exception):
+    """A view was asked for from the listing cache alone, and the Maildir must be read."""
+
+
 class MaildirView(MaildropView):
     """One POP3 session's snapshot of a Maildir, exclusive among Daisy sessions.
 
@@ -392,13 +396,18 @@ class MaildirView(MaildropView):
     files meanwhile; files are found again by their unique name.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, cached_only: bool = False) -> None:
+        """cached_only: raise NotCached rather than read more than a few stats (the
+        listing and tmp/ sweep are remembered), so the caller may open on its event loop."""
         self.path = path
+        self._cached_only = cached_only
         lock = os.path.join(path, LOCK_NAME)
         try:
             try:
                 self._lock_fd: int | None = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
             except FileNotFoundError:
+                if cached_only:
+                    raise NotCached(path) from None
                 ensure_maildir(path)
                 self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
@@ -425,10 +434,12 @@ class MaildirView(MaildropView):
         """clean_tmp, skipped while tmp/ is as it was and nothing in it can be due yet."""
         stamp = TMP_SWEEPS.stamp([os.path.join(self.path, "tmp")])
         if stamp.missing:
+            self._must_read()
             ensure_maildir(self.path)
             stamp = TMP_SWEEPS.stamp([os.path.join(self.path, "tmp")])
         due = TMP_SWEEPS.get(self.path, stamp)
         if due is None or time.time() >= due:
+            self._must_read()
             TMP_SWEEPS.put(self.path, stamp, clean_tmp(self.path))
 
     def _load(self) -> Pop3Listing:
@@ -437,13 +448,19 @@ class MaildirView(MaildropView):
         paths = [os.path.join(self.path, part) for part in ("new", "cur", UIDLIST_NAME)]
         stamp = LISTINGS.stamp(paths)
         if None in stamp.keys[:2]:
+            self._must_read()
             ensure_maildir(self.path)
             stamp = LISTINGS.stamp(paths)
         listing = LISTINGS.get(self.path, stamp)
         if listing is None:
+            self._must_read()
             listing = self._scan()
             LISTINGS.put(self.path, stamp, listing, len(listing.rows) + 1)
         return listing
+
+    def _must_read(self) -> None:
+        if self._cached_only:
+            raise NotCached(self.path)
 
     def _scan(self) -> Pop3Listing:
         uidlist = read_uidlist(self.path)
