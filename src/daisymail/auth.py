@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
 import time
@@ -51,6 +52,11 @@ _HASH_POOL = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_pre
 
 async def _hashing(fn: Callable[..., _T], *args: object) -> _T:
     return await asyncio.get_running_loop().run_in_executor(_HASH_POOL, fn, *args)
+
+
+_rehash_due = functools.lru_cache(maxsize=4096)(needs_rehash)
+"""needs_rehash parses the hash's parameters; a polling account asks about the same hash
+at every login."""
 
 
 def _check(stored: str | None, password: str) -> bool:
@@ -139,7 +145,7 @@ class Authenticator:
     async def _upgrade(self, login: Login, password: str) -> None:
         """Rehash a legacy hash, hashing in the password pool and writing in a worker
         thread: a slow database delays this login only, never the event loop."""
-        if self.directory.read_only or not needs_rehash(login.password_hash):
+        if self.directory.read_only or not _rehash_due(login.password_hash):
             return
         try:
             new_hash = await _hashing(hash_password, password)

@@ -184,7 +184,7 @@ def test_open_view_dispatches_by_format(
     view = store.open_view(Mailbox("a"), ViewOptions())
     try:
         assert isinstance(view, MaildirView)
-        assert view.messages == []
+        assert list(view.messages) == []
     finally:
         view.close()
 

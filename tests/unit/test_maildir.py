@@ -350,7 +350,7 @@ def test_second_view_is_refused_until_the_first_closes(tmp_path: Path) -> None:
 def test_view_of_a_missing_maildir_is_empty(tmp_path: Path) -> None:
     view = maildir.MaildirView(str(tmp_path / "new-user"))
     try:
-        assert view.messages == []
+        assert list(view.messages) == []
         view.commit(set())
     finally:
         view.close()

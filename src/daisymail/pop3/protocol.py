@@ -530,6 +530,8 @@ class Pop3Session:
         return self._deleted
 
     def _totals(self) -> tuple[int, int]:
+        if not self._deleted:
+            return len(self._messages), sum(m.size for m in self._messages)
         live = [m for i, m in enumerate(self._messages) if i not in self._deleted]
         return len(live), sum(m.size for m in live)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import ipaddress
 import logging
@@ -47,6 +48,7 @@ log = logging.getLogger("daisymail.pop3")
 LOCAL_CLIENTS = frozenset({ipaddress.ip_address("127.0.0.1"), ipaddress.ip_address("::1")})
 
 
+@functools.lru_cache(maxsize=1024)
 def is_loopback(ip: str) -> bool:
     """A client on this machine, by the addresses local programs connect from.
 
@@ -104,8 +106,13 @@ class _Connection:
     ) -> None:
         self.svc, self.reader, self.writer, self.ip, self.sid = svc, reader, writer, ip, sid
         self.tls = svc.implicit_tls
-        self.banner = f"<{int(time.time())}.{secrets.token_hex(4)}@{svc.hostname}>"
         self.settings = svc.settings(ip, self.tls)
+        # The APOP timestamp is shown, and used, only when APOP is on.
+        self.banner = (
+            f"<{int(time.time())}.{secrets.token_hex(4)}@{svc.hostname}>"
+            if self.settings.apop_enabled
+            else ""
+        )
         self.session = Pop3Session(self.settings, timestamp_banner=self.banner)
         self.view: MaildropView | None = None
         self.account = ""
@@ -152,15 +159,18 @@ class _Connection:
                     await self.svc.sessions.drain(self.writer)
         finally:
             if self.view is not None:
-                await asyncio.to_thread(self.view.close)
+                self.view.close()  # closes a descriptor: no thread needed
                 self.view = None
             event(log, "pop3.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
 
     async def _flush(self) -> None:
+        """Send the queued replies; wait for the client only when the socket did not
+        take them all at once (the usual case for one reply line needs no wait)."""
         out = self.session.data_to_send()
         if out:
             self.writer.write(out)
-            await self.svc.sessions.drain(self.writer)
+            if self.writer.transport.get_write_buffer_size():
+                await self.svc.sessions.drain(self.writer)
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, StartTLS):
@@ -220,10 +230,14 @@ class _Connection:
                 mailbox=login.mailbox,
             )
             return LoginFailed(in_use=False, temporary=True)
+        options = self.svc.view_options()
         try:
-            self.view = await asyncio.to_thread(
-                self.svc.store.open_view, box, self.svc.view_options()
-            )
+            # A polling client's unchanged Maildir opens from the listing cache with a few
+            # stats and a lock, on the loop; anything that must list goes to a thread.
+            view = self.svc.store.open_cached_view(box, options)
+            if view is None:
+                view = await asyncio.to_thread(self.svc.store.open_view, box, options)
+            self.view = view
         except MailboxInUse:
             event(log, "pop3.login.inuse", sid=self.sid, client=self.ip, user=login.address)
             return LoginFailed(in_use=True, temporary=True)
@@ -305,11 +319,14 @@ class _Connection:
         }
 
     async def _commit(self, deleted: frozenset[int]) -> bool:
+        """Remove the doomed messages in a worker thread; a QUIT that removes nothing
+        (a polling client's usual one) only closes the view, which needs no thread."""
         assert self.view is not None
         view = self.view
         doomed = set(deleted) | self._expired()
         try:
-            await asyncio.to_thread(view.commit, doomed)
+            if doomed:
+                await asyncio.to_thread(view.commit, doomed)
         except (StorageError, OSError) as e:
             event(
                 log,
@@ -321,7 +338,7 @@ class _Connection:
             )
             return False
         finally:
-            await asyncio.to_thread(view.close)
+            view.close()
             self.view = None
         event(
             log, "pop3.quit", sid=self.sid, client=self.ip, user=self.account, deleted=len(doomed)

@@ -80,7 +80,8 @@ class MaildropView(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Release locks. Idempotent."""
+        """Release locks. Idempotent. Only closes descriptors, so servers call it on
+        the event loop."""
 
 
 class PendingDelivery(ABC):
@@ -120,3 +121,8 @@ class MailboxStore(ABC):
     @abstractmethod
     def open_view(self, mailbox: Mailbox, options: ViewOptions) -> MaildropView:
         """Lock and snapshot a mailbox for POP3; raises MailboxInUse when locked."""
+
+    def open_cached_view(self, mailbox: Mailbox, options: ViewOptions) -> MaildropView | None:
+        """open_view, when that takes no more than a few stats and a lock (the snapshot
+        is remembered), so that a server may call it on its event loop; else None."""
+        return None

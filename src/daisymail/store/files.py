@@ -23,7 +23,13 @@ from daisymail.store.base import (
 )
 from daisymail.store.durable import make_dirs, write_all
 from daisymail.store.imap_folders import folder_for_delivery
-from daisymail.store.maildir import MaildirView, MaildirWriter, deliver_maildirs, remove_files
+from daisymail.store.maildir import (
+    MaildirView,
+    MaildirWriter,
+    NotCached,
+    deliver_maildirs,
+    remove_files,
+)
 from daisymail.store.mbox import LOCK_WAIT, MboxAppender
 
 
@@ -112,6 +118,15 @@ class FileStore(MailboxStore):
         from daisymail.store.mbox_view import open_mbox_view
 
         return open_mbox_view(path, options)  # type: ignore[no-any-return, unused-ignore]
+
+    def open_cached_view(self, mailbox: Mailbox, options: ViewOptions) -> MaildropView | None:
+        """Maildirs only: their listing cache (store/listing_cache.py)."""
+        if not is_maildir(mailbox):
+            return None
+        try:
+            return MaildirView(self.resolve_path(mailbox), cached_only=True)
+        except NotCached:
+            return None
 
 
 class _MaildirPending(PendingDelivery):

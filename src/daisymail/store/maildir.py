@@ -16,6 +16,7 @@ import fcntl
 import functools
 import hashlib
 import itertools
+import math
 import os
 import re
 import socket
@@ -31,6 +32,7 @@ from daisymail.store.base import (
 )
 from daisymail.store.durable import make_dirs, sync_dir, write_all, write_durable, write_file
 from daisymail.store.lines import split_lines
+from daisymail.store.listing_cache import LISTINGS, TMP_SWEEPS, Pop3Listing
 
 CHUNK_SIZE = 64 * 1024
 LOCK_NAME = "daisymail-pop3.lock"
@@ -359,18 +361,31 @@ def scan_maildir(path: str) -> list[MaildirEntry]:
     return sorted(found.values(), key=lambda e: keys[e.unique])
 
 
-def clean_tmp(maildir: str) -> None:
-    """Remove what deliveries cut off by a crash or kill left in ``tmp/``.
+def clean_tmp(maildir: str) -> float:
+    """Remove what deliveries cut off by a crash or kill left in ``tmp/``; returns when
+    the oldest file left there becomes due (inf when none), so that a caller may skip
+    sweeps until then while ``tmp/`` is unchanged (a file written since only gets younger).
 
     Only files untouched for TMP_MAX_AGE go (the Maildir convention's 36 hours): a
     delivery in progress writes its tmp file continuously, and one never takes that
     long."""
     cutoff = time.time() - TMP_MAX_AGE
+    oldest = math.inf
     with contextlib.suppress(FileNotFoundError):
         for entry in os.scandir(os.path.join(maildir, "tmp")):
             with contextlib.suppress(FileNotFoundError):
-                if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                mtime = entry.stat().st_mtime
+                if mtime < cutoff:
                     os.unlink(entry.path)
+                else:
+                    oldest = min(oldest, mtime)
+    return oldest + TMP_MAX_AGE
+
+
+class NotCached(Exception):
+    """A view was asked for from the listing cache alone, and the Maildir must be read."""
 
 
 class MaildirView(MaildropView):
@@ -381,13 +396,20 @@ class MaildirView(MaildropView):
     files meanwhile; files are found again by their unique name.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, *, cached_only: bool = False) -> None:
+        """cached_only: raise NotCached rather than read more than a few stats (the
+        listing and tmp/ sweep are remembered), so the caller may open on its event loop."""
         self.path = path
+        self._cached_only = cached_only
+        lock = os.path.join(path, LOCK_NAME)
         try:
-            ensure_maildir(path)
-            self._lock_fd: int | None = os.open(
-                os.path.join(path, LOCK_NAME), os.O_RDWR | os.O_CREAT, 0o600
-            )
+            try:
+                self._lock_fd: int | None = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            except FileNotFoundError:
+                if cached_only:
+                    raise NotCached(path) from None
+                ensure_maildir(path)
+                self._lock_fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise StorageError(f"cannot open Maildir {path}: {e}") from e
         try:
@@ -396,25 +418,69 @@ class MaildirView(MaildropView):
             os.close(self._lock_fd)
             self._lock_fd = None
             raise MailboxInUse(path) from None
-        self._entries: list[MaildirEntry] = []
-        self._messages: list[MessageInfo] = []
         try:
-            clean_tmp(path)
-            self._uidlist = read_uidlist(path)
-            for entry in scan_maildir(path):
-                try:
-                    size = self._pop3_size(entry)
-                except FileNotFoundError:
-                    continue
-                self._entries.append(entry)
-                uidl = self._uidlist.get(entry.unique) or uidl_of(entry.unique)
-                self._messages.append(MessageInfo(size, uidl, entry.received))
+            self._sweep_tmp()
+            self._listing = self._load()
         except OSError as e:
             self.close()
             raise StorageError(f"cannot read Maildir {path}: {e}") from e
         except BaseException:
             self.close()
             raise
+        self._uidlist = self._listing.uidlist
+        self._entries: dict[int, MaildirEntry] = {}  # made when a message is first used
+
+    def _sweep_tmp(self) -> None:
+        """clean_tmp, skipped while tmp/ is as it was and nothing in it can be due yet."""
+        stamp = TMP_SWEEPS.stamp([os.path.join(self.path, "tmp")])
+        if stamp.missing:
+            self._must_read()
+            ensure_maildir(self.path)
+            stamp = TMP_SWEEPS.stamp([os.path.join(self.path, "tmp")])
+        due = TMP_SWEEPS.get(self.path, stamp)
+        if due is None or time.time() >= due:
+            self._must_read()
+            TMP_SWEEPS.put(self.path, stamp, clean_tmp(self.path))
+
+    def _load(self) -> Pop3Listing:
+        """The listing, from LISTINGS when new/, cur/ and the UIDL list are unchanged
+        since it was read (the lock is held: no other Daisy session changes them now)."""
+        paths = [os.path.join(self.path, part) for part in ("new", "cur", UIDLIST_NAME)]
+        stamp = LISTINGS.stamp(paths)
+        if None in stamp.keys[:2]:
+            self._must_read()
+            ensure_maildir(self.path)
+            stamp = LISTINGS.stamp(paths)
+        listing = LISTINGS.get(self.path, stamp)
+        if listing is None:
+            self._must_read()
+            listing = self._scan()
+            LISTINGS.put(self.path, stamp, listing, len(listing.rows) + 1)
+        return listing
+
+    def _must_read(self) -> None:
+        if self._cached_only:
+            raise NotCached(self.path)
+
+    def _scan(self) -> Pop3Listing:
+        uidlist = read_uidlist(self.path)
+        rows: list[tuple[str, str, float]] = []
+        messages: list[MessageInfo] = []
+        for entry in scan_maildir(self.path):
+            try:
+                size = self._pop3_size(entry)
+            except FileNotFoundError:
+                continue
+            rows.append((entry.directory, entry.name, entry.received))
+            uidl = uidlist.get(entry.unique) or uidl_of(entry.unique)
+            messages.append(MessageInfo(size, uidl, entry.received))
+        return Pop3Listing(tuple(rows), tuple(messages), uidlist)
+
+    def _entry(self, index: int) -> MaildirEntry:
+        entry = self._entries.get(index)
+        if entry is None:
+            entry = self._entries[index] = MaildirEntry(*self._listing.rows[index])
+        return entry
 
     def _pop3_size(self, entry: MaildirEntry) -> int:
         unique, fields, info = _split_name(entry.name)
@@ -444,15 +510,15 @@ class MaildirView(MaildropView):
 
     @property
     def messages(self) -> Sequence[MessageInfo]:
-        return self._messages
+        return self._listing.messages
 
     def unique(self, index: int) -> str:
-        return self._entries[index].unique
+        return self._entry(index).unique
 
     def file_path(self, index: int) -> str:
         """Where the message's file is now (other mail readers may have moved it)."""
         try:
-            return self._current_path(self._entries[index])
+            return self._current_path(self._entry(index))
         except OSError as e:
             raise StorageError(f"cannot find message: {e}") from e
 
@@ -461,7 +527,7 @@ class MaildirView(MaildropView):
         that is shorter at its end than when opened was cut short by another program:
         StorageError, rather than a message silently missing its end."""
         try:
-            with open(self._current_path(self._entries[index]), "rb") as f:
+            with open(self._current_path(self._entry(index)), "rb") as f:
                 size = os.fstat(f.fileno()).st_size
                 read = 0
 
@@ -487,7 +553,7 @@ class MaildirView(MaildropView):
         directories: dict[str, None] = {}
         try:
             for index in sorted(deleted):
-                entry = self._entries[index]
+                entry = self._entry(index)
                 try:
                     os.unlink(self._current_path(entry))
                 except FileNotFoundError:
@@ -497,7 +563,7 @@ class MaildirView(MaildropView):
                 sync_dir(directory)
         except OSError as e:
             raise StorageError(f"cannot delete from Maildir {self.path}: {e}") from e
-        gone = {self._entries[i].unique for i in deleted} & self._uidlist.keys()
+        gone = {self._entry(i).unique for i in deleted} & self._uidlist.keys()
         if gone:
             kept = {u: v for u, v in self._uidlist.items() if u not in gone}
             try:
