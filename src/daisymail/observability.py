@@ -9,6 +9,7 @@ import logging
 import re
 import secrets
 import sys
+import time
 from collections.abc import Callable
 
 _NEEDS_QUOTES = re.compile(r'[\s"=\\]')
@@ -17,11 +18,35 @@ _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARN
 _LEVELS["error"] = logging.ERROR
 
 
+class LineFormatter(logging.Formatter):
+    """``TIME LEVEL LOGGER MESSAGE``: logging's own format, built with less work per line.
+
+    A busy server logs several lines per session; the stock formatter formats the time
+    (localtime + strftime) and interpolates a %-template for every one. The time text
+    is kept for the second it names, and the line is joined directly."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
+        self._second = -1
+        self._stamp = ""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        second = int(record.created)
+        if second != self._second:
+            self._stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(second))
+            self._second = second
+        return self._stamp
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info or record.exc_text or record.stack_info:
+            return super().format(record)
+        message = record.getMessage()
+        return f"{self.formatTime(record)} {record.levelname} {record.name} {message}"
+
+
 def setup_logging(level: str = "info") -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s", "%Y-%m-%dT%H:%M:%S")
-    )
+    handler.setFormatter(LineFormatter())
     # Event lines never show the caller's file and line: skip the stack walk that finds
     # them (the logging docs' own advice for hot paths), and the process/thread lookups.
     logging._srcfile = None
