@@ -59,6 +59,7 @@ from daisymail.smtp.submission import SubmissionPolicy
 from daisymail.store.base import ViewOptions
 from daisymail.store.files import FileStore
 from daisymail.store.imap_state import FileMailboxState
+from daisymail.store.intake import IntakeJournal
 from daisymail.throttle import AuthThrottle
 from daisymail.tls import ServerTLS, TLSError
 
@@ -87,6 +88,7 @@ class App:
     runner: Runner | None = None
     runner_task: asyncio.Task[None] | None = None
     refresher_task: asyncio.Task[None] | None = None
+    journal: IntakeJournal | None = None
     listening: list[tuple[str, asyncio.Server]] = field(default_factory=list)
     http: HttpSide | None = None
 
@@ -175,9 +177,10 @@ class App:
     # -- listeners ----------------------------------------------------------------------------
     async def start(self) -> None:
         c = self.cfg
-        store = FileStore(str(c.path(c.storage.mail_dir)))
         spool = str(c.path(c.storage.spool_dir))
         os.makedirs(spool, exist_ok=True)
+        self.journal = IntakeJournal(intake_dir(c))
+        store = FileStore(str(c.path(c.storage.mail_dir)), journal=self.journal)
         queue = Queue(str(c.path(c.queue.dir)))
         try:
             queue.ensure()
@@ -327,7 +330,22 @@ class App:
         return [c.path(c.tls.cert), *(c.path(d) / "cert.pem" for d in c.tls.sni.values())]
 
     async def serve_sessions(self) -> None:
-        """Accept connections and run the queue: only after the privileges are dropped."""
+        """Replay the intake journal, then accept connections and run the queue: only
+        after the privileges are dropped (a replay writes into the users' Maildirs)."""
+        assert self.journal is not None
+        try:
+            replayed = await asyncio.to_thread(self.journal.start)
+        except OSError as e:
+            raise StartupError(f"cannot replay the intake journal: {e}") from None
+        if replayed.segments:
+            event(
+                log,
+                "intake.replayed",
+                segments=replayed.segments,
+                records=replayed.records,
+                rewritten=replayed.rewritten,
+                absent=replayed.absent,
+            )
         for server in self.servers:
             await server.start_serving()
         if self.http is not None:
@@ -408,6 +426,8 @@ class App:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
         self.directory.close()
 
     def reload(self) -> None:
@@ -449,11 +469,17 @@ class App:
         event(log, "reloaded", config=self.cfg.source)
 
 
+def intake_dir(cfg: Config) -> str:
+    """The intake journal lives on the mail filesystem, next to the copies it covers."""
+    return os.path.join(cfg.path(cfg.storage.mail_dir), ".intake")
+
+
 def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:
     """The data folders exist (missing ones made for the service user) and it may write."""
     c = cfg
     queue = Queue(str(c.path(c.queue.dir)))
     folders = [str(c.path(c.storage.mail_dir)), str(c.path(c.storage.spool_dir)), queue.directory]
+    folders.append(intake_dir(c))
     try:
         make_dirs([*folders, queue.msg_dir, queue.env_dir], user)
     except PrivilegeError as e:

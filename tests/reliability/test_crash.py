@@ -123,7 +123,7 @@ def stored(daisy: Daisy, sink: Sink) -> dict[str, Counter[str]]:
 
 
 def test_sigkill_under_load_loses_nothing(daisy_dir: Daisy, sink: Sink) -> None:
-    kills = scale(5, 50)
+    kills = scale(5, 200)
     setup_server(daisy_dir, sink.port)
     daisy_dir.start()
     rnd = random.Random()
