@@ -43,6 +43,7 @@ log = logging.getLogger("daisymail.store.intake")
 
 MAGIC = b"DJ1 "
 SEGMENT_SIZE = 16 * 1024 * 1024
+MAX_UNSYNCED = 1024  # copies waiting for the syncer (each holds an open file)
 _PREFIX = "intake."
 _SYNC_FILE_RANGE_WRITE = 2
 
@@ -210,8 +211,11 @@ class IntakeJournal:
             self._maybe_drop(segment)
             raise
         with self._sync_cond:
+            # bounded: a syncer that falls behind slows intake instead of piling up fds
+            while len(self._to_sync) >= MAX_UNSYNCED and not self._stopping:
+                self._sync_cond.wait()
             self._to_sync.append((segment, fd))
-            self._sync_cond.notify()
+            self._sync_cond.notify_all()
 
     def _flush(self, segments: dict[str, _Segment], dirs: set[str]) -> None:
         """Join the waiting batch; the first caller free to run it flushes for all.
@@ -255,6 +259,7 @@ class IntakeJournal:
                     self._sync_cond.wait()
                 items, self._to_sync = self._to_sync, []
                 stopping = self._stopping
+                self._sync_cond.notify_all()
             if items:
                 self._sync(items)
             if stopping and not items:
