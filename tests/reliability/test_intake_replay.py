@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -175,3 +176,21 @@ def test_sigkill_during_deliveries_then_power_loss(tmp_path: Path) -> None:
     assert len(acked) > rounds
     assert set(acked) <= set(tags), "an acknowledged message is missing or damaged"
     assert len(tags) == len(set(tags)), "a message was delivered twice"
+
+
+def test_a_journal_folder_that_went_away_is_made_again(tmp_path: Path) -> None:
+    """The mail dir moved under a running server (a symlink switched, as the benchmark
+    does between runs): deliveries go on and the next segment is made in the new one."""
+    box = str(tmp_path / "box")
+    ensure_maildir(box)
+    jdir = tmp_path / "intake"
+    journal = IntakeJournal(str(jdir), segment_size=20_000)
+    journal.start()
+    for n in range(12):
+        if n == 3:
+            shutil.rmtree(jdir)
+        deliver(journal, [box], tagged_message(3000)[1])
+    assert jdir.is_dir()
+    journal.close()
+    assert list(jdir.iterdir()) == []
+    assert len(maildir_files(Path(box))) == 12

@@ -37,7 +37,7 @@ import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from daisymail.store.durable import fsync_dir, sync_dir
+from daisymail.store.durable import fsync_dir, make_dirs, sync_dir
 
 log = logging.getLogger("daisymail.store.intake")
 
@@ -167,17 +167,32 @@ class IntakeJournal:
             self._maybe_drop(segment)
 
     def _new_segment(self) -> _Segment:
-        """A new, empty segment file whose name is durable before any record counts."""
+        """A new, empty segment file whose name is durable before any record counts.
+        The folder is made again if it went away (its mail dir was moved, say)."""
         self._seq += 1
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND
         while True:
             path = os.path.join(self.directory, f"{_PREFIX}{os.getpid()}.{self._seq:012d}")
             try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o600)
+                fd = os.open(path, flags, 0o600)
                 break
             except FileExistsError:
                 self._seq += 1
+            except FileNotFoundError:
+                make_dirs(self.directory)
         fsync_dir(self.directory)
         return _Segment(path, fd)
+
+    def _rotate(self, full: _Segment) -> None:
+        """Start a new segment (under self._lock). If that fails, records go on into the
+        full one: it is as durable, only dropped later."""
+        try:
+            fresh = self._new_segment()
+        except OSError as e:
+            log.error("event=store.intake.rotate_failed segment=%s error=%s", full.path, e)
+            return
+        full.current = False
+        self._segment = fresh
 
     # -- recording ---------------------------------------------------------------------
 
@@ -201,8 +216,7 @@ class IntakeJournal:
             segment.size += len(record)
             segment.unsynced += 1
             if segment.size >= self.segment_size:
-                segment.current = False
-                self._segment = self._new_segment()
+                self._rotate(segment)
         try:
             self._flush({segment.path: segment}, {os.path.dirname(p) for p in paths})
         except OSError:
