@@ -59,7 +59,7 @@ from daisymail.smtp.submission import SubmissionPolicy
 from daisymail.store.base import ViewOptions
 from daisymail.store.files import FileStore
 from daisymail.store.imap_state import FileMailboxState
-from daisymail.store.intake import IntakeJournal
+from daisymail.store.intake import IntakeJournal, ReplayResult, replay
 from daisymail.throttle import AuthThrottle
 from daisymail.tls import ServerTLS, TLSError
 
@@ -179,7 +179,8 @@ class App:
         c = self.cfg
         spool = str(c.path(c.storage.spool_dir))
         os.makedirs(spool, exist_ok=True)
-        self.journal = IntakeJournal(intake_dir(c))
+        if c.storage.intake_journal:
+            self.journal = IntakeJournal(intake_dir(c))
         store = FileStore(str(c.path(c.storage.mail_dir)), journal=self.journal)
         queue = Queue(str(c.path(c.queue.dir)))
         try:
@@ -329,12 +330,18 @@ class App:
         c = self.cfg
         return [c.path(c.tls.cert), *(c.path(d) / "cert.pem" for d in c.tls.sni.values())]
 
+    def _start_journal(self) -> ReplayResult:
+        """Replay what a crash left, also when the journal is now switched off: copies
+        acknowledged under it may still need their bytes."""
+        if self.journal is not None:
+            return self.journal.start()
+        return replay(intake_dir(self.cfg))
+
     async def serve_sessions(self) -> None:
         """Replay the intake journal, then accept connections and run the queue: only
         after the privileges are dropped (a replay writes into the users' Maildirs)."""
-        assert self.journal is not None
         try:
-            replayed = await asyncio.to_thread(self.journal.start)
+            replayed = await asyncio.to_thread(self._start_journal)
         except OSError as e:
             raise StartupError(f"cannot replay the intake journal: {e}") from None
         if replayed.segments:

@@ -11,6 +11,7 @@ import os
 import random
 import shutil
 import signal
+import smtplib
 import subprocess
 import sys
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 from daisymail.store import intake
 from daisymail.store.intake import IntakeJournal, decode_all, replay
 from daisymail.store.maildir import MaildirWriter, ensure_maildir
+from tests.conftest import Daisy
 from tests.reliability.conftest import check_tagged, maildir_files, report, scale, tagged_message
 
 
@@ -194,3 +196,21 @@ def test_a_journal_folder_that_went_away_is_made_again(tmp_path: Path) -> None:
     journal.close()
     assert list(jdir.iterdir()) == []
     assert len(maildir_files(Path(box))) == 12
+
+
+def test_the_server_journals_maildir_mail_unless_switched_off(daisy_dir: Daisy) -> None:
+    daisy_dir.cli("domain", "add", "example.test")
+    daisy_dir.add_user("demo@example.test", "demo-pw")
+    journal = daisy_dir.root / "mail/.intake"
+    for on in ("true", "false"):
+        daisy_dir.set_config("[storage]", "intake_journal", on)
+        daisy_dir.start()
+        tag, msg = tagged_message(3000)
+        with smtplib.SMTP("127.0.0.1", daisy_dir.ports["smtp"], timeout=30) as s:
+            s.sendmail("a@sender.test", ["demo@example.test"], msg)
+        records = [paths for paths, _ in recorded(journal)]
+        daisy_dir.stop()
+        box = daisy_dir.root / "mail/demo.example.test"
+        assert (tag, True) in [check_tagged(p.read_bytes()) for p in maildir_files(box)]
+        assert any(tag in Path(p).read_text() for paths in records for p in paths) == (on == "true")
+        assert list(journal.iterdir()) == []  # a clean stop leaves no segment
