@@ -165,8 +165,11 @@ class IntakeJournal:
             segment, self._segment = self._segment, None
         if segment is not None:
             segment.current = False
-            os.close(segment.fd)
             self._maybe_drop(segment)
+            with self._lock:  # kept (a copy failed to flush): close it all the same
+                fd, segment.fd = segment.fd, -1
+            if fd >= 0:
+                os.close(fd)
 
     def _new_segment(self) -> _Segment:
         """A new, empty segment file whose name is durable before any record counts.
