@@ -60,6 +60,7 @@ from daisymail.smtp.submission import SubmissionPolicy
 from daisymail.store.base import ViewOptions
 from daisymail.store.files import FileStore
 from daisymail.store.imap_state import FileMailboxState
+from daisymail.store.intake import IntakeJournal, ReplayResult, replay
 from daisymail.throttle import AuthThrottle
 from daisymail.tls import ServerTLS, TLSError
 
@@ -88,6 +89,7 @@ class App:
     runner: Runner | None = None
     runner_task: asyncio.Task[None] | None = None
     refresher_task: asyncio.Task[None] | None = None
+    journal: IntakeJournal | None = None
     listening: list[tuple[str, asyncio.Server]] = field(default_factory=list)
     http: HttpSide | None = None
     # what [dns], [verify], [filter] and [srs] build; a reload swaps them (see _reload_trust)
@@ -180,9 +182,11 @@ class App:
     # -- listeners ----------------------------------------------------------------------------
     async def start(self) -> None:
         c = self.cfg
-        store = FileStore(str(c.path(c.storage.mail_dir)))
         spool = str(c.path(c.storage.spool_dir))
         os.makedirs(spool, exist_ok=True)
+        if c.storage.intake_journal:
+            self.journal = IntakeJournal(intake_dir(c))
+        store = FileStore(str(c.path(c.storage.mail_dir)), journal=self.journal)
         queue = Queue(str(c.path(c.queue.dir)))
         try:
             queue.ensure()
@@ -327,8 +331,29 @@ class App:
         c = self.cfg
         return [c.path(c.tls.cert), *(c.path(d) / "cert.pem" for d in c.tls.sni.values())]
 
+    def _start_journal(self) -> ReplayResult:
+        """Replay what a crash left, also when the journal is now switched off: copies
+        acknowledged under it may still need their bytes."""
+        if self.journal is not None:
+            return self.journal.start()
+        return replay(intake_dir(self.cfg))
+
     async def serve_sessions(self) -> None:
-        """Accept connections and run the queue: only after the privileges are dropped."""
+        """Replay the intake journal, then accept connections and run the queue: only
+        after the privileges are dropped (a replay writes into the users' Maildirs)."""
+        try:
+            replayed = await asyncio.to_thread(self._start_journal)
+        except OSError as e:
+            raise StartupError(f"cannot replay the intake journal: {e}") from None
+        if replayed.segments:
+            event(
+                log,
+                "intake.replayed",
+                segments=replayed.segments,
+                records=replayed.records,
+                rewritten=replayed.rewritten,
+                absent=replayed.absent,
+            )
         for server in self.servers:
             await server.start_serving()
         if self.http is not None:
@@ -409,6 +434,8 @@ class App:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.journal is not None:
+            await asyncio.to_thread(self.journal.close)
         self.directory.close()
 
     def reload(self) -> None:
@@ -508,11 +535,17 @@ def _log_srs_off() -> None:
     )
 
 
+def intake_dir(cfg: Config) -> str:
+    """The intake journal lives on the mail filesystem, next to the copies it covers."""
+    return os.path.join(cfg.path(cfg.storage.mail_dir), ".intake")
+
+
 def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:
     """The data folders exist (missing ones made for the service user) and it may write."""
     c = cfg
     queue = Queue(str(c.path(c.queue.dir)))
     folders = [str(c.path(c.storage.mail_dir)), str(c.path(c.storage.spool_dir)), queue.directory]
+    folders.append(intake_dir(c))
     try:
         make_dirs([*folders, queue.msg_dir, queue.env_dir], user)
     except PrivilegeError as e:

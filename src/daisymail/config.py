@@ -58,6 +58,8 @@ class Storage:
     default_format: str = "maildir"
     spool_dir: str = "spool"
     quota: str = "0"  # per-mailbox storage limit (500M, 2G; 0: none); `mailbox set --quota`
+    # Maildir deliveries share one flush through the intake journal (docs/design.md)
+    intake_journal: bool = True
 
 
 @dataclass

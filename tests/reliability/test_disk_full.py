@@ -18,6 +18,7 @@ from tests.reliability.conftest import (
     mbox_messages,
     report,
     tagged_message,
+    wait_for,
 )
 
 LOCAL = "demo@example.test"
@@ -114,3 +115,35 @@ def test_full_disk_gives_452_leaves_nothing_and_recovers(daisy_dir: Daisy, small
         partial_files=0,
         recovered=True,
     )
+
+
+def test_full_disk_in_the_intake_journal_gives_452(daisy_dir: Daisy, small_fs: Path) -> None:
+    """Messages small enough for the intake journal: the disk fills while the copy is
+    written or when the journal record is appended; 452, no copy, no record kept."""
+    daisy_dir.set_config("[storage]", "mail_dir", f'"{small_fs / "mail"}"')
+    daisy_dir.cli("domain", "add", "example.test")
+    daisy_dir.add_user(LOCAL, "demo-pw")
+    daisy_dir.start()
+    first_tag, first = tagged_message(2000)
+    assert send(daisy_dir, [LOCAL], first) == 250
+    maildir = small_fs / "mail/demo.example.test"
+    journal = small_fs / "mail/.intake"
+    journal_size = sum(p.stat().st_size for p in journal.iterdir())
+    filler = small_fs / "filler"
+    codes = []
+    # room for the copy but not its journal record, room for part of the copy, none
+    for leave in (150_000, 120_000, 60_000, 0):
+        fill(filler, leave)
+        _, msg = tagged_message(100_000)
+        codes.append(send(daisy_dir, [LOCAL], msg))
+        assert len(maildir_files(maildir)) == 1
+        # a write that failed mid-message is cleaned up just after the reply
+        wait_for(lambda: not list((maildir / "tmp").iterdir()), 5, "tmp/ emptied")
+        assert sum(p.stat().st_size for p in journal.iterdir()) == journal_size
+        filler.unlink()
+    assert set(codes) == {452}, codes
+    tag, msg = tagged_message(100_000)
+    assert send(daisy_dir, [LOCAL], msg) == 250
+    boxed = sorted(check_tagged(p.read_bytes()) for p in maildir_files(maildir))
+    assert boxed == sorted([(first_tag, True), (tag, True)])
+    assert "Traceback" not in daisy_dir.logs()

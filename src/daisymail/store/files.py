@@ -23,6 +23,7 @@ from daisymail.store.base import (
 )
 from daisymail.store.durable import make_dirs, write_all
 from daisymail.store.imap_folders import folder_for_delivery
+from daisymail.store.intake import IntakeJournal
 from daisymail.store.maildir import (
     MaildirView,
     MaildirWriter,
@@ -46,8 +47,12 @@ class FileStore(MailboxStore):
         *,
         lock_wait: float = LOCK_WAIT,
         clock: Callable[[], float] = time.time,
+        journal: IntakeJournal | None = None,
     ) -> None:
+        """journal: the intake journal Maildir deliveries share their flush through
+        (store/intake.py); None: each delivery flushes its own file and directory."""
         self.mail_dir = mail_dir
+        self.journal = journal
         self.lock_wait = lock_wait
         self.clock = clock
 
@@ -76,7 +81,7 @@ class FileStore(MailboxStore):
             except OSError as e:
                 raise StorageError(f"cannot create folder {delivery.folder}: {e}") from e
         mboxes = sorted(p for p, m in paths.items() if not m)
-        created = deliver_maildirs(maildirs, delivery) if maildirs else []
+        created = deliver_maildirs(maildirs, delivery, self.journal) if maildirs else []
         now = self.clock()
         try:
             for directory in dict.fromkeys(os.path.dirname(p) for p in mboxes):
@@ -108,7 +113,7 @@ class FileStore(MailboxStore):
         at commit, so mbox locks are never held while a client is still sending."""
         if mailboxes and all(is_maildir(m) for m in mailboxes):
             paths = list(dict.fromkeys(self.resolve_path(m) for m in mailboxes))
-            return _MaildirPending(MaildirWriter(paths, prefix))
+            return _MaildirPending(MaildirWriter(paths, prefix, self.journal))
         return _StagedPending(self, list(mailboxes), prefix, sender)
 
     def open_view(self, mailbox: Mailbox, options: ViewOptions) -> MaildropView:

@@ -31,6 +31,7 @@ from daisymail.store.base import (
     StorageError,
 )
 from daisymail.store.durable import make_dirs, sync_dir, write_all, write_durable, write_file
+from daisymail.store.intake import IntakeJournal
 from daisymail.store.lines import split_lines
 from daisymail.store.listing_cache import LISTINGS, TMP_SWEEPS, Pop3Listing
 
@@ -39,6 +40,9 @@ LOCK_NAME = "daisymail-pop3.lock"
 UIDLIST_NAME = "daisymail-uidlist"
 SUBDIRS = ("cur", "new", "tmp")
 TMP_MAX_AGE = 36 * 3600
+# Larger messages flush their own file: their data dominates the flush, and the journal
+# would hold them in memory and write them twice.
+JOURNAL_LIMIT = 256 * 1024
 
 _counter = itertools.count(1)
 _UIDL_OK = re.compile(rb"[\x21-\x7e]{1,70}")
@@ -106,8 +110,11 @@ class MaildirWriter:
 
     BUFFER_LIMIT = 64 * 1024
 
-    def __init__(self, maildirs: Sequence[str], prefix: bytes = b"") -> None:
+    def __init__(
+        self, maildirs: Sequence[str], prefix: bytes = b"", journal: IntakeJournal | None = None
+    ) -> None:
         self.maildirs = list(maildirs)
+        self.journal = journal
         self.counter = Pop3Size()
         self.created: list[str] = []
         self.tmp = ""
@@ -131,7 +138,7 @@ class MaildirWriter:
     def _open(self) -> int:
         """Create the tmp/ file; the Maildir itself is made only when it is missing."""
         self.tmp = os.path.join(self.maildirs[0], "tmp", unique_name())
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+        flags = os.O_RDWR | os.O_CREAT | os.O_EXCL
         try:
             return os.open(self.tmp, flags, 0o600)
         except FileNotFoundError:
@@ -139,35 +146,52 @@ class MaildirWriter:
             return os.open(self.tmp, flags, 0o600)
 
     def commit(self) -> list[str]:
-        """The files made, all durable."""
+        """The files made, all durable (their bytes in the intake journal, when there is
+        one: see store/intake.py)."""
         assert not self.done
         try:
+            content = b""
             if self.fd is None:
                 self.fd = self._open()
                 write_all(self.fd, self.buffer)
-                self.buffer = bytearray()
-            try:
-                os.fsync(self.fd)
-            finally:
-                os.close(self.fd)
-                self.fd = None
-            name = f"{os.path.basename(self.tmp)},S={self.counter.size},W={self.counter.octets}"
-            for maildir in self.maildirs:
-                dest = os.path.join(maildir, "new", name)
+                content, self.buffer = bytes(self.buffer), bytearray()
+            journal = self.journal
+            if journal is not None and (not journal.ready or self.counter.size > JOURNAL_LIMIT):
+                journal = None
+            if journal is None:
                 try:
-                    _link_or_copy(self.tmp, maildir, dest)
-                except FileNotFoundError:
-                    ensure_maildir(maildir)
-                    _link_or_copy(self.tmp, maildir, dest)
-                self.created.append(dest)
-            os.unlink(self.tmp)
-            for directory in dict.fromkeys(os.path.dirname(p) for p in self.created):
-                sync_dir(directory)
+                    os.fsync(self.fd)
+                finally:
+                    os.close(self.fd)
+                    self.fd = None
+            self._link()
+            if journal is None:
+                for directory in dict.fromkeys(os.path.dirname(p) for p in self.created):
+                    sync_dir(directory)
+            else:
+                assert self.fd is not None
+                if not content and self.counter.size:
+                    content = os.pread(self.fd, self.counter.size, 0)
+                journal.record(self.created, self.fd, content)
+                self.fd = None  # the journal's syncer flushes and closes it
         except OSError as e:
             self.abort()
             raise StorageError(f"Maildir delivery failed: {e}") from e
         self.done = True
         return self.created
+
+    def _link(self) -> None:
+        """Give the tmp/ file its name in each Maildir's new/, then drop the tmp/ name."""
+        name = f"{os.path.basename(self.tmp)},S={self.counter.size},W={self.counter.octets}"
+        for maildir in self.maildirs:
+            dest = os.path.join(maildir, "new", name)
+            try:
+                _link_or_copy(self.tmp, maildir, dest)
+            except FileNotFoundError:
+                ensure_maildir(maildir)
+                _link_or_copy(self.tmp, maildir, dest)
+            self.created.append(dest)
+        os.unlink(self.tmp)
 
     def abort(self) -> None:
         self.done = True
@@ -183,9 +207,11 @@ class MaildirWriter:
         self.created = []
 
 
-def deliver_maildirs(maildirs: Sequence[str], delivery: Delivery) -> list[str]:
+def deliver_maildirs(
+    maildirs: Sequence[str], delivery: Delivery, journal: IntakeJournal | None = None
+) -> list[str]:
     """Store one copy of a spooled message in each Maildir; returns the files made."""
-    writer = MaildirWriter(maildirs, delivery.prefix)
+    writer = MaildirWriter(maildirs, delivery.prefix, journal)
     try:
         for chunk in _read_chunks(delivery.source):
             writer.write(chunk)
