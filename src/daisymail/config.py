@@ -59,7 +59,7 @@ class Storage:
     spool_dir: str = "spool"
     quota: str = "0"  # per-mailbox storage limit (500M, 2G; 0: none); `mailbox set --quota`
     # Maildir deliveries share one flush through the intake journal (docs/design.md)
-    intake_journal: bool = True
+    intake_journal: bool = False
 
 
 @dataclass

@@ -34,7 +34,7 @@ spool_dir = "/var/spool/mail"      # where procmail delivered: bare virtusertabl
 mail_dir = "mail"                # where new mailboxes go
 default_format = "maildir"       # "maildir" or "mbox"
 spool_dir = "spool"              # messages being received
-intake_journal = true            # Maildir copies share one flush (false: one each)
+intake_journal = false           # true: Maildir copies share one flush (docs/design.md)
 
 [tls]
 cert = "tls/cert.pem"            # a self-signed one is made by `daisymail init`

@@ -122,9 +122,11 @@ def stored(daisy: Daisy, sink: Sink) -> dict[str, Counter[str]]:
     return places
 
 
-def test_sigkill_under_load_loses_nothing(daisy_dir: Daisy, sink: Sink) -> None:
+@pytest.mark.parametrize("journal", ["false", "true"], ids=["per-copy-flush", "intake-journal"])
+def test_sigkill_under_load_loses_nothing(daisy_dir: Daisy, sink: Sink, journal: str) -> None:
     kills = scale(5, 200)
     setup_server(daisy_dir, sink.port)
+    daisy_dir.set_config("[storage]", "intake_journal", journal)
     daisy_dir.start()
     rnd = random.Random()
     with Load(daisy_dir.ports["smtp"], threads=scale(4, 8)) as load:
@@ -151,6 +153,7 @@ def test_sigkill_under_load_loses_nothing(daisy_dir: Daisy, sink: Sink) -> None:
     logs = daisy_dir.logs()
     report(
         "crash.smtp",
+        intake_journal=journal,
         kills=kills,
         attempts=load.attempts,
         acked=len(load.acked),

@@ -121,6 +121,7 @@ def test_full_disk_in_the_intake_journal_gives_452(daisy_dir: Daisy, small_fs: P
     """Messages small enough for the intake journal: the disk fills while the copy is
     written or when the journal record is appended; 452, no copy, no record kept."""
     daisy_dir.set_config("[storage]", "mail_dir", f'"{small_fs / "mail"}"')
+    daisy_dir.set_config("[storage]", "intake_journal", "true")
     daisy_dir.cli("domain", "add", "example.test")
     daisy_dir.add_user(LOCAL, "demo-pw")
     daisy_dir.start()
