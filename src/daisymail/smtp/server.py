@@ -379,8 +379,12 @@ class _Connection:
             return
         trace = self._trace_headers(env, self._msg_id())
         self.direct = (boxes, len(return_path(env.sender)) + len(trace))
+        handoff = self.svc.handoff
         try:
-            self.sink = await self._run(self.svc.handoff.open_direct, boxes, env.sender, trace)
+            if handoff.store.opening_touches_files(boxes):
+                self.sink = await self._run(handoff.open_direct, boxes, env.sender, trace)
+            else:  # no I/O to wait for: a thread hand-off would cost more than the call
+                self.sink = handoff.open_direct(boxes, env.sender, trace)
         except (StorageError, OSError) as e:  # read on to the end, then answer 452
             self.write_error = e
 

@@ -118,6 +118,11 @@ class MailboxStore(ABC):
         """Start a delivery that is streamed in while the message arrives, so that no
         staging copy is needed where the format allows (Maildir)."""
 
+    def opening_touches_files(self, mailboxes: Sequence[Mailbox]) -> bool:
+        """Does open_delivery for these mailboxes touch the filesystem? If not, a server
+        may call it on its event loop instead of handing it to a worker thread."""
+        return True
+
     @abstractmethod
     def open_view(self, mailbox: Mailbox, options: ViewOptions) -> MaildropView:
         """Lock and snapshot a mailbox for POP3; raises MailboxInUse when locked."""

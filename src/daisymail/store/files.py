@@ -116,6 +116,11 @@ class FileStore(MailboxStore):
             return _MaildirPending(MaildirWriter(paths, prefix, self.journal))
         return _StagedPending(self, list(mailboxes), prefix, sender)
 
+    def opening_touches_files(self, mailboxes: Sequence[Mailbox]) -> bool:
+        # A Maildir-only delivery holds its first 64 KiB (the trace headers, and most
+        # messages) in memory: its file is made later, in commit() or once it spills.
+        return not (mailboxes and all(is_maildir(m) for m in mailboxes))
+
     def open_view(self, mailbox: Mailbox, options: ViewOptions) -> MaildropView:
         path = self.resolve_path(mailbox)
         if is_maildir(mailbox):
