@@ -10,6 +10,7 @@ answered with a 451, never a traceback.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import logging
@@ -282,6 +283,7 @@ class _Connection:
             self.in_message = False
             if self.write_error is not None or self.sink is None:
                 reply = self._storage_failed(ev.envelope, self.write_error)
+                await self._settle()
             elif isinstance(self.sink, Spool):
                 reply = await self._store(ev.envelope, self.sink)
             else:
@@ -425,13 +427,24 @@ class _Connection:
 
     def _abort(self, sink: Spool | PendingDelivery) -> None:
         running = self.io
-        if running is not None and not running.done():
-            running.add_done_callback(lambda _: sink.abort())
-            return
+
+        def after_running() -> None:
+            if running is not None:
+                concurrent.futures.wait([running])  # submitted first: never queued behind
+            sink.abort()
+
         try:
-            _IO.submit(sink.abort)
+            self.io = _IO.submit(after_running)
         except RuntimeError:  # the interpreter is shutting down
             sink.abort()
+
+    async def _settle(self) -> None:
+        """Wait for the I/O thread's last job (a removal of what a failed write left):
+        a 452 must not be sent while a partial copy is still on disk."""
+        running = self.io
+        if running is not None and not running.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(running)
 
     async def _store_direct(self, env: Envelope, sink: Spool | PendingDelivery) -> Reply:
         assert isinstance(sink, PendingDelivery)
@@ -444,6 +457,7 @@ class _Connection:
             full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, size)
             if full:
                 self._abort(sink)
+                await self._settle()
                 return self._quota_refused(env, msg_id, full)
         stored = time.monotonic()
         try:
@@ -451,6 +465,7 @@ class _Connection:
             self.store_seconds = time.monotonic() - stored
         except (StorageError, OSError) as e:
             self._abort(sink)
+            await self._settle()
             return self._storage_failed(env, e)
         self._log_accepted(
             env,
