@@ -16,6 +16,7 @@ from daisymail.imap.qresync import Resync
 from daisymail.imap.quota import Quota
 from daisymail.imap.responses import flag_list, string, tagged, untagged
 from daisymail.imap.selected import SelectedView
+from daisymail.imap.snapshots import SNAPSHOTS
 from daisymail.imap.stream import Output
 from daisymail.store.base import StorageError
 from daisymail.store.imap_folders import INBOX, AccountFolders, FolderError
@@ -168,9 +169,9 @@ class MailSession:
             folder = self.folders.folder(name)
         except FolderError as e:
             return closed + tagged(ev.tag, "NO", str(e), "NONEXISTENT"), False
-        snap = folder.sync()
-        view = SelectedView(folder, readonly, snap)
-        view.fingerprint = folder.fingerprint()
+        shared = SNAPSHOTS.current(folder)  # the folder's picture all its sessions share
+        snap = shared.snap
+        view = SelectedView(folder, readonly, shared)
         view.condstore = self.condstore
         view.qresync = self.qresync
         self.view = view

@@ -1,0 +1,124 @@
+"""One shared, immutable picture of each folder for every session that has it selected.
+
+A phone, a laptop and thousands of idle IMAP sessions on the same folder would each
+hold their own list of the folder's messages (about 1 MB for 1,000 messages). Instead
+the newest FolderSnapshot of a folder is published here once, with its indexes, and
+every SelectedView references it; a view keeps only what differs for its client (see
+selected.py). A snapshot is never changed after publication: news makes a new one.
+
+Entries are weak: a folder nobody has selected any more costs nothing. Message objects
+that did not change are carried over from the previous snapshot, so that two
+generations alive at once (sessions not yet caught up) share them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+
+from daisymail.store.imap_folders import FolderSnapshot, ImapFolder, Message
+
+# Many sessions on one folder look for news at about the same time: a fingerprint
+# (three stat calls) taken this recently is good enough for all of them.
+FINGERPRINT_TTL = 0.2
+# File systems stamp mtimes from a coarse clock: a second change within the same tick
+# as the one a fingerprint saw leaves the fingerprint as it was. A fingerprint is only
+# trusted once its newest mtime is older than this when it is taken.
+SETTLE_NS = 100_000_000
+
+
+@dataclass(frozen=True, eq=False)
+class Shared:
+    """A folder's messages as of `fingerprint` (taken before the scan, so that a change
+    racing the scan is found again at the next look). Read it, never change it."""
+
+    snap: FolderSnapshot
+    uids: tuple[int, ...]
+    by_uid: dict[int, Message]
+    fingerprint: object
+    settled: bool  # fingerprint proves that nothing changed since (see SETTLE_NS)
+
+    @classmethod
+    def of(cls, snap: FolderSnapshot, fingerprint: object, taken_ns: int) -> Shared:
+        uids = tuple(m.uid for m in snap.messages)
+        by_uid = {m.uid: m for m in snap.messages}
+        return cls(snap, uids, by_uid, fingerprint, _settled(fingerprint, taken_ns))
+
+    def still(self, fingerprint: object) -> bool:
+        """Whether the folder with this fingerprint is surely still this snapshot."""
+        return self.settled and fingerprint == self.fingerprint
+
+
+class Snapshots:
+    """The newest Shared of each folder in use in this process, by folder path."""
+
+    def __init__(self) -> None:
+        self._latest: weakref.WeakValueDictionary[str, Shared] = weakref.WeakValueDictionary()
+        self._looked: dict[str, tuple[float, object]] = {}  # path: (when, fingerprint)
+        self._lock = threading.Lock()
+
+    def fingerprint(self, folder: ImapFolder, fresh: bool = False) -> object:
+        """The folder's fingerprint, at most FINGERPRINT_TTL old unless fresh."""
+        now = time.monotonic()
+        if not fresh:
+            seen = self._looked.get(folder.path)
+            if seen is not None and now - seen[0] < FINGERPRINT_TTL:
+                return seen[1]
+        fp = folder.fingerprint()
+        with self._lock:
+            self._looked[folder.path] = (now, fp)
+            if len(self._looked) > 4 * len(self._latest) + 1000:  # folders nobody uses
+                self._looked = {p: v for p, v in self._looked.items() if p in self._latest}
+        return fp
+
+    def current(self, folder: ImapFolder) -> Shared:
+        """The folder as it is now: the published snapshot when nothing changed since,
+        else a new one made by a sync (which gives new messages their UIDs)."""
+        taken = time.time_ns()
+        fp = self.fingerprint(folder, fresh=True)
+        latest = self._latest.get(folder.path)
+        if latest is not None and latest.still(fp):
+            return latest
+        return self.publish(folder, folder.sync(), fp, taken)
+
+    def publish(
+        self, folder: ImapFolder, snap: FolderSnapshot, fingerprint: object, taken_ns: int
+    ) -> Shared:
+        """Make snap, synced after fingerprint was taken, the folder's shared picture."""
+        with self._lock:
+            latest = self._latest.get(folder.path)
+            if latest is not None:
+                if latest.still(fingerprint):
+                    return latest
+                snap = _reuse(latest.by_uid, snap)
+            shared = Shared.of(snap, fingerprint, taken_ns)
+            self._latest[folder.path] = shared
+            return shared
+
+    def latest(self, folder: ImapFolder) -> Shared | None:
+        return self._latest.get(folder.path)
+
+
+def _settled(fingerprint: object, taken_ns: int) -> bool:
+    """No nanosecond mtime in the fingerprint is within SETTLE_NS of when it was taken."""
+    if isinstance(fingerprint, tuple):
+        return all(_settled(part, taken_ns) for part in fingerprint)
+    if isinstance(fingerprint, int) and fingerprint > 10**17:  # an mtime in ns
+        return fingerprint < taken_ns - SETTLE_NS
+    return True
+
+
+def _reuse(before: dict[int, Message], snap: FolderSnapshot) -> FolderSnapshot:
+    """snap with the unchanged Message objects of the previous snapshot in its place."""
+    messages = []
+    for m in snap.messages:
+        old = before.get(m.uid)
+        same = old is not None and (old.flags, old.modseq, old.path) == (m.flags, m.modseq, m.path)
+        messages.append(old if same and old is not None else m)
+    snap.messages = messages
+    return snap
+
+
+SNAPSHOTS = Snapshots()
