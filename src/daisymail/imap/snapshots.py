@@ -39,12 +39,13 @@ class Shared:
     by_uid: dict[int, Message]
     fingerprint: object
     settled: bool  # fingerprint proves that nothing changed since (see SETTLE_NS)
+    taken_ns: int  # when the fingerprint was taken: the scan began after it
 
     @classmethod
     def of(cls, snap: FolderSnapshot, fingerprint: object, taken_ns: int) -> Shared:
         uids = tuple(m.uid for m in snap.messages)
         by_uid = {m.uid: m for m in snap.messages}
-        return cls(snap, uids, by_uid, fingerprint, _settled(fingerprint, taken_ns))
+        return cls(snap, uids, by_uid, fingerprint, settled(fingerprint, taken_ns), taken_ns)
 
     def still(self, fingerprint: object) -> bool:
         """Whether the folder with this fingerprint is surely still this snapshot."""
@@ -58,6 +59,9 @@ class Snapshots:
         self._latest: weakref.WeakValueDictionary[str, Shared] = weakref.WeakValueDictionary()
         self._looked: dict[str, tuple[float, object]] = {}  # path: (when, fingerprint)
         self._lock = threading.Lock()
+        # One sync of a folder at a time: sessions woken together by the same news wait
+        # for the sync under way and take its result when it began after they asked.
+        self._syncing = [threading.Lock() for _ in range(64)]
 
     def fingerprint(self, folder: ImapFolder, fresh: bool = False) -> object:
         """The folder's fingerprint, at most FINGERPRINT_TTL old unless fresh."""
@@ -76,12 +80,18 @@ class Snapshots:
     def current(self, folder: ImapFolder) -> Shared:
         """The folder as it is now: the published snapshot when nothing changed since,
         else a new one made by a sync (which gives new messages their UIDs)."""
-        taken = time.time_ns()
+        asked = time.time_ns()
         fp = self.fingerprint(folder, fresh=True)
         latest = self._latest.get(folder.path)
         if latest is not None and latest.still(fp):
             return latest
-        return self.publish(folder, folder.sync(), fp, taken)
+        with self._syncing[hash(folder.path) % len(self._syncing)]:
+            latest = self._latest.get(folder.path)
+            if latest is not None and latest.taken_ns > asked:
+                return latest  # made from a look begun after this caller asked
+            taken = time.time_ns()
+            fp = self.fingerprint(folder, fresh=True)
+            return self.publish(folder, folder.sync(), fp, taken)
 
     def publish(
         self, folder: ImapFolder, snap: FolderSnapshot, fingerprint: object, taken_ns: int
@@ -101,10 +111,10 @@ class Snapshots:
         return self._latest.get(folder.path)
 
 
-def _settled(fingerprint: object, taken_ns: int) -> bool:
+def settled(fingerprint: object, taken_ns: int) -> bool:
     """No nanosecond mtime in the fingerprint is within SETTLE_NS of when it was taken."""
     if isinstance(fingerprint, tuple):
-        return all(_settled(part, taken_ns) for part in fingerprint)
+        return all(settled(part, taken_ns) for part in fingerprint)
     if isinstance(fingerprint, int) and fingerprint > 10**17:  # an mtime in ns
         return fingerprint < taken_ns - SETTLE_NS
     return True
