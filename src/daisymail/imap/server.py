@@ -38,7 +38,7 @@ from daisymail.imap.protocol import (
 )
 from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
-from daisymail.imap.stream import FileLiteral, Lazy, Output
+from daisymail.imap.stream import LAZY_BATCH, FileLiteral, Lazy, Output, take_lines
 from daisymail.imap.watch import FolderWatch
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
@@ -272,25 +272,29 @@ class _Connection:
         await self.svc.sessions.drain(self.writer)
 
     async def _send_lazy(self, reply: Lazy, name: str) -> None:
-        """A reply made one line at a time in worker threads while it is sent; trouble
-        halfway ends it with the tagged NO (the lines sent so far stand)."""
+        """A reply made while it is sent, a batch of lines (about LAZY_BATCH octets) a
+        worker thread each; trouble halfway ends it with the tagged NO (the lines sent
+        so far stand)."""
         await self._flush()
         self._write(reply.head)
         while True:
-            try:
-                line = await asyncio.to_thread(next, reply.lines, None)
-            except CommandFailed as e:
-                line, reply.lines = [tagged(reply.tag, "NO", str(e), e.code)], iter(())
-            except (OSError, StorageError) as e:
-                line = [tagged(reply.tag, "NO", f"storage error: {e}", "SERVERBUG")]
-                reply.lines = iter(())
-            except Exception:
-                log.exception("imap.command.error sid=%s command=%s", self.sid, name)
-                line = [tagged(reply.tag, "NO", "internal error", "SERVERBUG")]
-                reply.lines = iter(())
-            if line is None:
+            batch = await asyncio.to_thread(take_lines, reply.lines, LAZY_BATCH)
+            segments = batch.segments
+            if batch.trouble is not None:
+                segments.append(self._trouble(reply.tag, name, batch.trouble))
+            if segments:
+                await self._stream(segments)
+            if batch.done:
                 return
-            await self._stream(line)
+
+    def _trouble(self, tag: str, name: str, e: Exception) -> bytes:
+        """The tagged NO for a reply that failed halfway."""
+        if isinstance(e, CommandFailed):
+            return tagged(tag, "NO", str(e), e.code)
+        if isinstance(e, OSError | StorageError):
+            return tagged(tag, "NO", f"storage error: {e}", "SERVERBUG")
+        log.error("imap.command.error sid=%s command=%s", self.sid, name, exc_info=e)
+        return tagged(tag, "NO", "internal error", "SERVERBUG")
 
     async def _append(self, ev: AppendStart | AppendChunk | AppendEnd) -> None:
         """A streamed APPEND: checked, then written to tmp/ as the octets arrive."""
