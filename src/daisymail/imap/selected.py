@@ -22,6 +22,8 @@ from daisymail.imap.responses import flag_list, number_set
 from daisymail.imap.snapshots import SNAPSHOTS, Shared
 from daisymail.store.imap_folders import FolderSnapshot, ImapFolder, Message
 
+MAX_DELTAS = 8  # steps to one snapshot remembered (from older snapshots, options)
+
 
 class SelectedView:
     __slots__ = (
@@ -92,6 +94,20 @@ class SelectedView:
     # -- news --------------------------------------------------------------------------------
     def apply(self, new: Shared, allow_expunge: bool) -> bytes:
         """Bring the view up to date with a snapshot; the untagged lines that says."""
+        key = None
+        if self._uids is None and self._own is None and self._told is None:
+            key = (self.shared, self.max_uid, allow_expunge, self.qresync, self.condstore)
+            known = new.deltas.get(key)
+            if known is not None:  # another session made exactly this step already
+                self.shared, self.max_uid = new, known[1]
+                return known[0]
+        out = self._apply(new, allow_expunge)
+        clean = self._uids is None and self._own is None and self._told is None
+        if key is not None and clean and len(new.deltas) < MAX_DELTAS:
+            new.deltas[key] = (out, self.max_uid)
+        return out
+
+    def _apply(self, new: Shared, allow_expunge: bool) -> bytes:
         out: list[bytes] = []
         current = new.by_uid
         kept: list[int] = []

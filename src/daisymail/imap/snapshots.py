@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from daisymail.store.imap_folders import FolderSnapshot, ImapFolder, Message
 
@@ -40,6 +40,9 @@ class Shared:
     fingerprint: object
     settled: bool  # fingerprint proves that nothing changed since (see SETTLE_NS)
     taken_ns: int  # when the fingerprint was taken: the scan began after it
+    # What views that were exactly an older snapshot are told to become this one: all
+    # the sessions idling on a folder get the same news, worked out once (selected.py).
+    deltas: dict[tuple[object, ...], tuple[bytes, int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, snap: FolderSnapshot, fingerprint: object, taken_ns: int) -> Shared:
