@@ -45,7 +45,7 @@ class FileLiteral:
 
 
 Segment = bytes | FileLiteral
-LAZY_OVER = 4 * 1024 * 1024  # a FETCH reply larger than this is made as it is sent
+LAZY_OVER = 1024 * 1024  # a FETCH reply larger than this is made as it is sent
 
 
 class Lazy:
@@ -138,8 +138,8 @@ def render(item: fetch.Item, msg: Message, loaded: fetch.Loaded) -> list[Segment
 def lazy_worthy(items: list[fetch.Item], messages: list[Message]) -> bool:
     """Whether a FETCH sends enough message text to be made lazily."""
     bodies = ("BODY[]", "BINARY[]", "RFC822", "RFC822.TEXT", "BODYSTRUCTURE", "ENVELOPE")
-    if not any(i.name in bodies for i in items):
-        return False
+    if len(messages) < 2 or not any(i.name in bodies for i in items):
+        return False  # one message: a big one is streamed from its file anyway
     total = 0
     for msg in messages:
         try:
