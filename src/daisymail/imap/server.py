@@ -277,15 +277,24 @@ class _Connection:
         so far stand)."""
         await self._flush()
         self._write(reply.head)
-        while True:
-            batch = await asyncio.to_thread(take_lines, reply.lines, LAZY_BATCH)
-            segments = batch.segments
-            if batch.trouble is not None:
-                segments.append(self._trouble(reply.tag, name, batch.trouble))
-            if segments:
-                await self._stream(segments)
-            if batch.done:
-                return
+        # Room for a batch or two in the transport, so that the next batch is made in
+        # the worker while the last one is still being sent (the default high-water
+        # mark, 64 KB, would make every drain wait for nearly all of it).
+        transport = self.writer.transport
+        transport.set_write_buffer_limits(high=2 * LAZY_BATCH)
+        try:
+            while True:
+                batch = await asyncio.to_thread(take_lines, reply.lines, LAZY_BATCH)
+                segments = batch.segments
+                if batch.trouble is not None:
+                    segments.append(self._trouble(reply.tag, name, batch.trouble))
+                if segments:
+                    await self._stream(segments)
+                if batch.done:
+                    return
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits()
 
     def _trouble(self, tag: str, name: str, e: Exception) -> bytes:
         """The tagged NO for a reply that failed halfway."""
