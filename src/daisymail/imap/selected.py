@@ -96,7 +96,8 @@ class SelectedView:
         """Bring the view up to date with a snapshot; the untagged lines that says."""
         key = None
         if self._uids is None and self._own is None and self._told is None:
-            key = (self.shared, self.max_uid, allow_expunge, self.qresync, self.condstore)
+            old = self.shared  # by id, not by reference: no chain of snapshots kept alive
+            key = (id(old), old.taken_ns, self.max_uid, allow_expunge, self.qresync, self.condstore)
             known = new.deltas.get(key)
             if known is not None:  # another session made exactly this step already
                 self.shared, self.max_uid = new, known[1]

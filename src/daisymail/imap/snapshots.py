@@ -42,7 +42,7 @@ class Shared:
     taken_ns: int  # when the fingerprint was taken: the scan began after it
     # What views that were exactly an older snapshot are told to become this one: all
     # the sessions idling on a folder get the same news, worked out once (selected.py).
-    deltas: dict[tuple[object, ...], tuple[bytes, int]] = field(default_factory=dict)
+    deltas: dict[tuple[int | bool, ...], tuple[bytes, int]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, snap: FolderSnapshot, fingerprint: object, taken_ns: int) -> Shared:
