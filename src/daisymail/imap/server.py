@@ -219,6 +219,7 @@ class _Connection:
             news = await asyncio.to_thread(self.mail.idle_news_now)
             self.session.updates(news)
             self.session.idle_started()
+            self._unwatch()  # a DONE that came in compressed may have left one
             if self.mail.view is not None:
                 self.watched = self.mail.view.folder
                 self.svc.watch.watch(self.watched, self._wake)
