@@ -6,7 +6,8 @@ the newest FolderSnapshot of a folder is published here once, with its indexes, 
 every SelectedView references it; a view keeps only what differs for its client (see
 selected.py). A snapshot is never changed after publication: news makes a new one.
 
-Entries are weak: a folder nobody has selected any more costs nothing. Message objects
+Entries are weak: a folder nobody has selected costs nothing once it has also left the
+few most recently used ones (KEEP_MESSAGES messages in all). Message objects
 that did not change are carried over from the previous snapshot, so that two
 generations alive at once (sessions not yet caught up) share them.
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 import weakref
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from daisymail.store.imap_folders import FolderSnapshot, ImapFolder, Message
@@ -27,6 +29,8 @@ FINGERPRINT_TTL = 0.2
 # as the one a fingerprint saw leaves the fingerprint as it was. A fingerprint is only
 # trusted once its newest mtime is older than this when it is taken.
 SETTLE_NS = 100_000_000
+# Messages of recently used folders kept after their last session (about 0.5 KB each).
+KEEP_MESSAGES = 100_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -65,6 +69,10 @@ class Snapshots:
         # One sync of a folder at a time: sessions woken together by the same news wait
         # for the sync under way and take its result when it began after they asked.
         self._syncing = [threading.Lock() for _ in range(64)]
+        # The folders opened last stay for a while after their last session has gone:
+        # a mail program polling (log in, select, fetch, log out) finds its folder made.
+        self._kept: OrderedDict[str, Shared] = OrderedDict()
+        self._kept_messages = 0
 
     def fingerprint(self, folder: ImapFolder, fresh: bool = False) -> object:
         """The folder's fingerprint, at most FINGERPRINT_TTL old unless fresh."""
@@ -108,7 +116,19 @@ class Snapshots:
                 snap = _reuse(latest.by_uid, snap)
             shared = Shared.of(snap, fingerprint, taken_ns)
             self._latest[folder.path] = shared
+            self._keep(folder.path, shared)
             return shared
+
+    def _keep(self, path: str, shared: Shared) -> None:
+        """Hold shared strongly, the oldest kept ones let go beyond KEEP_MESSAGES."""
+        old = self._kept.pop(path, None)
+        if old is not None:
+            self._kept_messages -= len(old.uids)
+        self._kept[path] = shared
+        self._kept_messages += len(shared.uids)
+        while self._kept_messages > KEEP_MESSAGES and len(self._kept) > 1:
+            _, gone = self._kept.popitem(last=False)
+            self._kept_messages -= len(gone.uids)
 
     def latest(self, folder: ImapFolder) -> Shared | None:
         return self._latest.get(folder.path)
