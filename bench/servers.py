@@ -93,6 +93,8 @@ class Daisy:
             text = re.sub(rf"^{svc} = \[.*?\]", f"{svc} = {value}", text, flags=re.M)
         for key, value in DAISY_LIMITS.items():
             text = re.sub(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
+        # No HTTP API: its fixed dev port is often taken by another server on the machine.
+        text = re.sub(r"^listen = \[.*?\]", "listen = []", text, flags=re.M)
         self.conf.write_text(text)
         self._add_users(users)
         (self.root / "mail").rmdir()
