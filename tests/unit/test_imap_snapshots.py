@@ -88,6 +88,30 @@ def test_views_with_their_own_recent_do_not_share_a_step(tmp_path: Path) -> None
     assert other.keywords is newest.keywords  # the shared set, not a copy a session
 
 
+def test_recent_is_claimed_once_and_only_when_there_is_any(tmp_path: Path) -> None:
+    """A read-write SELECT writes the folder state only to claim unclaimed messages,
+    and of the sessions woken by new mail only the first claims it."""
+    folders = _folder(tmp_path, 3)
+    inbox = folders.folder("INBOX")
+    first = SelectedView.open(inbox, readonly=False)
+    assert first.recent_count() == 3
+    written = inbox.state.version(inbox.path)
+    others = [SelectedView.open(folders.folder("INBOX"), readonly=False) for _ in range(3)]
+    looker = SelectedView.open(inbox, readonly=True)
+    assert [v.recent_count() for v in [*others, looker]] == [0, 0, 0, 0]
+    assert inbox.state.version(inbox.path) == written  # nothing to claim, nothing written
+    inbox.append(b"Subject: new\r\n\r\nhi\r\n", frozenset(), None)
+    appended = inbox.state.version(inbox.path)
+    assert first.refresh() == b"* 4 EXISTS\r\n* 4 RECENT\r\n"  # it looked first
+    claimed = inbox.state.version(inbox.path)
+    assert claimed != appended
+    for view in [*others, looker]:
+        assert view.refresh() == b"* 4 EXISTS\r\n* 0 RECENT\r\n"
+        assert not view.is_recent(4)
+    assert inbox.state.version(inbox.path) == claimed
+    assert first.is_recent(4)
+
+
 def test_a_fresh_mtime_is_not_trusted() -> None:
     now = time.time_ns()
     assert not settled(((now - 1000, 5, 7), now - 2 * SETTLE_NS), now)

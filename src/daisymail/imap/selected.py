@@ -80,7 +80,7 @@ class SelectedView:
         self._uids: list[int] | None = None  # own numbering, when not shared.uids
         self._own: dict[int, Message] | None = None  # numbered here, not in shared as is
         self._told: dict[int, frozenset[str]] | None = None  # told flags unlike shared's
-        self._recent: Recent = compact(recent)  # UIDs recent in this session
+        self._recent: Recent = compact(recent) if show_recent else None  # recent here
         self._keywords = shared.keywords  # announced in FLAGS
         self.max_uid = shared.uids[-1] if shared.uids else 0
         self.condstore = False
@@ -273,7 +273,7 @@ class SelectedView:
 
     def _add_recent(self, uids: Iterable[int]) -> None:
         added = frozenset(uids)
-        if added:
+        if added and self.show_recent:  # claimed all the same under IMAP4rev2, not shown
             self._recent = compact(added.union(self._recent or ()))
 
     def flags_data(self, msg: Message, uid: bool = True) -> bytes:
