@@ -16,7 +16,15 @@ BATCH = 50
 
 
 def raise_fd_limit(need: int) -> None:
+    """Let this process (and the servers it starts, which inherit it) open need files:
+    the soft limit up to the hard one, and the hard one too when allowed (root)."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (soft, need))
+            hard = need
+        except (ValueError, OSError):
+            pass  # not root: as far as the hard limit goes
     want = min(max(soft, need), hard) if hard != resource.RLIM_INFINITY else max(soft, need)
     if want > soft:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))

@@ -37,7 +37,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import free_port  # noqa: E402
+from common import WORK, free_port  # noqa: E402
 from idle import raise_fd_limit  # noqa: E402
 from proctree import memory, tree  # noqa: E402
 
@@ -124,6 +124,8 @@ class DaisyImap:
             if svc == "smtp":
                 value = f'["127.0.0.1:{free_port()}"]'
             text = re.sub(rf"^{svc} = \[.*?\]", f"{svc} = {value}", text, flags=re.M)
+        # No HTTP API: its fixed dev port may be taken by another server on the machine.
+        text = re.sub(r"^listen = \[.*?\]", "listen = []", text, flags=re.M)
         connections = max(2000, idle + 100)
         text = re.sub(
             r"^max_connections = \d+", f"max_connections = {connections}", text, flags=re.M
@@ -156,7 +158,11 @@ class DaisyImap:
             stdout=subprocess.DEVNULL,
             stderr=log,
         )
-        _wait_port(self.port, self.proc)
+        try:
+            _wait_port(self.port, self.proc)
+        except SystemExit:
+            tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
+            raise SystemExit(f"daisy did not start:\n{tail}") from None
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -384,7 +390,8 @@ def run(
     skip_load: bool = False,
 ) -> dict[str, object]:
     raise_fd_limit(2 * idle + 1000)
-    work = Path(tempfile.mkdtemp(prefix="daisy-imap-bench-"))
+    WORK.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="daisy-imap-bench-", dir=WORK))
     work.chmod(0o755)
     servers: list[DaisyImap | DovecotImap] = [DaisyImap(work / "daisy", quick, idle)]
     if peers:

@@ -93,8 +93,8 @@ class Daisy:
             text = re.sub(rf"^{svc} = \[.*?\]", f"{svc} = {value}", text, flags=re.M)
         for key, value in DAISY_LIMITS.items():
             text = re.sub(rf"^{key} = \d+", f"{key} = {value}", text, flags=re.M)
-        # The loads do not use the HTTP side; its dev port would clash between runs.
-        text = text.replace('listen = ["127.0.0.1:2080"]', "listen = []")
+        # No HTTP API: its fixed dev port is often taken by another server on the machine.
+        text = re.sub(r"^listen = \[.*?\]", "listen = []", text, flags=re.M)
         self.conf.write_text(text)
         self._add_users(users)
         (self.root / "mail").rmdir()

@@ -33,7 +33,7 @@ from daisymail.dns import from_config as resolver_from_config
 from daisymail.filter.rspamd import SpamFilter
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
-from daisymail.limits import ConnectionLimiter
+from daisymail.limits import ConnectionLimiter, raise_open_files
 from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.mailauth.srs import from_config as srs_from_config
@@ -112,6 +112,7 @@ class App:
             raise StartupError(f"{e} (run daisymail init to create a self-signed one)") from None
         directory = open_directory(cfg)
         limiter = ConnectionLimiter(cfg.limits.max_connections, cfg.limits.max_connections_per_ip)
+        raise_open_files(cfg.limits.max_connections)
         throttle = AuthThrottle(time.monotonic, base_delay=cfg.limits.auth_failure_delay)
         auth = Authenticator(
             directory,

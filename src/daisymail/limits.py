@@ -2,7 +2,22 @@
 
 from __future__ import annotations
 
+import resource
 from collections import Counter
+
+
+def raise_open_files(connections: int) -> int:
+    """Raise the soft limit of open files (not above the hard one) so that the process
+    can hold max_connections sockets and the files and listeners they use: 10,000
+    idle IMAP sessions need more than the usual default of 1,024. The limit now."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = connections + connections // 4 + 256
+    if hard != resource.RLIM_INFINITY:
+        want = min(want, hard)
+    if want > soft:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+        return want
+    return soft
 
 
 class ConnectionLimiter:

@@ -4,6 +4,7 @@ of a big message is a file placeholder streamed with CRLF line ends."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,25 @@ def test_core_streams_a_utf8_append_literal() -> None:
     s.append_accepted()
     _, events = drain(s, b"u" * 2_000_000 + b")\r\n")
     assert isinstance(events[-1], AppendEnd) and events[-1].ok
+
+
+def test_lazy_lines_come_in_batches_with_octets_merged() -> None:
+    """A lazy FETCH reply goes to a worker thread once per batch, not once per message,
+    and each batch is one write of octets (file placeholders kept apart)."""
+    f = FileLiteral(io.BytesIO(b"x"), 1)
+    lines = iter([[b"* 1 FETCH (", b"a" * 100, b")\r\n"], [b"* 2 ", f, b")\r\n"], [b"t OK\r\n"]])
+    first = stream.take_lines(lines, 50)
+    assert first.segments == [b"* 1 FETCH (" + b"a" * 100 + b")\r\n"] and not first.done
+    rest = stream.take_lines(lines, 1 << 20)
+    assert rest.segments == [b"* 2 ", f, b")\r\nt OK\r\n"] and rest.done
+    assert rest.trouble is None
+
+
+def test_lazy_lines_stop_at_trouble_keeping_what_was_made() -> None:
+    def lines() -> Iterator[list[stream.Segment]]:
+        yield [b"* 1 FETCH (UID 1)\r\n"]
+        raise OSError("gone")
+
+    batch = stream.take_lines(lines(), 1 << 20)
+    assert batch.segments == [b"* 1 FETCH (UID 1)\r\n"] and batch.done
+    assert isinstance(batch.trouble, OSError)

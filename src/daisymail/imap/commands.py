@@ -178,10 +178,10 @@ class MailSession:
             folder = self.folders.folder(name)
         except FolderError as e:
             return closed + tagged(ev.tag, "NO", str(e), "NONEXISTENT"), False
-        # A read-write SELECT takes the messages no session has seen yet: \Recent here.
-        snap = folder.sync(claim_recent=not readonly)
-        view = SelectedView(folder, readonly, snap, show_recent=not self.rev2)
-        view.fingerprint = folder.fingerprint()
+        # The folder's shared snapshot; a read-write SELECT takes the messages no session
+        # has seen yet (\Recent here), writing the folder state only when there are any.
+        view = SelectedView.open(folder, readonly, show_recent=not self.rev2)
+        snap = view.shared.snap
         view.condstore = self.condstore
         view.qresync = self.qresync
         self.view = view

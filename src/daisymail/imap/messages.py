@@ -107,7 +107,7 @@ def _fetch_lines(
         except FileNotFoundError:
             continue  # expunged by another session meanwhile; announced later
         if any(i.name == "FLAGS" for i in items):
-            view.told[msg.uid] = msg.flags
+            view.tell(msg.uid, msg.flags)
         line: list[stream.Segment] = [b"* %d FETCH (" % seq]
         for n, part in enumerate(parts):
             line.extend([b" ", *part] if n else part)
@@ -130,7 +130,7 @@ def _own_change(view: SelectedView, snap: FolderSnapshot, uids: list[int]) -> No
     after = {m.uid: m for m in snap.messages}
     for uid in uids:
         if uid in after:
-            view.told[uid] = after[uid].flags
+            view.tell(uid, after[uid].flags)
 
 
 def _render(
@@ -145,7 +145,7 @@ def _render(
         fresh = {m.uid: m for m in view.folder.sync().messages}.get(msg.uid)
         if fresh is None:
             raise
-        view.messages[msg.uid] = fresh
+        view.remember(fresh)
         loaded = fetch.Loaded(fresh)
         return [stream.render(item, fresh, loaded) for item in items]
 
@@ -180,13 +180,13 @@ def cmd_store(session: MailSession, ev: Execute) -> bytes:
     out = [view.refresh(False)]  # sequence numbers below stay valid: no EXPUNGE here
     if not silent:
         for seq, msg in chosen:
-            now = view.messages.get(msg.uid)
-            if now is None or msg.uid not in view.told or msg.uid in failed:
+            now = view.message(msg.uid)
+            if now is None or msg.uid in failed:
                 continue
             out.append(b"* %d FETCH (%s)\r\n" % (seq, view.flags_data(now, uid=ev.uid)))
     elif view.condstore:  # RFC 7162 3.1.3: .SILENT still tells the new MODSEQs
         for seq, msg in chosen:
-            now = view.messages.get(msg.uid)
+            now = view.message(msg.uid)
             if now is not None and now.modseq != msg.modseq:
                 uid = b"UID %d " % now.uid if ev.uid else b""
                 out.append(b"* %d FETCH (%sMODSEQ (%d))\r\n" % (seq, uid, now.modseq))
@@ -209,7 +209,9 @@ def cmd_search(session: MailSession, ev: Execute) -> bytes:
     uids: list[int] = []
     modseqs: dict[int, int] = {}  # hit: its MODSEQ
     for seq, uid in enumerate(view.uids, 1):
-        msg = view.messages[uid]
+        msg = view.message(uid)
+        if msg is None:
+            continue
         target = Target(seq, largest_seq, largest_uid, fetch.Loaded(msg))
         try:
             if predicate(target):

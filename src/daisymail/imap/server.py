@@ -3,8 +3,9 @@
 Logins resolve like POP3's (user@domain or user%domain) and go through the same
 Authenticator, so throttling, timing and the reply for an unknown user or a wrong
 password are the same. Mailbox commands run in a worker thread (they read and fsync
-files). While a client idles, its folder is looked at twice a second with a few stat
-calls, and news is sent when something changed.
+files). While a client idles, its session sleeps on the socket; one FolderWatch task
+per folder looks at it twice a second and wakes the idling sessions when something
+changed, which then send their news (watch.py).
 """
 
 from __future__ import annotations
@@ -37,17 +38,17 @@ from daisymail.imap.protocol import (
 )
 from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
-from daisymail.imap.stream import FileLiteral, Lazy, Output
+from daisymail.imap.stream import LAZY_BATCH, FileLiteral, Lazy, Output, take_lines
+from daisymail.imap.watch import FolderWatch
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.observability import event
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore, is_maildir
-from daisymail.store.imap_folders import AccountFolders
+from daisymail.store.imap_folders import AccountFolders, ImapFolder
 from daisymail.store.imap_state import MailboxState
 
 log = logging.getLogger("daisymail.imap")
-IDLE_POLL = 0.5
 
 
 @dataclass
@@ -66,9 +67,11 @@ class ImapService:
     append_limit: int = 50 * 1024 * 1024
     quota: int = 0  # [storage] quota: octets per mailbox without its own limit (0: none)
     sessions: Sessions = field(init=False)
+    watch: FolderWatch = field(init=False)
 
     def __post_init__(self) -> None:
         self.sessions = Sessions(self.name, log, self._refusal)
+        self.watch = FolderWatch()
 
     @staticmethod
     def _refusal(why: str) -> bytes:
@@ -99,13 +102,15 @@ class _Connection:
         self.account = ""
         self.pending: append.Pending | None = None  # a streamed APPEND under way
         self.deflate: Deflate | None = None  # COMPRESS=DEFLATE once the client asked
+        self.busy = asyncio.Lock()  # one piece of mailbox work at a time: commands, news
+        self.watched: ImapFolder | None = None  # the folder idled on, while registered
+        self.pushing: asyncio.Task[None] | None = None  # news being sent while idling
 
     async def run(self) -> None:
         event(log, "imap.connect", sid=self.sid, client=self.ip, service=self.svc.name)
         try:
             self.session.start()
             await self._flush()
-            idle_for = 0.0
             while True:
                 ev = self.session.next_event()
                 if ev is None and self.deflate is not None and self.deflate.backlog:
@@ -113,33 +118,29 @@ class _Connection:
                     continue
                 if ev is None:
                     await self._flush()
-                    idling = self.session.idling
-                    wait = IDLE_POLL if idling else self.svc.timeout
                     try:
                         data = await self.svc.sessions.read(
-                            self.reader, self.writer, 65536, wait, busy=False
+                            self.reader, self.writer, 65536, self.svc.timeout, busy=False
                         )
                     except TimeoutError:
-                        if idling and idle_for < self.svc.timeout:
-                            idle_for += IDLE_POLL
-                            await self._idle_news()
-                            continue
                         event(log, "imap.timeout", sid=self.sid, client=self.ip)
                         self.session.timeout()
                         continue
                     except (ConnectionError, ssl.SSLError):
                         data = b""
-                    idle_for = 0.0
                     if self.deflate is not None and data:
                         data = self.deflate.inflate(data)
                         if not data:
                             continue  # a partial deflate block: wait for the rest
                     self.session.receive_data(data)
+                    if self.watched is not None and not self.session.idling:
+                        self._unwatch()
                     continue
                 if isinstance(ev, Close):
                     await self._flush()
                     break
-                await self._handle(ev)
+                async with self.busy:
+                    await self._handle(ev)
                 await self._flush()
         except (ConnectionError, ssl.SSLError):
             pass
@@ -149,6 +150,9 @@ class _Connection:
                 self._write(b"* BYE [SERVERBUG] internal error, try again later\r\n")
                 await self.svc.sessions.drain(self.writer)
         finally:
+            self._unwatch()
+            if self.pushing is not None:
+                self.pushing.cancel()
             if self.pending is not None:
                 self.pending.spool.discard()
             event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
@@ -164,6 +168,26 @@ class _Connection:
         if out:
             self._write(out)
             await self.svc.sessions.drain(self.writer)
+
+    def _wake(self) -> None:
+        """The watched folder may have news: send it, unless that is under way."""
+        if self.pushing is None:
+            self.pushing = asyncio.get_running_loop().create_task(self._push())
+
+    async def _push(self) -> None:
+        try:
+            async with self.busy:
+                if self.session.idling:  # not after DONE: no EXPUNGE between commands
+                    await self._idle_news()
+        except (ConnectionError, ssl.SSLError):
+            pass  # the main loop finds the connection closed
+        finally:
+            self.pushing = None
+
+    def _unwatch(self) -> None:
+        if self.watched is not None:
+            self.svc.watch.unwatch(self.watched, self._wake)
+            self.watched = None
 
     async def _idle_news(self) -> None:
         if self.mail is None:
@@ -195,6 +219,10 @@ class _Connection:
             news = await asyncio.to_thread(self.mail.idle_news_now)
             self.session.updates(news)
             self.session.idle_started()
+            self._unwatch()  # a DONE that came in compressed may have left one
+            if self.mail.view is not None:
+                self.watched = self.mail.view.folder
+                self.svc.watch.watch(self.watched, self._wake)
         elif isinstance(ev, Execute):
             assert self.mail is not None
             mail = self.mail
@@ -245,25 +273,38 @@ class _Connection:
         await self.svc.sessions.drain(self.writer)
 
     async def _send_lazy(self, reply: Lazy, name: str) -> None:
-        """A reply made one line at a time in worker threads while it is sent; trouble
-        halfway ends it with the tagged NO (the lines sent so far stand)."""
+        """A reply made while it is sent, a batch of lines (about LAZY_BATCH octets) a
+        worker thread each; trouble halfway ends it with the tagged NO (the lines sent
+        so far stand)."""
         await self._flush()
         self._write(reply.head)
-        while True:
-            try:
-                line = await asyncio.to_thread(next, reply.lines, None)
-            except CommandFailed as e:
-                line, reply.lines = [tagged(reply.tag, "NO", str(e), e.code)], iter(())
-            except (OSError, StorageError) as e:
-                line = [tagged(reply.tag, "NO", f"storage error: {e}", "SERVERBUG")]
-                reply.lines = iter(())
-            except Exception:
-                log.exception("imap.command.error sid=%s command=%s", self.sid, name)
-                line = [tagged(reply.tag, "NO", "internal error", "SERVERBUG")]
-                reply.lines = iter(())
-            if line is None:
-                return
-            await self._stream(line)
+        # Room for a batch or two in the transport, so that the next batch is made in
+        # the worker while the last one is still being sent (the default high-water
+        # mark, 64 KB, would make every drain wait for nearly all of it).
+        transport = self.writer.transport
+        transport.set_write_buffer_limits(high=2 * LAZY_BATCH)
+        try:
+            while True:
+                batch = await asyncio.to_thread(take_lines, reply.lines, LAZY_BATCH)
+                segments = batch.segments
+                if batch.trouble is not None:
+                    segments.append(self._trouble(reply.tag, name, batch.trouble))
+                if segments:
+                    await self._stream(segments)
+                if batch.done:
+                    return
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits()
+
+    def _trouble(self, tag: str, name: str, e: Exception) -> bytes:
+        """The tagged NO for a reply that failed halfway."""
+        if isinstance(e, CommandFailed):
+            return tagged(tag, "NO", str(e), e.code)
+        if isinstance(e, OSError | StorageError):
+            return tagged(tag, "NO", f"storage error: {e}", "SERVERBUG")
+        log.error("imap.command.error sid=%s command=%s", self.sid, name, exc_info=e)
+        return tagged(tag, "NO", "internal error", "SERVERBUG")
 
     async def _append(self, ev: AppendStart | AppendChunk | AppendEnd) -> None:
         """A streamed APPEND: checked, then written to tmp/ as the octets arrive."""

@@ -45,7 +45,7 @@ class FileLiteral:
 
 
 Segment = bytes | FileLiteral
-LAZY_OVER = 4 * 1024 * 1024  # a FETCH reply larger than this is made as it is sent
+LAZY_OVER = 1024 * 1024  # a FETCH reply larger than this is made as it is sent
 
 
 class Lazy:
@@ -59,6 +59,33 @@ class Lazy:
 
 
 Output = bytes | list[Segment] | Lazy
+LAZY_BATCH = 256 * 1024  # octets of a lazy reply made per trip to a worker thread
+
+
+@dataclass
+class Batch:
+    """The next lines of a lazy reply, adjacent octets merged (one write each)."""
+
+    segments: list[Segment]
+    trouble: Exception | None = None  # what ended the reply early (a tagged NO follows)
+    done: bool = False
+
+
+def take_lines(lines: Iterator[list[Segment]], budget: int) -> Batch:
+    """Lines from a lazy reply until about budget octets are made (a worker thread's
+    share: one trip per message would cost more than making a small message)."""
+    taken: list[Segment] = []
+    size = 0
+    try:
+        while size < budget:
+            line = next(lines, None)
+            if line is None:
+                return Batch(_merged(taken), done=True)
+            taken.extend(line)
+            size += sum(len(s) if isinstance(s, bytes) else s.size for s in line)
+    except Exception as e:  # any: the server turns it into the tagged NO
+        return Batch(_merged(taken), trouble=e, done=True)
+    return Batch(_merged(taken))
 
 
 def crlf_chunks(f: BinaryIO, size: int) -> Iterator[bytes]:
@@ -111,8 +138,8 @@ def render(item: fetch.Item, msg: Message, loaded: fetch.Loaded) -> list[Segment
 def lazy_worthy(items: list[fetch.Item], messages: list[Message]) -> bool:
     """Whether a FETCH sends enough message text to be made lazily."""
     bodies = ("BODY[]", "BINARY[]", "RFC822", "RFC822.TEXT", "BODYSTRUCTURE", "ENVELOPE")
-    if not any(i.name in bodies for i in items):
-        return False
+    if len(messages) < 2 or not any(i.name in bodies for i in items):
+        return False  # one message: a big one is streamed from its file anyway
     total = 0
     for msg in messages:
         try:
@@ -128,6 +155,10 @@ def join(segments: list[Segment]) -> Output:
     """Adjacent octets merged; plain bytes when nothing is streamed."""
     if all(isinstance(s, bytes) for s in segments):
         return b"".join(s for s in segments if isinstance(s, bytes))
+    return _merged(segments)
+
+
+def _merged(segments: list[Segment]) -> list[Segment]:
     out: list[Segment] = []
     buf: list[bytes] = []
     for seg in segments:

@@ -170,6 +170,17 @@ class ImapFolder:
                 recent = st.recent_uids()
         return self._snapshot(st, present, recent)
 
+    def claim_recent(self) -> frozenset[int]:
+        """The messages no session has seen yet, taken for the session asking (a
+        read-write one) without a rescan; the state is written only when there are any."""
+        with self.state.lock(self.path):
+            st = self.state.load(self.path)
+            if st is None or st.recent_from >= st.uidnext:
+                return frozenset()
+            recent = st.claim_recent()
+            self.state.save(self.path, st)
+        return recent
+
     @staticmethod
     def _snapshot(
         st: FolderState, present: dict[str, MaildirEntry], recent: frozenset[int] = frozenset()
