@@ -13,6 +13,7 @@ import contextlib
 import os
 import threading
 from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
 
 _COPY_SIZE = 256 * 1024
 
@@ -25,35 +26,84 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-class _Batch:
-    """Callers whose entries one fsync will cover; ok is set only after it succeeded."""
+T = TypeVar("T")
 
-    def __init__(self) -> None:
+
+class _Batch(Generic[T]):
+    """Callers one flush will cover: what they added, and how the flush ended."""
+
+    def __init__(self, data: T) -> None:
+        self.data = data
         self.finished = False
         self.ok = False
+        self.error: OSError | None = None
+
+
+class GroupFlush(Generic[T]):
+    """Group commit: at most one flush running and at most one batch waiting.
+
+    A caller that has made its change joins the waiting batch (or starts one), adding
+    what the flush must cover to the batch's data. When no flush is running, the first
+    caller of the waiting batch takes the whole batch and runs the flush for everyone
+    in it; callers that arrive meanwhile form the next batch. Joining happens under the
+    lock before the batch's flush starts, and each caller made its change before
+    joining, so the flush began after every covered change: when join() returns, the
+    caller's change is on stable storage. A failed flush fails its whole batch (each
+    caller gets its own OSError, with the flush's errno); later batches try again with
+    a fresh flush.
+    """
+
+    def __init__(self, new_data: Callable[[], T], flush: Callable[[T], None], what: str) -> None:
+        self._new_data = new_data
+        self._flush = flush
+        self._what = what
+        self._cond = threading.Condition()
+        self._pending: _Batch[T] | None = None
+        self._running = False
+
+    def join(self, add: Callable[[T], None] | None = None) -> None:
+        with self._cond:
+            batch = self._pending
+            if batch is None:
+                batch = self._pending = _Batch(self._new_data())
+            if add is not None:
+                add(batch.data)
+            while not batch.finished:
+                if not self._running and self._pending is batch:
+                    self._running = True
+                    self._pending = None
+                    self._cond.release()
+                    try:
+                        self._flush(batch.data)
+                        batch.ok = True
+                    except OSError as e:
+                        batch.error = e
+                    finally:
+                        self._cond.acquire()
+                        batch.finished = True
+                        self._running = False
+                        self._cond.notify_all()
+                else:
+                    self._cond.wait()
+        if not batch.ok:
+            error = batch.error
+            raise OSError(error.errno if error else None, f"{self._what} failed: {error}")
 
 
 class _DirState:
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.pending: _Batch | None = None
-        self.running = False
+    def __init__(self, path: str) -> None:
+        self.flush: GroupFlush[None] = GroupFlush(
+            lambda: None, lambda _: fsync_dir(path), f"fsync of directory {path}"
+        )
         self.users = 0
 
 
 class DirectorySync:
-    """Group commit of directory fsyncs across threads.
+    """Group commit of directory fsyncs across threads: one GroupFlush per directory.
 
-    Per directory there is at most one fsync running and at most one batch waiting.
-    A caller that has made its directory entry joins the waiting batch (or starts one).
-    When no fsync is running, the first caller of the waiting batch takes the whole
-    batch and runs the fsync for everyone in it; callers that arrive meanwhile form the
-    next batch. Joining happens under the lock before the batch's fsync starts, and each
-    caller made its entry before joining, so the fsync began after every covered entry
-    existed: when sync() returns without error, the caller's entry is on stable storage.
-    An entry made while an fsync is already running is never counted as covered by it.
-    A failed fsync fails its whole batch (each caller gets its own OSError); later
-    batches try again with a fresh fsync.
+    One fsync of a directory covers every entry changed in it before that fsync
+    started, so concurrent deliveries into the same directory share it. An entry made
+    while an fsync is already running is never counted as covered by it.
     """
 
     def __init__(self) -> None:
@@ -63,39 +113,17 @@ class DirectorySync:
     def sync(self, path: str) -> None:
         key = os.path.abspath(path)
         with self._lock:
-            state = self._dirs.setdefault(key, _DirState())
+            state = self._dirs.get(key)
+            if state is None:
+                state = self._dirs[key] = _DirState(key)
             state.users += 1
         try:
-            self._sync(key, state)
+            state.flush.join()
         finally:
             with self._lock:
                 state.users -= 1
                 if state.users == 0:
                     del self._dirs[key]
-
-    @staticmethod
-    def _sync(path: str, state: _DirState) -> None:
-        with state.cond:
-            batch = state.pending
-            if batch is None:
-                batch = state.pending = _Batch()
-            while not batch.finished:
-                if not state.running and state.pending is batch:
-                    state.running = True
-                    state.pending = None
-                    state.cond.release()
-                    try:
-                        fsync_dir(path)
-                        batch.ok = True
-                    finally:
-                        state.cond.acquire()
-                        batch.finished = True
-                        state.running = False
-                        state.cond.notify_all()
-                else:
-                    state.cond.wait()
-        if not batch.ok:
-            raise OSError(f"fsync of directory {path} failed")
 
 
 DIRECTORY_SYNC = DirectorySync()

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from daisymail.store.durable import fsync_dir, make_dirs, sync_dir
+from daisymail.store.durable import GroupFlush, fsync_dir, make_dirs, sync_dir
 
 log = logging.getLogger("daisymail.store.intake")
 
@@ -105,11 +105,11 @@ class _Segment:
 
 
 @dataclass
-class _Batch:
+class _Covered:
+    """What one group flush covers: the segments appended to, the new/ dirs linked in."""
+
     segments: dict[str, _Segment] = field(default_factory=dict)
     dirs: set[str] = field(default_factory=set)
-    finished: bool = False
-    error: OSError | None = None
 
 
 @dataclass
@@ -127,9 +127,7 @@ class IntakeJournal:
         self.directory = directory
         self.segment_size = segment_size
         self._lock = threading.Lock()  # appends and segment changes
-        self._cond = threading.Condition()  # the group flush
-        self._pending: _Batch | None = None
-        self._running = False
+        self._group = GroupFlush(_Covered, _flush_covered, "intake journal flush")
         self._segment: _Segment | None = None
         self._seq = 0
         self._sync_cond = threading.Condition()
@@ -237,37 +235,16 @@ class IntakeJournal:
             self._sync_cond.notify_all()
 
     def _flush(self, segments: dict[str, _Segment], dirs: set[str]) -> None:
-        """Join the waiting batch; the first caller free to run it flushes for all.
+        """Join the waiting group flush; the first caller free to run it flushes for all.
 
         Callers join before the batch's flush starts and appended before joining, so
         the flush covers their record and their directory entries."""
-        with self._cond:
-            batch = self._pending
-            if batch is None:
-                batch = self._pending = _Batch()
-            batch.segments.update(segments)
-            batch.dirs |= dirs
-            while not batch.finished:
-                if not self._running and self._pending is batch:
-                    self._running = True
-                    self._pending = None
-                    self._cond.release()
-                    try:
-                        _flush_all(
-                            [functools.partial(os.fdatasync, s.fd) for s in batch.segments.values()]
-                            + [functools.partial(fsync_dir, d) for d in batch.dirs]
-                        )
-                    except OSError as e:
-                        batch.error = e
-                    finally:
-                        self._cond.acquire()
-                        batch.finished = True
-                        self._running = False
-                        self._cond.notify_all()
-                else:
-                    self._cond.wait()
-        if batch.error is not None:
-            raise OSError(batch.error.errno, f"intake journal flush failed: {batch.error}")
+
+        def add(covered: _Covered) -> None:
+            covered.segments.update(segments)
+            covered.dirs |= dirs
+
+        self._group.join(add)
 
     # -- the syncer --------------------------------------------------------------------
 
@@ -317,6 +294,13 @@ class IntakeJournal:
 
 
 _FLUSHERS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="intake-flush")
+
+
+def _flush_covered(covered: _Covered) -> None:
+    _flush_all(
+        [functools.partial(os.fdatasync, s.fd) for s in covered.segments.values()]
+        + [functools.partial(fsync_dir, d) for d in covered.dirs]
+    )
 
 
 def _flush_all(flushes: Sequence[Callable[[], None]]) -> None:
