@@ -224,6 +224,16 @@ class Daisy:
             out.append(line)
         self.config.write_text("\n".join(out) + "\n")
 
+    def use_dns(self, address: str, timeout: float = 2.0) -> None:
+        """Resolve through a test DNS server (tests/dns_server.py) at HOST:PORT."""
+        self.set_config("[dns]", "nameservers", f'["{address}"]')
+        self.set_config("[dns]", "timeout", str(timeout))
+
+    def check_inbound(self) -> None:
+        """SPF/DKIM/DMARC checks on, with 127.0.0.1 outside the relay networks (so the
+        tests' own mail is judged as mail from the Internet)."""
+        self.check_inbound()
+
     def start(self) -> None:
         env = dict(os.environ)
         logf = open(self.log, "ab")  # noqa: SIM115 - owned by the process

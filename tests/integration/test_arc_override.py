@@ -90,8 +90,7 @@ def own_results(stored: bytes) -> str:
 def test_trusted_sealer_overrides_dmarc(
     daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore
 ) -> None:
-    daisy_dir.set_config("[dns]", "nameservers", f'["{dns_server.address}"]')
-    daisy_dir.set_config("[dns]", "timeout", "2.0")
+    daisy_dir.use_dns(dns_server.address)
     daisy_dir.set_config("[verify]", "enabled", "true")
     daisy_dir.set_config("[verify]", "trusted_arc_sealers", '["lists.test"]')
     daisy_dir.set_config("[relay]", "networks", '["127.0.0.9/32"]')

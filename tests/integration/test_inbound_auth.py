@@ -44,10 +44,8 @@ def message(extra: bytes = b"") -> bytes:
 
 
 def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore) -> None:
-    daisy_dir.set_config("[dns]", "nameservers", f'["{dns_server.address}"]')
-    daisy_dir.set_config("[dns]", "timeout", "2.0")
-    daisy_dir.set_config("[verify]", "enabled", "true")
-    daisy_dir.set_config("[relay]", "networks", '["127.0.0.5/32"]')
+    daisy_dir.use_dns(dns_server.address)
+    daisy_dir.check_inbound()
     daisy_dir.cli("domain", "add", "example.test")
     daisy_dir.add_user("demo@example.test", "demo-pw")
     daisy_dir.start()

@@ -57,8 +57,7 @@ def test_lookup_mx(dns_server: DNSServer, domain: str, expected: object) -> None
 
 def test_queue_asks_the_configured_nameservers(daisy_dir: Daisy, dns_server: DNSServer) -> None:
     configure(daisy_dir, free_port())  # routes only remote.test; the rest goes by MX
-    daisy_dir.set_config("[dns]", "nameservers", f'["{dns_server.address}"]')
-    daisy_dir.set_config("[dns]", "timeout", "2.0")
+    daisy_dir.use_dns(dns_server.address)
     daisy_dir.start()
     send(daisy_dir, "x@nope.mx.test")
     send(daisy_dir, "x@null.mx.test")
