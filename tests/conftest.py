@@ -232,7 +232,8 @@ class Daisy:
     def check_inbound(self) -> None:
         """SPF/DKIM/DMARC checks on, with 127.0.0.1 outside the relay networks (so the
         tests' own mail is judged as mail from the Internet)."""
-        self.check_inbound()
+        self.set_config("[verify]", "enabled", "true")
+        self.set_config("[relay]", "networks", '["127.0.0.5/32"]')
 
     def start(self) -> None:
         env = dict(os.environ)
