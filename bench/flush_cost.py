@@ -30,6 +30,8 @@ import threading
 import time
 from collections.abc import Callable
 
+from daisymail.store.durable import fsync_dir
+
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
@@ -91,13 +93,6 @@ def run(design: str, root: str, threads: int, size: int, seconds: float) -> floa
     def publish(tmp: str) -> None:
         os.link(tmp, os.path.join(box, "new", os.path.basename(tmp)))
         os.unlink(tmp)
-
-    def fsync_dir(path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
     dir_group = Group(lambda _: fsync_dir(os.path.join(box, "new")))
     fs_group = Group(lambda _: syncfs(root_fd))
