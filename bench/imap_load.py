@@ -26,7 +26,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,6 +39,7 @@ sys.path.insert(0, str(HERE))
 from common import WORK, free_port  # noqa: E402
 from idle import raise_fd_limit  # noqa: E402
 from proctree import memory, tree  # noqa: E402
+from servers import wait_port  # noqa: E402
 
 USER, DOMAIN, PASSWORD = "bench", "imap.bench.test", "bench-password"
 ADDRESS = f"{USER}@{DOMAIN}"
@@ -91,20 +91,6 @@ def _argon2_hash() -> str:
 
 
 # -- servers -------------------------------------------------------------------------------
-def _wait_port(port: int, proc: subprocess.Popen[bytes] | None = None) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        if proc is not None and proc.poll() is not None:
-            raise SystemExit("server exited during start")
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise SystemExit(f"port {port} never opened") from None
-            time.sleep(0.1)
-
-
 class DaisyImap:
     name = "daisy"
 
@@ -159,7 +145,7 @@ class DaisyImap:
             stderr=log,
         )
         try:
-            _wait_port(self.port, self.proc)
+            wait_port(self.port, self.proc)
         except SystemExit:
             tail = (self.root / "server.log").read_text(errors="replace")[-2000:]
             raise SystemExit(f"daisy did not start:\n{tail}") from None
@@ -244,7 +230,7 @@ class DovecotImap:
 
     def start(self) -> None:
         subprocess.run(["dovecot", "-c", str(self.conf)], check=True)
-        _wait_port(self.port)
+        wait_port(self.port)
 
     def stop(self) -> None:
         subprocess.run(["doveadm", "-c", str(self.conf), "stop"], capture_output=True)
