@@ -287,11 +287,14 @@ class Handoff:
         return ",".join(p.commit() for p in prepared)
 
     def open_direct(
-        self, mailboxes: Sequence[Mailbox], sender: str, trace: bytes
+        self, mailboxes: Sequence[Mailbox], sender: str, trace: bytes, junk: bool = False
     ) -> PendingDelivery:
         """Stream a local-only message straight into its mailboxes (no spool copy where
-        the format allows); its commit() is the durable point. StorageError/OSError."""
-        return self.store.open_delivery(mailboxes, return_path(sender) + trace, sender)
+        the format allows); its commit() is the durable point. StorageError/OSError.
+        ``junk``: judged spam, filed in the Junk folder (as ``Plan.junk``)."""
+        return self.store.open_delivery(
+            mailboxes, return_path(sender) + trace, sender, JUNK if junk else ""
+        )
 
 
 @dataclass

@@ -74,6 +74,22 @@ def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyS
     assert b"Authentication-Results: mx.elsewhere.test" in head
     assert "smtp.verdict" in daisy_dir.logs() and "action=accept" in daisy_dir.logs()
 
+    # Past one block (64 KiB) the message is staged before the verdict: judged alike,
+    # the forged field removed from the staged file.
+    big = message(forged + other) + (b"z" * 99 + b"\r\n") * 1000
+    big = signatures(big, keys.signing_keys("example.org")) + big
+    with smtp(daisy_dir, source="127.0.0.2") as s:
+        s.ehlo("out.example.org")
+        s.sendmail("alice@example.org", ["demo@example.test"], big)
+    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 2)
+    (large,) = [m for m in maildir_messages(daisy_dir, "demo.example.test") if m != stored]
+    head = large.split(b"\n\n", 1)[0]
+    assert head.count(b"Authentication-Results: mail.daisy.test") == 1
+    assert b"\tdkim=pass header.d=example.org header.s=r1" in head
+    assert b"\tdmarc=pass (p=reject dis=none) header.from=example.org;" in head
+    assert large.endswith((b"z" * 99 + b"\n") * 1000)
+    stored_before = {stored, large}
+
     # The same author, unsigned, from a host SPF does not list: p=reject refuses it.
     with smtp(daisy_dir, source="127.0.0.3") as s:
         s.ehlo("evil.example.net")
@@ -81,13 +97,13 @@ def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyS
             s.sendmail("alice@example.org", ["demo@example.test"], message())
     assert e.value.smtp_code == 550
     assert e.value.smtp_error == b"5.7.1 DMARC policy of example.org rejects this message"
-    assert len(maildir_messages(daisy_dir, "demo.example.test")) == 1
+    assert len(maildir_messages(daisy_dir, "demo.example.test")) == 2
 
     # A trusted relay network is not checked.
     with smtp(daisy_dir, source="127.0.0.5") as s:
         s.sendmail("alice@example.org", ["demo@example.test"], message())
-    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 2)
-    newest = [m for m in maildir_messages(daisy_dir, "demo.example.test") if m != stored]
+    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 3)
+    newest = [m for m in maildir_messages(daisy_dir, "demo.example.test") if m not in stored_before]
     assert b"Authentication-Results" not in newest[0]
 
     # So is one added with `relay add`: the same networks the relay check trusts.
@@ -101,7 +117,7 @@ def test_verdicts_on_port_25(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyS
             except smtplib.SMTPDataError:
                 assert time.monotonic() < deadline, "the relay rule never took effect"
                 time.sleep(0.1)
-    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 3)
+    wait_for(lambda: len(maildir_messages(daisy_dir, "demo.example.test")) == 4)
     done = set(maildir_messages(daisy_dir, "demo.example.test"))
-    (latest,) = done - {stored, *newest}
+    (latest,) = done - {*stored_before, *newest}
     assert b"Authentication-Results" not in latest

@@ -70,6 +70,21 @@ def test_dmarc_quarantine_goes_to_junk(daisy_dir: Daisy, dns_server: DNSServer) 
     assert AR in inbox and b"dmarc=pass" in inbox and b"Subject: q2" in inbox
     assert len(list((junk / "new").iterdir())) == 1
 
+    # One Maildir recipient: held in memory until the verdict, then streamed into Junk;
+    # past one block (64 KiB) it is staged first. Both land in Junk, whole.
+    big = message(4) + (b"y" * 99 + b"\r\n") * 1000
+    for msg in (message(3), big):
+        with smtp(daisy_dir, source="127.0.0.3") as s:
+            s.ehlo("elsewhere.test")
+            s.sendmail("q@quarantined.test", ["demo@example.test"], msg)
+    filed = [p.read_bytes() for p in (junk / "new").iterdir()]
+    assert len(filed) == 3 and len(maildir_messages(daisy_dir, "demo.example.test")) == 1
+    (q3,) = [m for m in filed if b"Subject: q3" in m]
+    (q4,) = [m for m in filed if b"Subject: q4" in m]
+    assert q3.startswith(b"Return-Path: <q@quarantined.test>\nAuthentication-Results:")
+    assert q4.endswith((b"y" * 99 + b"\n") * 1000) and len(q4) > 100_000
+    assert all(b"dmarc=fail (p=quarantine dis=quarantine)" in m for m in (q3, q4))
+
     with imaplib.IMAP4("127.0.0.1", daisy_dir.ports["imap"], timeout=10) as imap:
         imap.login("demo@example.test", "demo-pw")
         typ, listing = imap.list()
@@ -80,7 +95,7 @@ def test_dmarc_quarantine_goes_to_junk(daisy_dir: Daisy, dns_server: DNSServer) 
         names = {x.rsplit(b" ", 1)[-1].strip(b'"') for x in subscribed}  # type: ignore[union-attr]
         assert {b"INBOX", b"Junk", b"Sent"} <= names
         typ, data = imap.select("Junk", readonly=True)
-        assert typ == "OK" and data == [b"1"]
+        assert typ == "OK" and data == [b"3"]
         typ, data = imap.fetch("1", "(BODY.PEEK[HEADER.FIELDS (SUBJECT)])")
         assert typ == "OK" and data[0][1].strip() == b"Subject: q1"  # type: ignore[index]
         typ, data = imap.select("INBOX", readonly=True)

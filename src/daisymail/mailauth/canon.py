@@ -13,6 +13,9 @@ from collections.abc import Callable
 
 _WSP_RUN = re.compile(rb"[ \t]+")
 _FOLD = re.compile(rb"\r?\n(?=[ \t])")
+_EOL = re.compile(rb"\r?\n")
+_WSP_FIX = re.compile(rb"\t[ \t]*| [ \t]+")  # WSP runs that are not already one SP
+_RELAXED_EOL = re.compile(rb" \r?\n|(?<!\r)\n")  # after WSP runs became one SP
 
 
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
@@ -41,7 +44,11 @@ def canon_header(raw: bytes, relaxed: bool) -> bytes:
 
 
 class BodyCanon:
-    """Streams a body through simple or relaxed canonicalization into ``sink``."""
+    """Streams a body through simple or relaxed canonicalization into ``sink``.
+
+    Each chunk's whole lines are canonicalized together by a few regular-expression
+    passes over the block (C speed) rather than line by line in Python: on a busy MX
+    this runs for every signed message and was the largest part of verifying one."""
 
     def __init__(self, sink: Callable[[bytes], object], relaxed: bool) -> None:
         self._sink = sink
@@ -52,20 +59,38 @@ class BodyCanon:
         self.length = 0  # canonical bytes written
 
     def feed(self, chunk: bytes) -> None:
-        data = self._partial + chunk
-        lines = data.split(b"\n")
-        self._partial = lines.pop()
-        for line in lines:
-            self._line(line[:-1] if line.endswith(b"\r") else line)
+        data = self._partial + chunk if self._partial else chunk
+        cut = data.rfind(b"\n") + 1
+        self._partial = data[cut:]
+        if cut:
+            self._lines(data[:cut])
 
-    def _line(self, line: bytes) -> None:
-        if self._relaxed:
-            line = _WSP_RUN.sub(b" ", line).rstrip(b" ")
-        if not line:
-            self._empty += 1
+    def _lines(self, block: bytes) -> None:
+        """Whole lines (``block`` ends in LF): canonical, CRLF-terminated, with trailing
+        empty lines held back until a non-empty line follows them."""
+        # Substitutions only where something changes: most lines need none, and a
+        # replacement per single space or per line end costs more than the scan.
+        if self._relaxed and (b"\t" in block or b"  " in block):
+            block = _WSP_FIX.sub(b" ", block)
+        if b"\r" not in block:  # LF line ends, as Daisy stores mail
+            if self._relaxed:
+                block = block.replace(b" \n", b"\n")
+            block = block.replace(b"\n", b"\r\n")
+        elif self._relaxed:
+            block = _RELAXED_EOL.sub(b"\r\n", block)
+        elif block.count(b"\n") != block.count(b"\r\n"):
+            block = _EOL.sub(b"\r\n", block)
+        # Every LF is now a line end with its CR; CRLF pairs at the very end are the
+        # terminator of the last non-empty line and the empty lines after it.
+        end, pairs = len(block), 0
+        while end and block.endswith(b"\r\n", 0, end):
+            end -= 2
+            pairs += 1
+        if not end:
+            self._empty += pairs
             return
-        out = b"\r\n" * self._empty + line + b"\r\n"
-        self._empty = 0
+        out = b"\r\n" * self._empty + block[: end + 2]
+        self._empty = pairs - 1
         self._any = True
         self.length += len(out)
         self._sink(out)
@@ -74,7 +99,7 @@ class BodyCanon:
         """Flush the last line; the simple body of nothing is one CRLF (3.4.3)."""
         if self._partial:
             last, self._partial = self._partial, b""
-            self._line(last[:-1] if last.endswith(b"\r") else last)
+            self._lines(last + b"\n")
         if not self._any and not self._relaxed:
             self.length += 2
             self._sink(b"\r\n")

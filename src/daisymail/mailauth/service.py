@@ -8,7 +8,6 @@ ours to vouch for). The message is parsed and hashed once, as it streams to the 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 from daisymail.config import Config
@@ -44,14 +43,11 @@ class MailAuth:
             self.resolver, self.authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=self.policy
         )
 
-    async def judge(self, check: InboundCheck, path: str, sid: str) -> Verdict:
-        """The verdict for the message fed to ``check`` and staged in ``path``;
-        Authentication-Results fields in it that claim our authserv-id are removed
-        from the file first (only then is the file touched again)."""
+    async def judge(self, check: InboundCheck, sid: str) -> Verdict:
+        """The verdict for the message fed to ``check``, logged. Forged
+        Authentication-Results of ours in it are the caller's to remove (``forged``),
+        from the staged file or from the message in memory."""
         verdict = await check.verdict()
-        fields = check.fields
-        if len(remove_own(fields, self.authserv_id)) != len(fields):
-            await asyncio.to_thread(strip_own_results, path, self.authserv_id)
         event(
             log,
             "smtp.verdict",
@@ -65,15 +61,34 @@ class MailAuth:
         )
         return verdict
 
+    def forged(self, check: InboundCheck) -> bool:
+        """Does the message claim results of ours (an Authentication-Results field with
+        our authserv-id, which only we may add)? Only then is it edited."""
+        fields = check.fields
+        return len(remove_own(fields, self.authserv_id)) != len(fields)
+
+
+def _without_own(header: bytes, authserv_id: str) -> bytes | None:
+    """The header section without forged Authentication-Results of ours; None if it
+    has none."""
+    if b"authentication-results" not in header.lower():
+        return None
+    fields = split_fields(header)
+    kept = remove_own(fields, authserv_id)
+    return b"".join(kept) if len(kept) != len(fields) else None
+
 
 def strip_own_results(path: str, authserv_id: str) -> bool:
-    """Rewrite the file without forged Authentication-Results of ours; True if it did."""
+    """Rewrite the staged file without forged Authentication-Results of ours; True if it
+    did."""
+    return rewrite_header(path, lambda header: _without_own(header, authserv_id))
 
-    def edit(header: bytes) -> bytes | None:
-        if b"authentication-results" not in header.lower():
-            return None
-        fields = split_fields(header)
-        kept = remove_own(fields, authserv_id)
-        return b"".join(kept) if len(kept) != len(fields) else None
 
-    return rewrite_header(path, edit)
+def strip_own_results_in(message: bytes, authserv_id: str) -> bytes:
+    """A whole message (LF line ends) without forged Authentication-Results of ours."""
+    if message.startswith(b"\n"):  # no header section at all
+        return message
+    end = message.find(b"\n\n")
+    head, rest = (message, b"") if end < 0 else (message[: end + 1], message[end + 1 :])
+    new = _without_own(head, authserv_id)
+    return message if new is None else new + rest

@@ -47,7 +47,7 @@ from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
 from daisymail.logins import resolve_login
 from daisymail.mailauth.inbound import InboundCheck
-from daisymail.mailauth.service import MailAuth
+from daisymail.mailauth.service import MailAuth, strip_own_results, strip_own_results_in
 from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
 from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
@@ -207,6 +207,7 @@ class _Connection:
         self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
         self.check: InboundCheck | None = None  # SPF/DKIM/DMARC of the message, fed as it streams
+        self.held = False  # checked local mail kept in self.block until its verdict
 
     @property
     def _submitted(self) -> bool:
@@ -281,7 +282,9 @@ class _Connection:
             await self._message_write(ev.data)
         elif isinstance(ev, MessageComplete):
             self.in_message = False
-            if self.write_error is not None or self.sink is None:
+            if self.held:
+                reply = await self._store_held(ev.envelope)
+            elif self.write_error is not None or self.sink is None:
                 reply = self._storage_failed(ev.envelope, self.write_error)
                 await self._settle()
             elif isinstance(self.sink, Spool):
@@ -365,19 +368,22 @@ class _Connection:
         checks = self.svc.mail_auth is not None or self.svc.spam_filter is not None
         outside = checks and self._from_outside()  # one relay-network check per message
         mail_auth = self.svc.mail_auth if outside else None
-        if not self._submitted and mail_auth is None and not self._filtered(outside):
-            # a verdict goes in front of the message: it must be staged first
+        if not self._submitted and not self._filtered(outside):
             snap = self.svc.directory.snapshot()
             boxes = local_mailboxes((r.target for r in env.recipients), snap)
         if boxes and self._limited(boxes):
             boxes = None  # staged, so that a mailbox without room can be left out
         self.direct = (boxes or [], 0)
+        if mail_auth is not None:
+            # SPF/DKIM/DMARC verdicts for mail from outside on port 25, when configured
+            self.check = mail_auth.begin(self.ip, self.info.client_name, env.sender)
         if boxes is None:
-            name = f"{time.time_ns()}.{self.sid}.{self.messages}"
-            self.sink = Spool(self.svc.spool_dir, name)
-            if mail_auth is not None:
-                # SPF/DKIM/DMARC verdicts for mail from outside on port 25, when configured
-                self.check = mail_auth.begin(self.ip, self.info.client_name, env.sender)
+            self._stage()
+            return
+        if self.check is not None:
+            # The verdict goes in front of the message: local mail is held in memory
+            # until it is known, and staged only if it outgrows one block.
+            self.held = True
             return
         trace = self._trace_headers(env, self._msg_id())
         self.direct = (boxes, len(return_path(env.sender)) + len(trace))
@@ -390,6 +396,11 @@ class _Connection:
         except (StorageError, OSError) as e:  # read on to the end, then answer 452
             self.write_error = e
 
+    def _stage(self) -> None:
+        """Receive the message into a spool file (the file is made on the first write)."""
+        self.held = False
+        self.sink = Spool(self.svc.spool_dir, f"{time.time_ns()}.{self.sid}.{self.messages}")
+
     def _limited(self, boxes: Sequence[Mailbox]) -> bool:
         """Several mailboxes, one with a quota: streamed into one file for all, the
         message could not leave out one without room. One mailbox streams as usual and
@@ -400,10 +411,13 @@ class _Connection:
     async def _message_write(self, data: bytes) -> None:
         if self.notice_rcpts and len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
             self.header += data[: HEADER_KEEP - len(self.header)]
-        if self.write_error is not None or self.sink is None:
+        if self.write_error is not None or (self.sink is None and not self.held):
             return
         self.block += data
         if len(self.block) >= BLOCK_SIZE:
+            if self.held:
+                self._stage()
+            assert self.sink is not None
             await self._write_block(self.sink)
 
     async def _write_block(self, sink: Spool | PendingDelivery) -> None:
@@ -422,6 +436,7 @@ class _Connection:
         self.block = bytearray()
         self.in_message = False
         self.check = None
+        self.held = False
         if sink is not None:
             self._abort(sink)
 
@@ -445,6 +460,36 @@ class _Connection:
         if running is not None and not running.done():
             with contextlib.suppress(Exception):
                 await asyncio.wrap_future(running)
+
+    async def _store_held(self, env: Envelope) -> Reply:
+        """Checked local mail that fit in one block: judged, then streamed into its
+        mailboxes with the verdict in front, as unchecked mail is (no staging copy)."""
+        check, mail_auth = self.check, self.svc.mail_auth
+        assert check is not None and mail_auth is not None
+        self.held = False
+        message = bytes(self.block)
+        check.feed(message)  # at most one block: cheaper here than a thread hand-off
+        verdict = await mail_auth.judge(check, self.sid)
+        if verdict.reply is not None:
+            self._discard()
+            return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
+        if mail_auth.forged(check):
+            message = strip_own_results_in(message, mail_auth.authserv_id)
+        self.block = bytearray(message)
+        boxes = self.direct[0]
+        trace = verdict.header.replace(b"\r\n", b"\n")
+        trace += self._trace_headers(env, self._msg_id())
+        self.direct = (boxes, len(return_path(env.sender)) + len(trace))
+        handoff, junk = self.svc.handoff, verdict.action == "junk"
+        try:
+            if junk or handoff.store.opening_touches_files(boxes):
+                sink = await self._run(handoff.open_direct, boxes, env.sender, trace, junk)
+            else:  # no I/O to wait for: a thread hand-off would cost more than the call
+                sink = handoff.open_direct(boxes, env.sender, trace)
+        except (StorageError, OSError) as e:
+            return self._storage_failed(env, e)
+        self.sink = sink
+        return await self._store_direct(env, sink)
 
     async def _store_direct(self, env: Envelope, sink: Spool | PendingDelivery) -> Reply:
         assert isinstance(sink, PendingDelivery)
@@ -524,10 +569,13 @@ class _Connection:
             )
             trace = self._trace_headers(env, msg_id)
             if check is not None:
-                assert self.svc.mail_auth is not None
-                verdict = await self.svc.mail_auth.judge(check, spool.path, self.sid)
+                mail_auth = self.svc.mail_auth
+                assert mail_auth is not None
+                verdict = await mail_auth.judge(check, self.sid)
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
+                if mail_auth.forged(check):
+                    await self._run(strip_own_results, spool.path, mail_auth.authserv_id)
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
                 plan.junk = plan.junk or verdict.action == "junk"
             if self._filtered():

@@ -113,14 +113,16 @@ class MailboxStore(ABC):
 
     @abstractmethod
     def open_delivery(
-        self, mailboxes: Sequence[Mailbox], prefix: bytes, sender: str
+        self, mailboxes: Sequence[Mailbox], prefix: bytes, sender: str, folder: str = ""
     ) -> PendingDelivery:
         """Start a delivery that is streamed in while the message arrives, so that no
-        staging copy is needed where the format allows (Maildir)."""
+        staging copy is needed where the format allows (Maildir). ``folder`` as in
+        ``Delivery``: the Maildir folder to file into (mbox copies go to the inbox)."""
 
     def opening_touches_files(self, mailboxes: Sequence[Mailbox]) -> bool:
-        """Does open_delivery for these mailboxes touch the filesystem? If not, a server
-        may call it on its event loop instead of handing it to a worker thread."""
+        """Does open_delivery for these mailboxes (into their inbox) touch the filesystem?
+        If not, a server may call it on its event loop instead of handing it to a worker
+        thread."""
         return True
 
     @abstractmethod

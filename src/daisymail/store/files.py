@@ -106,15 +106,20 @@ class FileStore(MailboxStore):
             raise
 
     def open_delivery(
-        self, mailboxes: Sequence[Mailbox], prefix: bytes, sender: str
+        self, mailboxes: Sequence[Mailbox], prefix: bytes, sender: str, folder: str = ""
     ) -> PendingDelivery:
         """Only-Maildir deliveries stream into the first Maildir's tmp/ (no staging
         copy); anything with an mbox is staged in ``<mail_dir>/.staging`` and appended
         at commit, so mbox locks are never held while a client is still sending."""
         if mailboxes and all(is_maildir(m) for m in mailboxes):
             paths = list(dict.fromkeys(self.resolve_path(m) for m in mailboxes))
+            if folder:
+                try:
+                    paths = [folder_for_delivery(p, folder) for p in paths]
+                except OSError as e:
+                    raise StorageError(f"cannot create folder {folder}: {e}") from e
             return _MaildirPending(MaildirWriter(paths, prefix, self.journal))
-        return _StagedPending(self, list(mailboxes), prefix, sender)
+        return _StagedPending(self, list(mailboxes), prefix, sender, folder)
 
     def opening_touches_files(self, mailboxes: Sequence[Mailbox]) -> bool:
         # A Maildir-only delivery holds its first 64 KiB (the trace headers, and most
@@ -154,8 +159,11 @@ class _MaildirPending(PendingDelivery):
 
 
 class _StagedPending(PendingDelivery):
-    def __init__(self, store: FileStore, mailboxes: list[Mailbox], prefix: bytes, sender: str):
+    def __init__(
+        self, store: FileStore, mailboxes: list[Mailbox], prefix: bytes, sender: str, folder: str
+    ) -> None:
         self.store, self.mailboxes, self.prefix, self.sender = store, mailboxes, prefix, sender
+        self.folder = folder
         staging = os.path.join(store.mail_dir, ".staging")
         try:
             make_dirs(staging)
@@ -173,7 +181,8 @@ class _StagedPending(PendingDelivery):
         os.close(self.fd)
         self.fd = None
         try:
-            self.store.deliver(self.mailboxes, Delivery(self.path, self.prefix, self.sender))
+            delivery = Delivery(self.path, self.prefix, self.sender, folder=self.folder)
+            self.store.deliver(self.mailboxes, delivery)
         finally:
             self.abort()
 
