@@ -10,6 +10,7 @@ to the top-level domain.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,8 +54,10 @@ class Identifier:
     domain: str
 
 
+@functools.lru_cache(maxsize=1024)
 def parse_record(text: str) -> DMARCRecord | None:
-    """A DMARC record, or None when it is not a valid one (then it is not there)."""
+    """A DMARC record, or None when it is not a valid one (then it is not there). Kept
+    by text: a busy MX sees the same few hundred sender domains all day."""
     tags: dict[str, str] = {}
     for i, part in enumerate(text.split(";")):
         name, eq, value = part.partition("=")
@@ -91,6 +94,9 @@ def parse_record(text: str) -> DMARCRecord | None:
     )
 
 
+_VERSION = re.compile(r"^\s*v\s*=\s*DMARC1\s*(;|$)")
+
+
 def walk_names(domain: str) -> list[str]:
     """The names the tree walk asks, in order (RFC 9989 4.10)."""
     labels = domain.split(".")
@@ -112,7 +118,7 @@ class Discovery:
                 texts = await self.resolver.txt(f"_dmarc.{domain}")
             except NotFound:
                 texts = []
-            found = [r for r in texts if re.match(r"^\s*v\s*=\s*DMARC1\s*(;|$)", r)]
+            found = [r for r in texts if _VERSION.match(r)]
             self._seen[domain] = parse_record(found[0]) if len(found) == 1 else None
         return self._seen[domain]
 

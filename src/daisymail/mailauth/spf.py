@@ -203,6 +203,24 @@ def expand(text: str, ctx: _Context, domain: str, explain: bool = False) -> str:
     return out
 
 
+_VERSION = re.compile(r"(?i)^v=spf1( |$)")
+
+
+@functools.lru_cache(maxsize=4096)
+def _client_address(ip: str) -> IP:
+    """The client's address (IPv4-mapped IPv6 as IPv4); parsed once per client."""
+    addr = ipaddress.ip_address(ip)
+    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
+        return addr.ipv4_mapped
+    return addr
+
+
+@functools.lru_cache(maxsize=4096)
+def _network(arg: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    """An ip4:/ip6: argument (checked by parse_record), parsed once per text."""
+    return ipaddress.ip_network(arg, strict=False)
+
+
 async def check_host(
     ip: str,
     domain: str,
@@ -213,9 +231,7 @@ async def check_host(
     now: float | None = None,
 ) -> SPFResult:
     """The SPF result for ``ip`` sending as ``sender`` (MAIL FROM, or postmaster@HELO)."""
-    addr = ipaddress.ip_address(ip)
-    if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
-        addr = addr.ipv4_mapped
+    addr = _client_address(ip)
     if "@" not in sender:
         sender = f"postmaster@{sender or domain}"
     elif sender.startswith("@"):
@@ -230,7 +246,7 @@ async def _check(ctx: _Context, domain: str) -> SPFResult:
     if not _NAME.match(domain) or "." not in domain or len(domain) > 253:
         return SPFResult("none", domain, reason="not a domain name")
     try:
-        records = [r for r in await ctx.resolver.txt(domain) if re.match(r"(?i)^v=spf1( |$)", r)]
+        records = [r for r in await ctx.resolver.txt(domain) if _VERSION.match(r)]
     except NotFound:
         records = []
     except TempFail as e:
@@ -298,7 +314,7 @@ async def _matches(ctx: _Context, domain: str, term: _Term) -> bool:
         return True
     if name in ("ip4", "ip6"):
         assert term.arg is not None
-        net = ipaddress.ip_network(term.arg, strict=False)
+        net = _network(term.arg)
         return net.version == ctx.ip.version and ctx.ip in net
     _count(ctx)
     target = expand(term.arg, ctx, domain) if term.arg else domain
