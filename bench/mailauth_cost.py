@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import shutil
 import statistics
@@ -33,6 +32,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
+import proctree  # noqa: E402
 import smtp_load  # noqa: E402
 from common import WORK, User, free_port  # noqa: E402
 from servers import Daisy  # noqa: E402
@@ -145,19 +145,14 @@ async def load(port: int, rcpts: list[str], data: bytes, seconds: float) -> dict
     }
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process so far (Linux /proc)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def measured(daisy: Daisy, rcpts: list[str], data: bytes, seconds: float) -> dict[str, float]:
-    """One load run, with the server's CPU time per accepted message: on a shared
-    machine that moves far less than throughput, which waits on everyone's fsyncs."""
+    """One load run, with the server's CPU time per accepted message (its verdict
+    workers included): on a shared machine that moves far less than throughput, which
+    waits on everyone's fsyncs."""
     assert daisy.proc is not None
-    cpu0 = cpu_seconds(daisy.proc.pid)
+    cpu0 = proctree.cpu_seconds([daisy.proc.pid])
     r = asyncio.run(load(daisy.smtp_port, rcpts, data, seconds))
-    cpu = cpu_seconds(daisy.proc.pid) - cpu0
+    cpu = proctree.cpu_seconds([daisy.proc.pid]) - cpu0
     r["cpu_ms"] = round(cpu * 1000 / max(r["messages"], 1), 3)
     return r
 

@@ -37,6 +37,7 @@ from daisymail.limits import ConnectionLimiter, raise_open_files
 from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.mailauth.srs import from_config as srs_from_config
+from daisymail.mailauth.workers import VerdictWorkers, default_count
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
@@ -96,6 +97,7 @@ class App:
     resolver: DnspythonResolver | None = None
     injector: Injector | None = None
     inbound_policy: InboundPolicy | None = None
+    verdict_workers: VerdictWorkers | None = None  # kept across reloads
 
     @classmethod
     def build(cls, cfg: Config, config_path: str | None) -> App:
@@ -226,7 +228,9 @@ class App:
         )
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname, quotas)
         ctx = self.tls.context
-        mail_auth = _mail_auth(c, resolver)
+        count = default_count() if c.verify.workers < 0 else c.verify.workers
+        self.verdict_workers = VerdictWorkers(count) if count else None
+        mail_auth = _mail_auth(c, resolver, self.verdict_workers)
         spam_filter = _spam_filter(c)
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
@@ -435,6 +439,8 @@ class App:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if self.verdict_workers is not None:
+            await self.verdict_workers.wait_closed()
         if self.journal is not None:
             await asyncio.to_thread(self.journal.close)
         self.directory.close()
@@ -500,7 +506,7 @@ class App:
                 self.runner.resolver = self.resolver
         self.cfg.dns, self.cfg.verify = new.dns, new.verify
         self.cfg.filter, self.cfg.srs = new.filter, new.srs
-        mail_auth = _mail_auth(self.cfg, self.resolver)
+        mail_auth = _mail_auth(self.cfg, self.resolver, self.verdict_workers)
         spam_filter = _spam_filter(self.cfg)
         srs = srs_from_config(new.srs.secret)
         for svc in self.services:
@@ -516,9 +522,12 @@ class App:
             _log_srs_off()
 
 
-def _mail_auth(cfg: Config, resolver: DnspythonResolver) -> MailAuth | None:
-    """The port 25 checks of ``[verify]``; None when they are off."""
-    return MailAuth(cfg, resolver) if cfg.verify.enabled else None
+def _mail_auth(
+    cfg: Config, resolver: DnspythonResolver, workers: VerdictWorkers | None
+) -> MailAuth | None:
+    """The port 25 checks of ``[verify]``; None when they are off. The verdict workers
+    are the server's ([verify] workers is read at start only)."""
+    return MailAuth(cfg, resolver, workers) if cfg.verify.enabled else None
 
 
 def _spam_filter(cfg: Config) -> SpamFilter | None:
@@ -590,6 +599,8 @@ async def serve(cfg: Config, config_path: str | None) -> None:
     loop.add_signal_handler(signal.SIGHUP, reload_asked.set)
     prepare_dirs(cfg, user)
     await app.start()
+    if app.verdict_workers is not None:
+        await app.verdict_workers.start(user)  # as root: each becomes the user itself
     drop_privileges(user)
     await app.serve_sessions()
     loop.add_signal_handler(signal.SIGHUP, app.reload)

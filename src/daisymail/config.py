@@ -161,6 +161,9 @@ class Verify:
     temperror: str = "mark"
     # ARC sealers (d= of the newest seal) whose verdict may override a DMARC failure
     trusted_arc_sealers: list[str] = field(default_factory=list)
+    # processes that judge mail beside the server; -1 = one per core but one (at most 4),
+    # 0 = none (judged on the server's event loop)
+    workers: int = -1
 
 
 @dataclass
@@ -283,6 +286,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
     ("queue.delay_warning", 0, "seconds; 0 = never"),
     ("pop3.expire_days", 0, "0 = never"),
     ("pop3.login_delay", 0, "0 = not announced"),
+    ("verify.workers", -1, "-1 = one per core but one, 0 = none"),
 )
 
 

@@ -111,6 +111,7 @@ dmarc_quarantine = true          # DMARC fails under p=quarantine: the recipient
 spf_fail_without_dmarc = "mark"  # SPF fail, no DMARC record: "mark", "junk" or "reject"
 temperror = "mark"               # DNS failure: "mark" and accept, or "defer" (451)
 trusted_arc_sealers = []         # e.g. ["lists.example"]: their ARC pass overrides a DMARC fail
+workers = -1                     # verdict processes beside the server: -1 = cores - 1, 0 = none
 
 [http]                           # metrics, health checks, client autoconfig, MTA-STS, admin API
 listen = [{http}]                # plain HTTP "ADDR:PORT" list; [] = off

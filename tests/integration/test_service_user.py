@@ -30,7 +30,8 @@ from pathlib import Path
 import pytest
 
 import daisymail
-from tests.conftest import IN_CI, Daisy, require_tool
+from tests.conftest import IN_CI, Daisy, free_port, require_tool
+from tests.dns_server import serve as serve_dns
 
 SERVICE = "daisyt-svc"
 OWNER = "daisyt-bob"
@@ -210,6 +211,11 @@ def test_serving_a_legacy_spool_as_a_service_user(runtime: Runtime) -> None:
     svc = pwd.getpwnam(SERVICE)
     owner = pwd.getpwnam(OWNER).pw_uid
     mail = grp.getgrnam("mail").gr_gid
+    # Port 25 checks on, judged by a verdict worker: started after the privileges drop.
+    dns = serve_dns(free_port(), [("example.net", {"@": [("TXT", "v=spf1 -all")]})])
+    daisy.use_dns(dns.address)
+    daisy.check_inbound()
+    daisy.set_config("[verify]", "workers", "1")
     proc = _serve(runtime, daisy)
     try:
         _wait_for_ports(daisy, proc)
@@ -244,8 +250,22 @@ def test_serving_a_legacy_spool_as_a_service_user(runtime: Runtime) -> None:
         assert b"from teapop days" not in data
         assert b"delivered by the service user\n" in data
         assert sorted(p.name for p in box.parent.iterdir()) == [f".{OWNER}.daisymail-pop3", OWNER]
+
+        deadline = time.monotonic() + 20
+        while "mailauth.worker.ready" not in daisy.logs():
+            assert time.monotonic() < deadline, daisy.logs()
+            time.sleep(0.1)
+        pid = int(daisy.logs().split("mailauth.worker.ready pid=")[1].split()[0])
+        assert _uid_of(pid) == svc.pw_uid
+        with smtplib.SMTP("127.0.0.1", daisy.ports["smtp"], timeout=20) as s:
+            s.sendmail("alice@example.net", ["bob@example.test"], b"Subject: w\r\n\r\njudged\r\n")
+        verdicts = [x for x in daisy.logs().splitlines() if "smtp.verdict" in x]
+        assert "by=worker" in verdicts[-1]  # the first may have come before it was ready
+        assert "spf=fail" in verdicts[-1]
+        assert box.read_bytes().count(b"\tspf=fail") == 2
     finally:
         _stop(proc)
+        dns.stop()
     assert "Traceback" not in daisy.logs(), daisy.logs()
 
 

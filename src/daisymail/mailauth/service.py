@@ -1,9 +1,11 @@
 """The port 25 checks as the SMTP server uses them: built from ``[verify]`` and run on
-the spooled message before the reply to DATA.
+the message before the reply to DATA.
 
 Clients in the relay networks and logged-in users are not checked (their mail is
-ours to vouch for). The message is parsed and hashed once, as it streams to the spool
-(in the SMTP session's I/O thread); the DNS lookups are async.
+ours to vouch for). A message that fits in one block is judged whole, by a verdict
+worker process when one is ready (``workers.py``), else on the event loop; a larger
+one is parsed and hashed once, as it streams to the spool (in the SMTP session's I/O
+thread), and judged here. The DNS lookups are async.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from daisymail.dns import from_config as resolver_from_config
 from daisymail.mailauth.canon import split_fields
 from daisymail.mailauth.inbound import InboundCheck, InboundPolicy, Verdict
 from daisymail.mailauth.results import remove_own
+from daisymail.mailauth.workers import VerdictWorkers
 from daisymail.observability import event
 from daisymail.store.durable import rewrite_header
 
@@ -23,7 +26,9 @@ log = logging.getLogger("daisymail.smtp")
 
 
 class MailAuth:
-    def __init__(self, cfg: Config, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self, cfg: Config, resolver: Resolver | None = None, workers: VerdictWorkers | None = None
+    ) -> None:
         v = cfg.verify
         self.authserv_id = v.authserv_id or cfg.hostname
         self.policy = InboundPolicy(
@@ -34,6 +39,9 @@ class MailAuth:
             trusted_arc_sealers=tuple(v.trusted_arc_sealers),
         )
         self.resolver = resolver or resolver_from_config(cfg.dns.nameservers, cfg.dns.timeout)
+        self.workers = workers
+        if workers is not None:
+            workers.configure(self.authserv_id, self.policy, cfg.dns.nameservers, cfg.dns.timeout)
 
     def begin(self, ip: str, helo: str, mailfrom: str) -> InboundCheck:
         """The check of one message; the SMTP session feeds it the message as it
@@ -48,24 +56,46 @@ class MailAuth:
         Authentication-Results of ours in it are the caller's to remove (``forged``),
         from the staged file or from the message in memory."""
         verdict = await check.verdict()
-        event(
-            log,
-            "smtp.verdict",
-            sid=sid,
-            client=check.ip,
-            spf=verdict.spf.result,
-            dkim=",".join(f"{d.result}:{d.domain}" for d in verdict.dkim) or "none",
-            dmarc=f"{verdict.dmarc.result}:{verdict.dmarc.from_domain}",
-            action=verdict.action,
-            override=verdict.override or None,
-        )
+        _log_verdict(verdict, check.ip, sid, "server")
         return verdict
+
+    async def judge_whole(
+        self, check: InboundCheck, message: bytes, sid: str
+    ) -> tuple[Verdict, bool]:
+        """The verdict for a whole message (at most one block) not yet fed to
+        ``check``, and whether it is ``forged``: from a worker process when one is
+        ready, else judged here."""
+        done = None
+        if self.workers is not None:
+            done = await self.workers.judge(check.ip, check.helo, check.mailfrom, message)
+        by = "worker"
+        if done is None:
+            check.feed(message)
+            done, by = (await check.verdict(), self.forged(check)), "server"
+        _log_verdict(done[0], check.ip, sid, by)
+        return done
 
     def forged(self, check: InboundCheck) -> bool:
         """Does the message claim results of ours (an Authentication-Results field with
         our authserv-id, which only we may add)? Only then is it edited."""
         fields = check.fields
         return len(remove_own(fields, self.authserv_id)) != len(fields)
+
+
+def _log_verdict(verdict: Verdict, client: str, sid: str, by: str) -> None:
+    """One line per verdict; ``by``: judged in a worker process or in the server."""
+    event(
+        log,
+        "smtp.verdict",
+        sid=sid,
+        client=client,
+        spf=verdict.spf.result,
+        dkim=",".join(f"{d.result}:{d.domain}" for d in verdict.dkim) or "none",
+        dmarc=f"{verdict.dmarc.result}:{verdict.dmarc.from_domain}",
+        action=verdict.action,
+        override=verdict.override or None,
+        by=by,
+    )
 
 
 def _without_own(header: bytes, authserv_id: str) -> bytes | None:

@@ -468,12 +468,11 @@ class _Connection:
         assert check is not None and mail_auth is not None
         self.held = False
         message = bytes(self.block)
-        check.feed(message)  # at most one block: cheaper here than a thread hand-off
-        verdict = await mail_auth.judge(check, self.sid)
+        verdict, forged = await mail_auth.judge_whole(check, message, self.sid)
         if verdict.reply is not None:
             self._discard()
             return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
-        if mail_auth.forged(check):
+        if forged:
             message = strip_own_results_in(message, mail_auth.authserv_id)
         self.block = bytearray(message)
         boxes = self.direct[0]

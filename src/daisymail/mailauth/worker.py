@@ -1,0 +1,119 @@
+"""The verdict worker: SPF, DKIM, DMARC and ARC of port 25 mail, in a process of its own.
+
+A check is pure CPU once DNS answers are cached (canonicalization, hashing, an RSA
+check, record parsing), and one Python process runs Python on one core at a time: on
+the SMTP server's event loop it delays every other session. The server hands whole
+messages (up to one block) to a few of these processes instead (``workers.py``). Each
+runs its own event loop and resolver cache and takes any number of checks at once, so a
+slow DNS answer for one message never holds up the others.
+
+Frames on stdin and stdout: a 4-byte big-endian length, then a pickle. The first frame
+in is the setup ``("setup", authserv-id, policy, name servers, DNS timeout, service
+user)``, answered by READY; a worker started by root becomes the service user then,
+as the server does (it is started before the server drops its privileges, so that the
+interpreter need not be one the service user can run). Later setups (a reload) change
+the settings. Each ``("check", id, ip, helo, mailfrom, message)`` gets ``(id, verdict,
+forged, error)``. Pickle is safe here: both ends are this program, over a private
+pipe. The worker exits when stdin closes, after answering what it was given.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+import signal
+import struct
+from typing import Any
+
+from daisymail.dns import from_config
+from daisymail.mailauth.inbound import InboundCheck
+from daisymail.mailauth.results import remove_own
+from daisymail.privileges import drop
+
+READY = "ready"
+_LEN = struct.Struct(">I")
+MAX_FRAME = 16 << 20  # far above one message block and its verdict
+
+
+def frame(obj: object) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return _LEN.pack(len(data)) + data
+
+
+async def read_frame(reader: asyncio.StreamReader) -> Any:
+    """The next object, or None at end of stream; ValueError for a frame too large."""
+    try:
+        head = await reader.readexactly(_LEN.size)
+        (size,) = _LEN.unpack(head)
+        if size > MAX_FRAME:
+            raise ValueError(f"frame of {size} bytes")
+        return pickle.loads(await reader.readexactly(size))
+    except asyncio.IncompleteReadError:
+        return None
+
+
+async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> None:
+    setup = await read_frame(reader)
+    if setup is None or setup[0] != "setup":
+        return
+    _tag, authserv_id, policy, nameservers, timeout, user = setup
+    if user is not None and os.geteuid() == 0:
+        drop(user)  # started before the server dropped its privileges: drop them too
+    resolver = from_config(nameservers, timeout)
+    out.write(frame(READY))
+    running: set[asyncio.Task[None]] = set()
+
+    async def check(rid: int, ip: str, helo: str, mailfrom: str, message: bytes) -> None:
+        try:
+            c = InboundCheck(
+                resolver, authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=policy
+            )
+            c.feed(message)
+            verdict = await c.verdict()
+            forged = len(remove_own(c.fields, authserv_id)) != len(c.fields)
+            out.write(frame((rid, verdict, forged, "")))
+        except Exception as e:  # the server judges this one itself
+            out.write(frame((rid, None, False, f"{type(e).__name__}: {e}")))
+
+    while (request := await read_frame(reader)) is not None:
+        if request[0] == "setup":  # a reload: checks from now on use the new settings
+            _tag, authserv_id, policy, servers, secs, _user = request
+            if (servers, secs) != (nameservers, timeout):
+                nameservers, timeout = servers, secs
+                resolver = from_config(nameservers, timeout)
+            continue
+        task = asyncio.create_task(check(*request[1:]))
+        running.add(task)
+        task.add_done_callback(running.discard)
+    if running:
+        await asyncio.wait(running)
+
+
+async def _main() -> None:
+    loop = asyncio.get_running_loop()
+    # Frames go out on a copy of stdout; fd 1 itself becomes stderr, so that nothing a
+    # library might print can corrupt them.
+    frames_fd = os.dup(1)
+    os.dup2(2, 1)
+    reader = asyncio.StreamReader(limit=MAX_FRAME)
+    stdin = open(0, "rb", 0)  # noqa: SIM115 - owned by the transport
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
+    out_file = open(frames_fd, "wb", 0)  # noqa: SIM115 - owned by the transport
+    out, _ = await loop.connect_write_pipe(asyncio.Protocol, out_file)
+    try:
+        await serve(reader, out)
+    finally:
+        out.close()
+
+
+def main() -> None:
+    # The server owns the signals: Ctrl-C in a terminal or a reload reaches the whole
+    # process group, and the worker ends when the server closes its stdin.
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    asyncio.run(_main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,204 @@
+"""The server's side of the verdict workers (``worker.py``): a few child processes that
+judge port 25 mail off the event loop, so the checks use the other cores.
+
+The workers are started with the server, before it drops its privileges (each then
+becomes the service user itself), and live across reloads, which send them the new
+settings. A worker is used once it says it is ready; until then, and whenever one dies
+or fails a request, the caller judges the message itself. A dead worker is started
+again (by the server, as the service user) at most every ``RESTART_DELAY`` seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import os
+import sys
+import time
+
+from daisymail.mailauth.inbound import InboundPolicy, Verdict
+from daisymail.mailauth.worker import READY, frame, read_frame
+from daisymail.observability import event
+from daisymail.privileges import ServiceUser
+
+log = logging.getLogger("daisymail.smtp")
+
+RESTART_DELAY = 5.0
+STOP_WAIT = 5.0  # seconds a worker gets to answer what it was given, at shutdown
+
+
+def default_count() -> int:
+    """One worker per core but the one the event loop runs on (at least 1, at most 4)."""
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
+
+
+class WorkerGone(Exception):
+    """The worker died or could not judge the message."""
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.ready = False
+        self.alive = True
+        self.pending: dict[int, asyncio.Future[tuple[Verdict, bool]]] = {}
+        self.reader: asyncio.Task[None] | None = None
+
+    def send(self, obj: object) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(frame(obj))
+
+    async def read_replies(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            while (reply := await read_frame(self.proc.stdout)) is not None:
+                if reply == READY:
+                    self.ready = True
+                    event(log, "mailauth.worker.ready", pid=self.proc.pid)
+                    continue
+                rid, verdict, forged, error = reply
+                future = self.pending.pop(rid, None)
+                if future is None or future.done():
+                    continue
+                if verdict is None:
+                    future.set_exception(WorkerGone(error))
+                else:
+                    future.set_result((verdict, forged))
+        except (ValueError, OSError, EOFError) as e:
+            event(log, "mailauth.worker.failed", logging.WARNING, error=str(e))
+        finally:
+            self.alive = self.ready = False
+            for future in self.pending.values():
+                if not future.done():
+                    future.set_exception(WorkerGone("the worker ended"))
+            self.pending.clear()
+            if self.proc.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    self.proc.kill()
+
+
+class VerdictWorkers:
+    """Requests go round-robin to the ready workers."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self.setup: tuple[object, ...] | None = None  # set by configure()
+        self.user: ServiceUser | None = None
+        self.workers: list[_Worker | None] = [None] * count
+        self.started: list[float] = [0.0] * count
+        self.starting: set[asyncio.Task[None]] = set()
+        self._ids = itertools.count()
+        self._next = 0
+        self.closed = False
+
+    def configure(
+        self, authserv_id: str, policy: InboundPolicy, nameservers: list[str], timeout: float
+    ) -> None:
+        """The settings of ``[verify]`` and ``[dns]``, at start and at each reload."""
+        self.setup = ("setup", authserv_id, policy, list(nameservers), timeout)
+        for w in self.workers:
+            if w is not None and w.alive:
+                with contextlib.suppress(OSError, RuntimeError):
+                    w.send((*self.setup, self.user))
+
+    async def start(self, user: ServiceUser | None) -> None:
+        """Start every worker now (once configured), while the server may still be
+        root; ``user``: the service user they are to become."""
+        self.user = user
+        if self.setup is None:
+            return
+        for i in range(self.count):
+            self.started[i] = time.monotonic()
+            await self._spawn(i)
+
+    async def judge(
+        self, ip: str, helo: str, mailfrom: str, message: bytes
+    ) -> tuple[Verdict, bool] | None:
+        """(verdict, forged) from a worker; None when none is ready (judge it here)."""
+        worker = self._pick()
+        if worker is None:
+            return None
+        rid = next(self._ids)
+        future: asyncio.Future[tuple[Verdict, bool]] = asyncio.get_running_loop().create_future()
+        worker.pending[rid] = future
+        try:
+            worker.send(("check", rid, ip, helo, mailfrom, message))
+            return await future
+        except (WorkerGone, OSError, RuntimeError) as e:
+            event(log, "mailauth.worker.fallback", logging.WARNING, error=str(e))
+            return None
+        finally:
+            worker.pending.pop(rid, None)
+
+    def _pick(self) -> _Worker | None:
+        for _ in range(self.count):
+            i = self._next
+            self._next = (self._next + 1) % self.count
+            w = self.workers[i]
+            if w is not None and w.ready and w.alive:
+                return w
+            if (w is None or not w.alive) and not self.closed and self.setup is not None:
+                self._start(i)
+        return None
+
+    def _start(self, i: int) -> None:
+        now = time.monotonic()
+        if self.started[i] and now - self.started[i] < RESTART_DELAY:
+            return
+        self.started[i] = now
+        task = asyncio.get_running_loop().create_task(self._spawn(i))
+        self.starting.add(task)
+        task.add_done_callback(self.starting.discard)
+
+    async def _spawn(self, i: int) -> None:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "daisymail.mailauth.worker",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+            )
+        except OSError as e:
+            event(log, "mailauth.worker.failed", logging.WARNING, error=str(e))
+            return
+        worker = _Worker(proc)
+        assert self.setup is not None
+        worker.send((*self.setup, self.user))
+        worker.reader = asyncio.get_running_loop().create_task(worker.read_replies())
+        self.workers[i] = worker
+        event(log, "mailauth.worker.started", pid=proc.pid)
+        if self.closed:
+            self._close_one(worker)
+
+    def _close_one(self, worker: _Worker) -> None:
+        stdin = worker.proc.stdin
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+
+    def close(self) -> None:
+        """No new requests; each worker ends once it has answered what it was given."""
+        self.closed = True
+        for w in self.workers:
+            if w is not None:
+                self._close_one(w)
+
+    async def wait_closed(self, timeout: float = STOP_WAIT) -> None:
+        self.close()
+        for task in list(self.starting):
+            with contextlib.suppress(Exception):
+                await task
+        for w in self.workers:
+            if w is None:
+                continue
+            try:
+                await asyncio.wait_for(w.proc.wait(), timeout)
+            except TimeoutError:
+                with contextlib.suppress(ProcessLookupError):
+                    w.proc.kill()
+                await w.proc.wait()
+            if w.reader is not None:
+                with contextlib.suppress(Exception):
+                    await w.reader

@@ -1,0 +1,160 @@
+"""Verdict workers ([verify] workers): port 25 mail judged in child processes, the
+server taking over when none is ready or one dies, and no worker outliving the server."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import smtplib
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from daisymail.mailauth.dkim import signatures
+from daisymail.mailauth.keystore import KeyStore
+from tests.conftest import Daisy, free_port
+from tests.dns_server import DNSServer, serve
+from tests.integration.test_smtp_server import maildir_messages, smtp, wait_for
+
+BOX = "demo.example.test"
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyStore:
+    ks = KeyStore(tmp_path / "senders-keys")
+    ks.generate("example.org", "r1", "rsa")
+    return ks
+
+
+@pytest.fixture
+def dns_server(keys: KeyStore) -> Iterator[DNSServer]:
+    org = {f"{k.selector}._domainkey": [("TXT", k.record)] for k in keys.keys("example.org")}
+    org["@"] = [("TXT", "v=spf1 ip4:127.0.0.2 -all")]
+    org["_dmarc"] = [("TXT", "v=DMARC1; p=reject")]
+    srv = serve(free_port(), [("example.org", org)])
+    yield srv
+    srv.stop()
+
+
+def signed(keys: KeyStore, n: int) -> bytes:
+    forged = b"Authentication-Results: mail.daisy.test; dmarc=pass header.from=example.org\r\n"
+    msg = (
+        b"From: Alice <alice@example.org>\r\nTo: demo@example.test\r\n"
+        + f"Subject: m{n}\r\nMessage-ID: <m{n}@example.org>\r\n".encode()
+        + forged
+        + b"\r\nHello.\r\n"
+    )
+    return signatures(msg, keys.signing_keys("example.org")) + msg
+
+
+def send(daisy: Daisy, msg: bytes, source: str = "127.0.0.2") -> None:
+    with smtp(daisy, source=source) as s:
+        s.ehlo("out.example.org")
+        s.sendmail("alice@example.org", ["demo@example.test"], msg)
+
+
+def verdict_lines(daisy: Daisy) -> list[str]:
+    return [line for line in daisy.logs().splitlines() if "smtp.verdict" in line]
+
+
+def worker_pids(daisy: Daisy, what: str) -> list[int]:
+    return [int(p) for p in re.findall(rf"mailauth\.worker\.{what} pid=(\d+)", daisy.logs())]
+
+
+def judged_by_worker(daisy: Daisy, keys: KeyStore, n: int) -> None:
+    """Send message n once a worker is ready; it must be judged there, alike."""
+    send(daisy, signed(keys, n))
+    line = verdict_lines(daisy)[-1]
+    assert "by=worker" in line and "spf=pass" in line and "dmarc=pass:example.org" in line
+    stored = [m for m in maildir_messages(daisy, BOX) if f"Subject: m{n}\n".encode() in m]
+    (msg,) = stored
+    head = msg.split(b"\n\n", 1)[0]
+    assert head.count(b"Authentication-Results: mail.daisy.test") == 1  # forged one removed
+    assert b"\tdkim=pass header.d=example.org header.s=r1" in head
+
+
+def test_workers_judge_and_the_server_takes_over(
+    daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore
+) -> None:
+    daisy_dir.use_dns(dns_server.address)
+    daisy_dir.check_inbound()
+    daisy_dir.set_config("[verify]", "workers", "1")
+    daisy_dir.cli("domain", "add", "example.test")
+    daisy_dir.add_user("demo@example.test", "demo-pw")
+    daisy_dir.start()
+
+    # The worker starts with the server.
+    wait_for(lambda: worker_pids(daisy_dir, "ready") != [], timeout=20)
+    (pid,) = worker_pids(daisy_dir, "ready")
+    judged_by_worker(daisy_dir, keys, 1)
+
+    # A refusal decided in the worker is the server's reply.
+    with smtp(daisy_dir, source="127.0.0.3") as s:
+        s.ehlo("evil.example.net")
+        with pytest.raises(smtplib.SMTPDataError) as e:
+            s.sendmail(
+                "alice@example.org", ["demo@example.test"], b"From: a@example.org\r\n\r\nx\r\n"
+            )
+    assert e.value.smtp_code == 550
+    assert "by=worker" in verdict_lines(daisy_dir)[-1]
+
+    # The worker dies: the server judges the next messages itself, then starts another.
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 20
+    n = 1
+    while len(worker_pids(daisy_dir, "ready")) < 2:
+        assert time.monotonic() < deadline, "no new worker"
+        n += 1
+        send(daisy_dir, signed(keys, n))
+        assert "action=accept" in verdict_lines(daisy_dir)[-1]
+        time.sleep(0.2)
+    assert "by=server" in verdict_lines(daisy_dir)[-1]
+    new_pid = worker_pids(daisy_dir, "started")[-1]
+    n += 1
+    judged_by_worker(daisy_dir, keys, n)
+    assert len(maildir_messages(daisy_dir, BOX)) == n  # m1..mn; the refused one is not there
+
+    # A reload reaches the running worker: the next verdict has the new authserv-id.
+    daisy_dir.set_config("[verify]", "authserv_id", '"mx.reloaded.test"')
+    assert daisy_dir.proc is not None
+    daisy_dir.proc.send_signal(signal.SIGHUP)
+    wait_for(lambda: "reload" in daisy_dir.logs())
+    deadline = time.monotonic() + 10
+    while "Authentication-Results: mx.reloaded.test" not in "".join(
+        m.decode(errors="replace") for m in maildir_messages(daisy_dir, BOX)
+    ):
+        assert time.monotonic() < deadline, "the reload never reached the worker"
+        n += 1
+        send(daisy_dir, signed(keys, n))
+    assert "by=worker" in verdict_lines(daisy_dir)[-1] and alive(new_pid)
+
+    # Stopping the server ends its worker.
+    daisy_dir.stop()
+    assert not alive(new_pid)
+
+
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_no_workers(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore) -> None:
+    daisy_dir.use_dns(dns_server.address)
+    daisy_dir.check_inbound()
+    daisy_dir.set_config("[verify]", "workers", "0")
+    daisy_dir.cli("domain", "add", "example.test")
+    daisy_dir.add_user("demo@example.test", "demo-pw")
+    daisy_dir.start()
+    for n in (1, 2):
+        send(daisy_dir, signed(keys, n))
+    lines = verdict_lines(daisy_dir)
+    assert len(lines) == 2 and all("by=server" in x and "dmarc=pass" in x for x in lines)
+    assert "mailauth.worker" not in daisy_dir.logs()
+    assert len(maildir_messages(daisy_dir, BOX)) == 2
