@@ -16,7 +16,7 @@ from daisymail.config import Config
 from daisymail.dns import Resolver
 from daisymail.dns import from_config as resolver_from_config
 from daisymail.mailauth.canon import split_fields
-from daisymail.mailauth.inbound import InboundCheck, InboundPolicy, Verdict
+from daisymail.mailauth.inbound import InboundCheck, InboundPolicy, Judgement
 from daisymail.mailauth.results import remove_own
 from daisymail.mailauth.workers import VerdictWorkers
 from daisymail.observability import event
@@ -51,29 +51,26 @@ class MailAuth:
             self.resolver, self.authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=self.policy
         )
 
-    async def judge(self, check: InboundCheck, sid: str) -> Verdict:
-        """The verdict for the message fed to ``check``, logged. Forged
-        Authentication-Results of ours in it are the caller's to remove (``forged``),
-        from the staged file or from the message in memory."""
-        verdict = await check.verdict()
-        _log_verdict(verdict, check.ip, sid, "server")
-        return verdict
+    async def judge(self, check: InboundCheck, sid: str) -> Judgement:
+        """The judgement of the message fed to ``check``, logged. Forged
+        Authentication-Results of ours (``forged``) are the caller's to remove, from
+        the staged file or from the message in memory."""
+        judged = Judgement.of(await check.verdict(), self.forged(check))
+        _log_verdict(judged, check.ip, sid, "server")
+        return judged
 
-    async def judge_whole(
-        self, check: InboundCheck, message: bytes, sid: str
-    ) -> tuple[Verdict, bool]:
-        """The verdict for a whole message (at most one block) not yet fed to
-        ``check``, and whether it is ``forged``: from a worker process when one is
-        ready, else judged here."""
-        done = None
+    async def judge_whole(self, check: InboundCheck, message: bytes, sid: str) -> Judgement:
+        """The judgement of a whole message (at most one block) not yet fed to
+        ``check``: from a worker process when one is ready, else made here."""
+        judged = None
         if self.workers is not None:
-            done = await self.workers.judge(check.ip, check.helo, check.mailfrom, message)
+            judged = await self.workers.judge(check.ip, check.helo, check.mailfrom, message)
         by = "worker"
-        if done is None:
+        if judged is None:
             check.feed(message)
-            done, by = (await check.verdict(), self.forged(check)), "server"
-        _log_verdict(done[0], check.ip, sid, by)
-        return done
+            judged, by = Judgement.of(await check.verdict(), self.forged(check)), "server"
+        _log_verdict(judged, check.ip, sid, by)
+        return judged
 
     def forged(self, check: InboundCheck) -> bool:
         """Does the message claim results of ours (an Authentication-Results field with
@@ -82,18 +79,18 @@ class MailAuth:
         return len(remove_own(fields, self.authserv_id)) != len(fields)
 
 
-def _log_verdict(verdict: Verdict, client: str, sid: str, by: str) -> None:
+def _log_verdict(judged: Judgement, client: str, sid: str, by: str) -> None:
     """One line per verdict; ``by``: judged in a worker process or in the server."""
     event(
         log,
         "smtp.verdict",
         sid=sid,
         client=client,
-        spf=verdict.spf.result,
-        dkim=",".join(f"{d.result}:{d.domain}" for d in verdict.dkim) or "none",
-        dmarc=f"{verdict.dmarc.result}:{verdict.dmarc.from_domain}",
-        action=verdict.action,
-        override=verdict.override or None,
+        spf=judged.spf,
+        dkim=judged.dkim,
+        dmarc=judged.dmarc,
+        action=judged.action,
+        override=judged.override or None,
         by=by,
     )
 

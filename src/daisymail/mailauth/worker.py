@@ -12,9 +12,10 @@ in is the setup ``("setup", authserv-id, policy, name servers, DNS timeout, serv
 user)``, answered by READY; a worker started by root becomes the service user then,
 as the server does (it is started before the server drops its privileges, so that the
 interpreter need not be one the service user can run). Later setups (a reload) change
-the settings. Each ``("check", id, ip, helo, mailfrom, message)`` gets ``(id, verdict,
-forged, error)``. Pickle is safe here: both ends are this program, over a private
-pipe. The worker exits when stdin closes, after answering what it was given.
+the settings. Each ``("check", id, ip, helo, mailfrom, message)`` gets ``(id,
+Judgement.wire(), "")``, or ``(id, None, error)``. Pickle is safe here: both ends are
+this program, over a private pipe. The worker exits when stdin closes, after answering
+what it was given.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import struct
 from typing import Any
 
 from daisymail.dns import from_config
-from daisymail.mailauth.inbound import InboundCheck
+from daisymail.mailauth.inbound import InboundCheck, Judgement
 from daisymail.mailauth.results import remove_own
 from daisymail.privileges import drop
 
@@ -70,11 +71,11 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
                 resolver, authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=policy
             )
             c.feed(message)
-            verdict = await c.verdict()
             forged = len(remove_own(c.fields, authserv_id)) != len(c.fields)
-            out.write(frame((rid, verdict, forged, "")))
+            judged = Judgement.of(await c.verdict(), forged)
+            out.write(frame((rid, judged.wire(), "")))
         except Exception as e:  # the server judges this one itself
-            out.write(frame((rid, None, False, f"{type(e).__name__}: {e}")))
+            out.write(frame((rid, None, f"{type(e).__name__}: {e}")))
 
     while (request := await read_frame(reader)) is not None:
         if request[0] == "setup":  # a reload: checks from now on use the new settings

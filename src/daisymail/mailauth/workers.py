@@ -18,7 +18,7 @@ import os
 import sys
 import time
 
-from daisymail.mailauth.inbound import InboundPolicy, Verdict
+from daisymail.mailauth.inbound import InboundPolicy, Judgement
 from daisymail.mailauth.worker import READY, frame, read_frame
 from daisymail.observability import event
 from daisymail.privileges import ServiceUser
@@ -43,7 +43,7 @@ class _Worker:
         self.proc = proc
         self.ready = False
         self.alive = True
-        self.pending: dict[int, asyncio.Future[tuple[Verdict, bool]]] = {}
+        self.pending: dict[int, asyncio.Future[Judgement]] = {}
         self.reader: asyncio.Task[None] | None = None
 
     def send(self, obj: object) -> None:
@@ -58,14 +58,14 @@ class _Worker:
                     self.ready = True
                     event(log, "mailauth.worker.ready", pid=self.proc.pid)
                     continue
-                rid, verdict, forged, error = reply
+                rid, judged, error = reply
                 future = self.pending.pop(rid, None)
                 if future is None or future.done():
                     continue
-                if verdict is None:
+                if judged is None:
                     future.set_exception(WorkerGone(error))
                 else:
-                    future.set_result((verdict, forged))
+                    future.set_result(Judgement(*judged))
         except (ValueError, OSError, EOFError) as e:
             event(log, "mailauth.worker.failed", logging.WARNING, error=str(e))
         finally:
@@ -113,15 +113,13 @@ class VerdictWorkers:
             self.started[i] = time.monotonic()
             await self._spawn(i)
 
-    async def judge(
-        self, ip: str, helo: str, mailfrom: str, message: bytes
-    ) -> tuple[Verdict, bool] | None:
-        """(verdict, forged) from a worker; None when none is ready (judge it here)."""
+    async def judge(self, ip: str, helo: str, mailfrom: str, message: bytes) -> Judgement | None:
+        """The judgement of a worker; None when none is ready (judge it here)."""
         worker = self._pick()
         if worker is None:
             return None
         rid = next(self._ids)
-        future: asyncio.Future[tuple[Verdict, bool]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Judgement] = asyncio.get_running_loop().create_future()
         worker.pending[rid] = future
         try:
             worker.send(("check", rid, ip, helo, mailfrom, message))

@@ -468,11 +468,11 @@ class _Connection:
         assert check is not None and mail_auth is not None
         self.held = False
         message = bytes(self.block)
-        verdict, forged = await mail_auth.judge_whole(check, message, self.sid)
+        verdict = await mail_auth.judge_whole(check, message, self.sid)
         if verdict.reply is not None:
             self._discard()
             return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
-        if forged:
+        if verdict.forged:
             message = strip_own_results_in(message, mail_auth.authserv_id)
         self.block = bytearray(message)
         boxes = self.direct[0]
@@ -573,7 +573,7 @@ class _Connection:
                 verdict = await mail_auth.judge(check, self.sid)
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
-                if mail_auth.forged(check):
+                if verdict.forged:
                     await self._run(strip_own_results, spool.path, mail_auth.authserv_id)
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
                 plan.junk = plan.junk or verdict.action == "junk"
