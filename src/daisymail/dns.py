@@ -100,7 +100,9 @@ class DnspythonResolver:
         self._cache: OrderedDict[tuple[str, str], tuple[float, Any]] = OrderedDict()
         self._cache_size = cache_size
 
-    async def _query(self, name: str, rdtype: str) -> list[Any]:
+    async def _query(self, name: str, rdtype: str, convert: Any) -> list[Any]:
+        """The records of ``rdtype`` at ``name`` as ``convert`` makes them from
+        dnspython's; converted once and cached as such."""
         key = (name.lower().rstrip("."), rdtype)
         now = time.monotonic()
         hit = self._cache.get(key)
@@ -126,10 +128,10 @@ class DnspythonResolver:
             raise TempFail(f"DNS timeout looking up {rdtype} {key[0]}") from None
         except dns.exception.DNSException as e:
             raise TempFail(f"DNS lookup of {rdtype} {key[0]} failed: {e}") from None
-        records = list(answer)
+        records = tuple(convert(r) for r in answer)
         ttl = answer.rrset.ttl if answer.rrset is not None else 0
         self._store(key, records, min(ttl, _MAX_TTL))
-        return records
+        return list(records)
 
     def _store(self, key: tuple[str, str], value: Any, ttl: float) -> None:
         if ttl <= 0:
@@ -140,22 +142,36 @@ class DnspythonResolver:
             self._cache.popitem(last=False)
 
     async def txt(self, name: str) -> list[str]:
-        return [
-            b"".join(r.strings).decode("utf-8", "replace") for r in await self._query(name, "TXT")
-        ]
+        return await self._query(name, "TXT", _txt)
 
     async def a(self, name: str) -> list[str]:
-        return [r.address for r in await self._query(name, "A")]
+        return await self._query(name, "A", _address)
 
     async def aaaa(self, name: str) -> list[str]:
-        return [r.address for r in await self._query(name, "AAAA")]
+        return await self._query(name, "AAAA", _address)
 
     async def mx(self, name: str) -> list[MX]:
-        return [MX(r.preference, _text(r.exchange)) for r in await self._query(name, "MX")]
+        return await self._query(name, "MX", _mx)
 
     async def ptr(self, ip: str) -> list[str]:
         rev = dns.reversename.from_address(str(ipaddress.ip_address(ip)))
-        return [_text(r.target) for r in await self._query(rev.to_text(), "PTR")]
+        return await self._query(rev.to_text(), "PTR", _ptr)
+
+
+def _txt(r: Any) -> str:
+    return b"".join(r.strings).decode("utf-8", "replace")
+
+
+def _address(r: Any) -> str:
+    return str(r.address)
+
+
+def _mx(r: Any) -> MX:
+    return MX(r.preference, _text(r.exchange))
+
+
+def _ptr(r: Any) -> str:
+    return _text(r.target)
 
 
 def _text(name: dns.name.Name) -> str:

@@ -14,7 +14,7 @@ import dns.resolver
 import pytest
 
 from daisymail.dns import DnspythonResolver
-from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header
+from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header, end_of_header
 from daisymail.mailauth.dkim import signatures
 from daisymail.mailauth.dkim_verify import DKIMResult, verify
 from daisymail.mailauth.keystore import KeyStore, KeyStoreError
@@ -112,6 +112,19 @@ def test_rfc6376_example() -> None:
 def test_body_vectors(body: bytes, relaxed: bool, expected: bytes) -> None:
     assert canon_body(body, relaxed) == expected
     assert canon_body(body, relaxed, chunk=1) == expected
+
+
+def test_end_of_header_matches_the_rule() -> None:
+    """The blank line ending the header: at the very start or right after a line end,
+    LF or CRLF; the first one wins. Checked against the rule as a regular expression."""
+    rule = re.compile(rb"\A\r?\n|(?<=\n)\r?\n")
+    rng = random.Random(5322)
+    for _ in range(5000):
+        buf = b"".join(
+            rng.choice([b"a", b":", b" ", b"\r", b"\n"]) for _ in range(rng.randrange(12))
+        )
+        m = rule.search(buf)
+        assert end_of_header(buf) == (None if m is None else (m.start(), m.end())), buf
 
 
 def reference_body(body: bytes, relaxed: bool) -> bytes:

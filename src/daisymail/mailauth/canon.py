@@ -24,6 +24,11 @@ def split_header(raw: bytes) -> tuple[bytes, bytes]:
     return name, value
 
 
+def field_name(raw: bytes) -> str:
+    """A header field's name, lowercased."""
+    return raw.partition(b":")[0].strip(b" \t").decode("ascii", "replace").lower()
+
+
 def header_relaxed(raw: bytes) -> bytes:
     """``name:value\\r\\n`` with the name lowercased and white space reduced (3.4.2)."""
     name, value = split_header(raw)
@@ -118,13 +123,21 @@ class HeaderSplitter:
         self._in_body = False
         self._max = max_header
         self.fields: list[bytes] = []
+        self._names: list[str] | None = None
+
+    @property
+    def names(self) -> list[str]:
+        """Each field's name, lowercased, in order (computed once, after the header)."""
+        if self._names is None or len(self._names) != len(self.fields):
+            self._names = [field_name(f) for f in self.fields]
+        return self._names
 
     def feed(self, chunk: bytes) -> None:
         if self._in_body:
             self._body(chunk)
             return
         self._buf += chunk
-        m = _END_OF_HEADER.search(self._buf)
+        m = end_of_header(self._buf)
         if m is None:
             if len(self._buf) <= self._max:
                 return
@@ -133,7 +146,7 @@ class HeaderSplitter:
             cut = self._buf.rfind(b"\n") + 1 or len(self._buf)
             head, rest = self._buf[:cut], self._buf[cut:]
         else:
-            head, rest = self._buf[: m.start()], self._buf[m.end() :]
+            head, rest = self._buf[: m[0]], self._buf[m[1] :]
         self._buf = b""
         self._in_body = True
         self.fields = split_fields(head)
@@ -149,8 +162,22 @@ class HeaderSplitter:
 
 
 _LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
-# The blank line ending the header: at the very start, or after a line end.
-_END_OF_HEADER = re.compile(rb"\A\r?\n|(?<=\n)\r?\n")
+
+
+def end_of_header(buf: bytes) -> tuple[int, int] | None:
+    """Where the blank line ending the header starts and ends: at the very start, or
+    after a line end; None if there is none yet. (bytes.find, not a regular expression
+    with a look-behind, which tries every position.)"""
+    if buf[:1] == b"\n":
+        return 0, 1
+    if buf[:2] == b"\r\n":
+        return 0, 2
+    lf, crlf = buf.find(b"\n\n"), buf.find(b"\n\r\n")
+    if lf < 0 and crlf < 0:
+        return None
+    if crlf < 0 or 0 <= lf < crlf:
+        return lf + 1, lf + 2
+    return crlf + 1, crlf + 3
 
 
 def split_fields(head: bytes) -> list[bytes]:

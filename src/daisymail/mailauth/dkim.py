@@ -16,7 +16,12 @@ from dataclasses import dataclass
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
-from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, header_relaxed, split_header
+from daisymail.mailauth.canon import (
+    BodyCanon,
+    HeaderSplitter,
+    field_name,
+    header_relaxed,
+)
 
 # Signed when present; From is signed once more than it occurs, so no From can be added.
 SIGNED_HEADERS = (
@@ -72,10 +77,6 @@ def sign_data(private: PrivateKey, data: bytes) -> bytes:
     if isinstance(private, ed25519.Ed25519PrivateKey):
         return private.sign(hashlib.sha256(data).digest())
     return private.sign(data, padding.PKCS1v15(), hashes.SHA256())
-
-
-def field_name(raw: bytes) -> str:
-    return split_header(raw)[0].strip(b" \t").decode("ascii", "replace").lower()
 
 
 def select_headers(fields: Sequence[bytes], names: Iterable[str]) -> tuple[list[str], bytes]:

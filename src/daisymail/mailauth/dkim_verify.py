@@ -23,7 +23,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, padding, rsa
 
 from daisymail.dns import NotFound, Resolver, TempFail
-from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header, split_header
+from daisymail.mailauth.canon import (
+    BodyCanon,
+    HeaderSplitter,
+    canon_header,
+    field_name,
+    split_header,
+)
 
 _TAG_WSP = b" \t\r\n"  # removed from tag names and values (bytes.translate)
 _B_VALUE = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
@@ -79,13 +85,18 @@ class BodyHashes:
     def fields(self) -> list[bytes]:
         return self._split.fields
 
+    @property
+    def names(self) -> list[str]:
+        """The fields' names, lowercased (once per message)."""
+        return self._split.names
+
     def feed(self, chunk: bytes) -> None:
         self._split.feed(chunk)
 
     def _body(self, chunk: bytes) -> None:
         if self._canons is None:
             self._canons = {}
-            for c in _body_canons(self._split.fields):
+            for c in _body_canons(self._split.fields, self._split.names):
                 h = hashlib.sha256()
                 self._canons[c] = (BodyCanon(h.update, c == "relaxed"), h)
         for canon, _ in self._canons.values():
@@ -104,31 +115,26 @@ class BodyHashes:
 
 
 # The body canonicalization when c= does not name one (RFC 6376 3.5; ARC as arc.py reads it)
-_DEFAULT_BODY_CANON = {b"dkim-signature": "simple", b"arc-message-signature": "relaxed"}
+_DEFAULT_BODY_CANON = {"dkim-signature": "simple", "arc-message-signature": "relaxed"}
 
 
-def _body_canons(fields: list[bytes]) -> set[str]:
+def _body_canons(fields: list[bytes], names: list[str]) -> set[str]:
     """The body canonicalizations the message's signatures ask for: each costs a pass
     over the body, and most mail is signed with one (relaxed) only. A signature whose
     tags do not parse needs none (it fails before its body hash is compared)."""
     wanted: set[str] = set()
-    for f in fields:
-        name, value = split_header(f)
-        default = _DEFAULT_BODY_CANON.get(name.strip(b" \t").lower())
+    for f, name in zip(fields, names, strict=True):
+        default = _DEFAULT_BODY_CANON.get(name)
         if default is None:
             continue
         try:
-            c = signature_tags(value).get("c")
+            c = signature_tags(split_header(f)[1]).get("c")
         except SigError:
             continue
         body = default if c is None else c.partition("/")[2] or "simple"  # c=relaxed: .../simple
         if body in ("simple", "relaxed"):
             wanted.add(body)
     return wanted
-
-
-def _is_signature(f: bytes) -> bool:
-    return split_header(f)[0].strip(b" \t").lower() == b"dkim-signature"
 
 
 async def verify(
@@ -148,8 +154,8 @@ async def verify_parsed(
     """The results for a message already streamed through BodyHashes."""
     now = time.time() if now is None else now
     results = []
-    for f in parsed.fields:
-        if _is_signature(f):
+    for f, name in zip(parsed.fields, parsed.names, strict=True):
+        if name == "dkim-signature":
             value = split_header(f)[1]
             results.append(await _verify_one(f, value, parsed, resolver, now))
     return results
@@ -207,15 +213,19 @@ async def _verify_one(
     if parsed.digest(bc) != bh:
         return res("fail", "body hash did not verify")
 
-    data = signed_headers(parsed.fields, h, hc == "relaxed") + without_b(field, hc == "relaxed")
+    data = signed_headers(parsed.fields, h, hc == "relaxed", parsed.names)
+    data += without_b(field, hc == "relaxed")
     if not signature_ok(key, sig, data):
         return res("fail", "signature did not verify")
     return res("pass")
 
 
-def signed_headers(fields: list[bytes], h: list[str], relaxed: bool) -> bytes:
-    """The fields named in h, each instance taken from the bottom up (RFC 6376 5.4.2)."""
-    names = [split_header(f)[0].strip(b" \t").lower().decode("ascii", "replace") for f in fields]
+def signed_headers(
+    fields: list[bytes], h: list[str], relaxed: bool, names: list[str] | None = None
+) -> bytes:
+    """The fields named in h, each instance taken from the bottom up (RFC 6376 5.4.2);
+    ``names``: the fields' lowercased names, when the caller has them."""
+    names = [field_name(f) for f in fields] if names is None else list(names)
     data = []
     for name in h:
         for i in range(len(names) - 1, -1, -1):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from daisymail.dns import Resolver
 from daisymail.mailauth.arc import ARCResult, validate
 from daisymail.mailauth.arc_trust import override as arc_override
-from daisymail.mailauth.dkim import field_name
 from daisymail.mailauth.dkim_verify import BodyHashes, DKIMResult, verify_parsed
 from daisymail.mailauth.dmarc import DMARCResult, Identifier, evaluate
 from daisymail.mailauth.results import arc_result, authentication_results, spf_result
@@ -108,7 +107,8 @@ class InboundCheck:
         )
         dkim = await verify_parsed(self._parsed, self.resolver, now)
         arc = await validate(self._parsed, self.resolver)
-        froms = [f for f in self._parsed.fields if field_name(f) == "from"]
+        parsed = self._parsed
+        froms = [f for f, n in zip(parsed.fields, parsed.names, strict=True) if n == "from"]
         author = from_domain(froms) if len(froms) == 1 else ""
         if not author:
             why = "no From domain" if not froms else "not exactly one From"

@@ -15,7 +15,8 @@ from collections.abc import Iterable
 
 from daisymail.config import Config
 from daisymail.mailauth.arc_seal import arc_set
-from daisymail.mailauth.dkim import Signer, field_name
+from daisymail.mailauth.canon import field_name
+from daisymail.mailauth.dkim import Signer
 from daisymail.mailauth.keystore import KeyStore, KeyStoreError
 
 log = logging.getLogger("daisymail.dkim")
