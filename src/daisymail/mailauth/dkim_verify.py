@@ -65,12 +65,8 @@ def parse_tags(value: bytes) -> dict[str, str]:
     return tags
 
 
-@functools.lru_cache(maxsize=256)
-def signature_tags(value: bytes) -> dict[str, str]:
-    """A signature field's tags, kept for the message's second look at them (its body
-    canonicalization is read before the body streams, the rest at the verdict). Read
-    only: callers share the dict."""
-    return parse_tags(value)
+# The body canonicalization when c= does not name one (RFC 6376 3.5; ARC as arc.py reads it)
+_DEFAULT_BODY_CANON = {"dkim-signature": "simple", "arc-message-signature": "relaxed"}
 
 
 class BodyHashes:
@@ -80,6 +76,22 @@ class BodyHashes:
     def __init__(self) -> None:
         self._split = HeaderSplitter(self._body)
         self._canons: dict[str, tuple[BodyCanon, Any]] | None = None
+        self._tags: dict[bytes, dict[str, str] | SigError] = {}
+
+    def tags(self, value: bytes) -> dict[str, str]:
+        """A signature field's tags (SigError), parsed once for this message: its body
+        canonicalization is read before the body streams, the rest at the verdict.
+        Read only: callers share the dict."""
+        tags = self._tags.get(value)
+        if tags is None:
+            try:
+                tags = parse_tags(value)
+            except SigError as e:
+                tags = e
+            self._tags[value] = tags
+        if isinstance(tags, SigError):
+            raise tags
+        return tags
 
     @property
     def fields(self) -> list[bytes]:
@@ -96,7 +108,7 @@ class BodyHashes:
     def _body(self, chunk: bytes) -> None:
         if self._canons is None:
             self._canons = {}
-            for c in _body_canons(self._split.fields, self._split.names):
+            for c in self._body_canons():
                 h = hashlib.sha256()
                 self._canons[c] = (BodyCanon(h.update, c == "relaxed"), h)
         for canon, _ in self._canons.values():
@@ -113,28 +125,24 @@ class BodyHashes:
         assert self._canons is not None
         return bytes(self._canons[canon][1].digest())
 
-
-# The body canonicalization when c= does not name one (RFC 6376 3.5; ARC as arc.py reads it)
-_DEFAULT_BODY_CANON = {"dkim-signature": "simple", "arc-message-signature": "relaxed"}
-
-
-def _body_canons(fields: list[bytes], names: list[str]) -> set[str]:
-    """The body canonicalizations the message's signatures ask for: each costs a pass
-    over the body, and most mail is signed with one (relaxed) only. A signature whose
-    tags do not parse needs none (it fails before its body hash is compared)."""
-    wanted: set[str] = set()
-    for f, name in zip(fields, names, strict=True):
-        default = _DEFAULT_BODY_CANON.get(name)
-        if default is None:
-            continue
-        try:
-            c = signature_tags(split_header(f)[1]).get("c")
-        except SigError:
-            continue
-        body = default if c is None else c.partition("/")[2] or "simple"  # c=relaxed: .../simple
-        if body in ("simple", "relaxed"):
-            wanted.add(body)
-    return wanted
+    def _body_canons(self) -> set[str]:
+        """The body canonicalizations the message's signatures ask for: each costs a
+        pass over the body, and most mail is signed with one (relaxed) only. A
+        signature whose tags do not parse needs none (it fails before its body hash is
+        compared)."""
+        wanted: set[str] = set()
+        for f, name in zip(self._split.fields, self._split.names, strict=True):
+            default = _DEFAULT_BODY_CANON.get(name)
+            if default is None:
+                continue
+            try:
+                c = self.tags(split_header(f)[1]).get("c")
+            except SigError:
+                continue
+            body = default if c is None else c.partition("/")[2] or "simple"  # relaxed: /simple
+            if body in ("simple", "relaxed"):
+                wanted.add(body)
+        return wanted
 
 
 async def verify(
@@ -165,7 +173,7 @@ async def _verify_one(
     field: bytes, value: bytes, parsed: BodyHashes, resolver: Resolver, now: float
 ) -> DKIMResult:
     try:
-        tags = signature_tags(value)
+        tags = parsed.tags(value)
     except SigError as e:
         return DKIMResult("permerror", reason=str(e))
     d, s, a = tags.get("d", "").lower(), tags.get("s", ""), tags.get("a", "")
