@@ -8,35 +8,30 @@ import re
 import signal
 import smtplib
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from daisymail.mailauth.dkim import signatures
 from daisymail.mailauth.keystore import KeyStore
-from tests.conftest import Daisy, free_port
-from tests.dns_server import DNSServer, serve
+from tests.conftest import Daisy
+from tests.dns_server import DNSServer
+from tests.integration import test_inbound_auth
 from tests.integration.test_smtp_server import maildir_messages, smtp, wait_for
+
+# The sender's keys and DNS zone of the port 25 tests (example.org: SPF, DKIM, p=reject).
+keys = test_inbound_auth.keys
+dns_server = test_inbound_auth.dns_server
 
 BOX = "demo.example.test"
 
 
-@pytest.fixture
-def keys(tmp_path: Path) -> KeyStore:
-    ks = KeyStore(tmp_path / "senders-keys")
-    ks.generate("example.org", "r1", "rsa")
-    return ks
-
-
-@pytest.fixture
-def dns_server(keys: KeyStore) -> Iterator[DNSServer]:
-    org = {f"{k.selector}._domainkey": [("TXT", k.record)] for k in keys.keys("example.org")}
-    org["@"] = [("TXT", "v=spf1 ip4:127.0.0.2 -all")]
-    org["_dmarc"] = [("TXT", "v=DMARC1; p=reject")]
-    srv = serve(free_port(), [("example.org", org)])
-    yield srv
-    srv.stop()
+def start(daisy: Daisy, dns: DNSServer, workers: int) -> None:
+    daisy.use_dns(dns.address)
+    daisy.check_inbound()
+    daisy.set_config("[verify]", "workers", str(workers))
+    daisy.cli("domain", "add", "example.test")
+    daisy.add_user("demo@example.test", "demo-pw")
+    daisy.start()
 
 
 def signed(keys: KeyStore, n: int) -> bytes:
@@ -79,12 +74,7 @@ def judged_by_worker(daisy: Daisy, keys: KeyStore, n: int) -> None:
 def test_workers_judge_and_the_server_takes_over(
     daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore
 ) -> None:
-    daisy_dir.use_dns(dns_server.address)
-    daisy_dir.check_inbound()
-    daisy_dir.set_config("[verify]", "workers", "1")
-    daisy_dir.cli("domain", "add", "example.test")
-    daisy_dir.add_user("demo@example.test", "demo-pw")
-    daisy_dir.start()
+    start(daisy_dir, dns_server, workers=1)
 
     # The worker starts with the server.
     wait_for(lambda: worker_pids(daisy_dir, "ready") != [], timeout=20)
@@ -146,12 +136,7 @@ def alive(pid: int) -> bool:
 
 
 def test_no_workers(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore) -> None:
-    daisy_dir.use_dns(dns_server.address)
-    daisy_dir.check_inbound()
-    daisy_dir.set_config("[verify]", "workers", "0")
-    daisy_dir.cli("domain", "add", "example.test")
-    daisy_dir.add_user("demo@example.test", "demo-pw")
-    daisy_dir.start()
+    start(daisy_dir, dns_server, workers=0)
     for n in (1, 2):
         send(daisy_dir, signed(keys, n))
     lines = verdict_lines(daisy_dir)
