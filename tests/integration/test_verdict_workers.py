@@ -25,8 +25,8 @@ dns_server = test_inbound_auth.dns_server
 BOX = "demo.example.test"
 
 
-def start(daisy: Daisy, dns: DNSServer, workers: int) -> None:
-    daisy.use_dns(dns.address)
+def start(daisy: Daisy, dns: DNSServer, workers: int, dns_timeout: float = 2.0) -> None:
+    daisy.use_dns(dns.address, dns_timeout)
     daisy.check_inbound()
     daisy.set_config("[verify]", "workers", str(workers))
     daisy.cli("domain", "add", "example.test")
@@ -133,6 +133,33 @@ def alive(pid: int) -> bool:
             return f.read().rpartition(")")[2].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_a_stuck_worker_is_replaced(
+    daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore
+) -> None:
+    """A worker that stops answering (here: stopped) holds a message up for at most
+    20 DNS timeouts (0.1 s here: 2 s); the server judges it, kills the worker and
+    starts another."""
+    start(daisy_dir, dns_server, workers=1, dns_timeout=0.1)
+    wait_for(lambda: worker_pids(daisy_dir, "ready") != [], timeout=20)
+    (pid,) = worker_pids(daisy_dir, "ready")
+    os.kill(pid, signal.SIGSTOP)
+    t0 = time.monotonic()
+    send(daisy_dir, signed(keys, 1))
+    assert 1.5 < time.monotonic() - t0 < 10
+    assert "mailauth.worker.stuck" in daisy_dir.logs()
+    line = verdict_lines(daisy_dir)[-1]
+    assert "by=server" in line and "dmarc=pass" in line
+    wait_for(lambda: not alive(pid))
+    deadline = time.monotonic() + 20
+    n = 1
+    while len(worker_pids(daisy_dir, "ready")) < 2:
+        assert time.monotonic() < deadline, "no new worker"
+        n += 1
+        send(daisy_dir, signed(keys, n))
+        time.sleep(0.2)
+    judged_by_worker(daisy_dir, keys, n + 1)
 
 
 def test_no_workers(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore) -> None:

@@ -27,6 +27,10 @@ log = logging.getLogger("daisymail.smtp")
 
 RESTART_DELAY = 5.0
 STOP_WAIT = 5.0  # seconds a worker gets to answer what it was given, at shutdown
+# A check makes at most a few dozen DNS lookups (SPF's limit is 10 with their MX and A
+# lookups, then DKIM keys, DMARC, ARC), not all of them timing out: a worker that has
+# not answered within this many lookup timeouts is stuck.
+ANSWER_LOOKUPS = 20
 
 
 def default_count() -> int:
@@ -85,6 +89,7 @@ class VerdictWorkers:
     def __init__(self, count: int) -> None:
         self.count = count
         self.setup: tuple[object, ...] | None = None  # set by configure()
+        self.answer_within = 60.0  # seconds; then the worker is taken for stuck
         self.user: ServiceUser | None = None
         self.workers: list[_Worker | None] = [None] * count
         self.started: list[float] = [0.0] * count
@@ -98,6 +103,7 @@ class VerdictWorkers:
     ) -> None:
         """The settings of ``[verify]`` and ``[dns]``, at start and at each reload."""
         self.setup = ("setup", authserv_id, policy, list(nameservers), timeout)
+        self.answer_within = max(1.0, ANSWER_LOOKUPS * timeout)
         for w in self.workers:
             if w is not None and w.alive:
                 with contextlib.suppress(OSError, RuntimeError):
@@ -123,7 +129,20 @@ class VerdictWorkers:
         worker.pending[rid] = future
         try:
             worker.send(("check", rid, ip, helo, mailfrom, message))
-            return await future
+            return await asyncio.wait_for(future, self.answer_within)
+        except TimeoutError:
+            # Far longer than any check's DNS lookups can take: the worker is stuck.
+            # It is killed (and started again); this message is judged here.
+            event(
+                log,
+                "mailauth.worker.stuck",
+                logging.WARNING,
+                pid=worker.proc.pid,
+                seconds=self.answer_within,
+            )
+            with contextlib.suppress(ProcessLookupError):
+                worker.proc.kill()
+            return None
         except (WorkerGone, OSError, RuntimeError) as e:
             event(log, "mailauth.worker.fallback", logging.WARNING, error=str(e))
             return None
