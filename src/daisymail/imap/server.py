@@ -158,7 +158,8 @@ class _Connection:
             event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
 
     def _write(self, data: bytes) -> None:
-        """Every octet to the client goes through here (compressed once COMPRESS is on)."""
+        """Every octet to the client goes through here or _write_run (compressed once
+        COMPRESS is on)."""
         if self.deflate is not None:
             data = self.deflate.compress(data)
         self.writer.write(data)
@@ -255,10 +256,13 @@ class _Connection:
         """A reply with big message files in it: each file goes out chunk by chunk,
         read in a worker thread, through the write path with the shared write timeout."""
         await self._flush()
+        run: list[bytes] = []  # octets in a row: one writev, nothing joined or copied
         for i, seg in enumerate(segments):
             if isinstance(seg, bytes):
-                self._write(seg)
+                run.append(seg)
                 continue
+            self._write_run(run)
+            run = []
             self._write(seg.header())
             chunks = seg.chunks()
             try:
@@ -270,7 +274,16 @@ class _Connection:
                 for later in segments[i + 1 :]:  # files not reached when the client went
                     if isinstance(later, FileLiteral):
                         later.file.close()
+        self._write_run(run)
         await self.svc.sessions.drain(self.writer)
+
+    def _write_run(self, run: list[bytes]) -> None:
+        """Octets in a row: one writev of them as they are (joining them would copy a
+        reply's every octet once more); compressed as one piece under COMPRESS."""
+        if self.deflate is not None:
+            self._write(b"".join(run))
+        elif run:
+            self.writer.writelines(run)
 
     async def _send_lazy(self, reply: Lazy, name: str) -> None:
         """A reply made while it is sent, a batch of lines (about LAZY_BATCH octets) a

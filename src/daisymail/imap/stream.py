@@ -60,11 +60,13 @@ class Lazy:
 
 Output = bytes | list[Segment] | Lazy
 LAZY_BATCH = 256 * 1024  # octets of a lazy reply made per trip to a worker thread
+KEEP_OVER = 4096  # octets longer than this are written as they are, not joined
 
 
 @dataclass
 class Batch:
-    """The next lines of a lazy reply, adjacent octets merged (one write each)."""
+    """The next lines of a lazy reply, small adjacent octets merged; message texts
+    stay whole objects, written as they are (joining them would copy every octet)."""
 
     segments: list[Segment]
     trouble: Exception | None = None  # what ended the reply early (a tagged NO follows)
@@ -80,12 +82,12 @@ def take_lines(lines: Iterator[list[Segment]], budget: int) -> Batch:
         while size < budget:
             line = next(lines, None)
             if line is None:
-                return Batch(_merged(taken), done=True)
+                return Batch(_merged(taken, KEEP_OVER), done=True)
             taken.extend(line)
             size += sum(len(s) if isinstance(s, bytes) else s.size for s in line)
     except Exception as e:  # any: the server turns it into the tagged NO
-        return Batch(_merged(taken), trouble=e, done=True)
-    return Batch(_merged(taken))
+        return Batch(_merged(taken, KEEP_OVER), trouble=e, done=True)
+    return Batch(_merged(taken, KEEP_OVER))
 
 
 def crlf_chunks(f: BinaryIO, size: int) -> Iterator[bytes]:
@@ -132,6 +134,9 @@ def render(item: fetch.Item, msg: Message, loaded: fetch.Loaded) -> list[Segment
         from daisymail.imap import binary  # it raises CommandFailed, which needs this module
 
         return [binary.render(item, msg, loaded)]
+    if item.name == "BODY[]" and whole_message(item):  # the text apart: never copied
+        data = loaded.data
+        return [item.label.encode("ascii", "replace") + b" {%d}\r\n" % len(data), data]
     return [fetch.render(item, msg, loaded)]
 
 
@@ -158,11 +163,13 @@ def join(segments: list[Segment]) -> Output:
     return _merged(segments)
 
 
-def _merged(segments: list[Segment]) -> list[Segment]:
+def _merged(segments: list[Segment], keep_over: int | None = None) -> list[Segment]:
+    """Runs of octets joined into one; with keep_over, octets longer than that are
+    kept as they are (a message text is not copied to be sent)."""
     out: list[Segment] = []
     buf: list[bytes] = []
     for seg in segments:
-        if isinstance(seg, bytes):
+        if isinstance(seg, bytes) and (keep_over is None or len(seg) <= keep_over):
             buf.append(seg)
             continue
         if buf:
