@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,7 +39,15 @@ from daisymail.imap.protocol import (
 )
 from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
-from daisymail.imap.stream import LAZY_BATCH, FileLiteral, Lazy, Output, take_lines
+from daisymail.imap.stream import (
+    LAZY_BATCH,
+    SENDFILE_BATCH,
+    FileLiteral,
+    Lazy,
+    Output,
+    Segment,
+    take_lines,
+)
 from daisymail.imap.watch import FolderWatch
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
@@ -252,30 +261,92 @@ class _Connection:
         elif isinstance(ev, AppendStart | AppendChunk | AppendEnd):
             await self._append(ev)
 
-    async def _stream(self, segments: list[bytes | FileLiteral]) -> None:
-        """A reply with big message files in it: each file goes out chunk by chunk,
-        read in a worker thread, through the write path with the shared write timeout."""
+    async def _stream(self, segments: list[Segment]) -> None:
+        """A reply with message files in it: a file that needs no conversion goes to a
+        plain connection by sendfile, any other chunk by chunk, read in a worker thread;
+        all with the shared write timeout."""
         await self._flush()
         run: list[bytes] = []  # octets in a row: one writev, nothing joined or copied
-        for i, seg in enumerate(segments):
-            if isinstance(seg, bytes):
-                run.append(seg)
-                continue
+        watch: list[int] = []  # the socket's duplicate descriptor, once sendfile waited
+        try:
+            for seg in segments:
+                if isinstance(seg, bytes):
+                    run.append(seg)
+                    continue
+                run.append(seg.header())
+                self._write_run(run)
+                run = []
+                if seg.as_is and self._sendfile_ok():
+                    await self._sendfile(seg, watch)
+                else:
+                    await self._send_chunks(seg)
             self._write_run(run)
-            run = []
-            self._write(seg.header())
-            chunks = seg.chunks()
-            try:
-                while chunk := await asyncio.to_thread(next, chunks, b""):
-                    self._write(chunk)
-                    await self.svc.sessions.drain(self.writer)
-            finally:
-                chunks.close()
-                for later in segments[i + 1 :]:  # files not reached when the client went
-                    if isinstance(later, FileLiteral):
-                        later.file.close()
-        self._write_run(run)
+        finally:
+            for seg in segments:  # files not reached when the client went
+                if isinstance(seg, FileLiteral):
+                    seg.file.close()
+            for fd in watch:
+                os.close(fd)
         await self.svc.sessions.drain(self.writer)
+
+    async def _send_chunks(self, lit: FileLiteral) -> None:
+        chunks = lit.chunks()
+        try:
+            while chunk := await asyncio.to_thread(next, chunks, b""):
+                self._write(chunk)
+                await self.svc.sessions.drain(self.writer)
+        finally:
+            chunks.close()
+
+    def _sendfile_ok(self) -> bool:
+        """Files may go straight to the socket: no TLS or COMPRESS to pass them through."""
+        return (
+            hasattr(os, "sendfile")
+            and self.deflate is None
+            and not self.tls
+            and self.writer.get_extra_info("sslcontext") is None
+            and self.writer.get_extra_info("socket") is not None
+        )
+
+    async def _sendfile(self, lit: FileLiteral, watch: list[int]) -> None:
+        """The file from the page cache to the socket, with no copy through Python,
+        once the transport has sent what it holds (the octets must stay in order). A
+        full socket is waited on through a duplicate of its descriptor, made once."""
+        await self._emptied()
+        if self.writer.transport.is_closing():
+            raise ConnectionError("the connection is closing")
+        sock = self.writer.get_extra_info("socket").fileno()
+        src = lit.file.fileno()
+        sent = 0
+        while sent < lit.size:
+            try:
+                n = os.sendfile(sock, src, sent, lit.size - sent)
+            except BlockingIOError:
+                if not watch:
+                    watch.append(os.dup(sock))
+                await self.svc.sessions.writable(self.writer, watch[0])
+                continue
+            if n == 0:
+                break  # the file shrank: padded, as the literal's size is on the wire
+            sent += n
+        lit.file.close()
+        if sent < lit.size:
+            self._write(b" " * (lit.size - sent))
+
+    async def _emptied(self) -> None:
+        """Wait until the transport's buffer is empty, not merely below its low-water
+        mark: the limits are 0 meanwhile, so that drain waits for exactly that."""
+        transport = self.writer.transport
+        if not transport.get_write_buffer_size():
+            return
+        low, high = transport.get_write_buffer_limits()
+        transport.set_write_buffer_limits(high=0, low=0)
+        try:
+            while transport.get_write_buffer_size():
+                await self.svc.sessions.drain(self.writer)
+        finally:
+            if not transport.is_closing():
+                transport.set_write_buffer_limits(high=high, low=low)
 
     def _write_run(self, run: list[bytes]) -> None:
         """Octets in a row: one writev of them as they are (joining them would copy a
@@ -298,7 +369,9 @@ class _Connection:
         transport.set_write_buffer_limits(high=2 * LAZY_BATCH)
         try:
             while True:
-                batch = await asyncio.to_thread(take_lines, reply.lines, LAZY_BATCH)
+                sendfile = self._sendfile_ok()
+                budget = SENDFILE_BATCH if sendfile else LAZY_BATCH
+                batch = await asyncio.to_thread(take_lines, reply.lines, budget, sendfile)
                 segments = batch.segments
                 if batch.trouble is not None:
                     segments.append(self._trouble(reply.tag, name, batch.trouble))

@@ -33,15 +33,23 @@ class FileLiteral:
     file: BinaryIO
     size: int
     binary: bool = False  # ``~{n}`` (BINARY[]) rather than ``{n}``
+    as_is: bool = False  # the file has no bare LF: its octets are the literal's
 
     def header(self) -> bytes:
         return b"%s{%d}\r\n" % (b"~" if self.binary else b"", self.size)
 
     def chunks(self) -> Generator[bytes]:
         try:
-            yield from crlf_chunks(self.file, self.size)
+            if self.as_is:
+                yield from sized_chunks(self.file, self.size)
+            else:
+                yield from crlf_chunks(self.file, self.size)
         finally:
             self.file.close()
+
+    def inline(self) -> bytes:
+        """The literal, header and octets, read at once (a small file: no streaming)."""
+        return self.header() + b"".join(self.chunks())
 
 
 Segment = bytes | FileLiteral
@@ -60,6 +68,7 @@ class Lazy:
 
 Output = bytes | list[Segment] | Lazy
 LAZY_BATCH = 256 * 1024  # octets of a lazy reply made per trip to a worker thread
+SENDFILE_BATCH = 1024 * 1024  # the same when files go by sendfile: they are not held
 KEEP_OVER = 4096  # octets longer than this are written as they are, not joined
 
 
@@ -73,9 +82,10 @@ class Batch:
     done: bool = False
 
 
-def take_lines(lines: Iterator[list[Segment]], budget: int) -> Batch:
+def take_lines(lines: Iterator[list[Segment]], budget: int, sendfile: bool = False) -> Batch:
     """Lines from a lazy reply until about budget octets are made (a worker thread's
-    share: one trip per message would cost more than making a small message)."""
+    share: one trip per message would cost more than making a small message). Without
+    sendfile (TLS, COMPRESS), small files that need no conversion are read in here."""
     taken: list[Segment] = []
     size = 0
     try:
@@ -83,11 +93,35 @@ def take_lines(lines: Iterator[list[Segment]], budget: int) -> Batch:
             line = next(lines, None)
             if line is None:
                 return Batch(_merged(taken, KEEP_OVER), done=True)
+            if not sendfile:
+                line = _inlined(line)
             taken.extend(line)
             size += sum(len(s) if isinstance(s, bytes) else s.size for s in line)
     except Exception as e:  # any: the server turns it into the tagged NO
         return Batch(_merged(taken, KEEP_OVER), trouble=e, done=True)
     return Batch(_merged(taken, KEEP_OVER))
+
+
+def _inlined(segments: list[Segment]) -> list[Segment]:
+    """Files small enough to hold, and sent as they are, read in: only sendfile makes
+    a separate write of them worth it."""
+    return [
+        s.inline() if isinstance(s, FileLiteral) and s.as_is and s.size <= STREAM_OVER else s
+        for s in segments
+    ]
+
+
+def sized_chunks(f: BinaryIO, size: int) -> Iterator[bytes]:
+    """The file as it is, in chunks; exactly ``size`` octets, as crlf_chunks."""
+    sent = 0
+    while sent < size:
+        raw = f.read(min(CHUNK, size - sent))
+        if not raw:
+            break
+        sent += len(raw)
+        yield raw
+    if sent < size:
+        yield b" " * (size - sent)
 
 
 def crlf_chunks(f: BinaryIO, size: int) -> Iterator[bytes]:
@@ -125,11 +159,16 @@ def whole_message(item: fetch.Item) -> bool:
 
 
 def render(item: fetch.Item, msg: Message, loaded: fetch.Loaded) -> list[Segment]:
-    """One FETCH item's value: a big message file is streamed, everything else rendered."""
-    if whole_message(item) and os.path.getsize(msg.path) > STREAM_OVER:
-        label = item.label.encode("ascii", "replace") + b" "
-        f = open(msg.path, "rb")  # noqa: SIM115 - closed by FileLiteral.chunks()
-        return [label, FileLiteral(f, msg.size, binary=item.name == "BINARY[]")]
+    """One FETCH item's value: a big message file is streamed, and so is the body of
+    one known to need no line-end conversion (the server may hand it to sendfile);
+    everything else is rendered."""
+    if whole_message(item):
+        as_is = fetch.has_crlf(msg)
+        if (as_is and item.name == "BODY[]") or os.path.getsize(msg.path) > STREAM_OVER:
+            label = item.label.encode("ascii", "replace") + b" "
+            f = open(msg.path, "rb")  # noqa: SIM115 - closed by FileLiteral.chunks()
+            size = os.fstat(f.fileno()).st_size if as_is else msg.size
+            return [label, FileLiteral(f, size, item.name == "BINARY[]", as_is)]
     if item.name in ("BINARY[]", "BINARY.SIZE"):
         from daisymail.imap import binary  # it raises CommandFailed, which needs this module
 
@@ -158,6 +197,7 @@ def lazy_worthy(items: list[fetch.Item], messages: list[Message]) -> bool:
 
 def join(segments: list[Segment]) -> Output:
     """Adjacent octets merged; plain bytes when nothing is streamed."""
+    segments = _inlined(segments)
     if all(isinstance(s, bytes) for s in segments):
         return b"".join(s for s in segments if isinstance(s, bytes))
     return _merged(segments)
