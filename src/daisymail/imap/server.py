@@ -325,6 +325,11 @@ class _Connection:
                 if not watch:
                     watch.append(os.dup(sock))
                 await self.svc.sessions.writable(self.writer, watch[0])
+                if self.writer.transport.is_closing():
+                    raise ConnectionError("the connection closed") from None
+                # The transport may have closed its descriptor meanwhile and the number
+                # gone to another connection: the duplicate is this connection's still.
+                sock = watch[0]
                 continue
             if n == 0:
                 break  # the file shrank: padded, as the literal's size is on the wire
