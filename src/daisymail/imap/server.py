@@ -13,14 +13,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import ssl
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from daisymail.auth import Authenticator
 from daisymail.directory.base import Directory
-from daisymail.imap import append
+from daisymail.imap import append, sendfile
 from daisymail.imap.commands import MailSession
 from daisymail.imap.common import CommandFailed
 from daisymail.imap.compress import Deflate
@@ -267,7 +266,7 @@ class _Connection:
         all with the shared write timeout."""
         await self._flush()
         run: list[bytes] = []  # octets in a row: one writev, nothing joined or copied
-        watch: list[int] = []  # the socket's duplicate descriptor, once sendfile waited
+        sender = sendfile.FileSender(self.writer, self.svc.sessions)
         try:
             for seg in segments:
                 if isinstance(seg, bytes):
@@ -277,7 +276,7 @@ class _Connection:
                 self._write_run(run)
                 run = []
                 if seg.as_is and self._sendfile_ok():
-                    await self._sendfile(seg, watch)
+                    await sender.send(seg)
                 else:
                     await self._send_chunks(seg)
             self._write_run(run)
@@ -285,8 +284,7 @@ class _Connection:
             for seg in segments:  # files not reached when the client went
                 if isinstance(seg, FileLiteral):
                     seg.file.close()
-            for fd in watch:
-                os.close(fd)
+            sender.close()
         await self.svc.sessions.drain(self.writer)
 
     async def _send_chunks(self, lit: FileLiteral) -> None:
@@ -300,58 +298,7 @@ class _Connection:
 
     def _sendfile_ok(self) -> bool:
         """Files may go straight to the socket: no TLS or COMPRESS to pass them through."""
-        return (
-            hasattr(os, "sendfile")
-            and self.deflate is None
-            and not self.tls
-            and self.writer.get_extra_info("sslcontext") is None
-            and self.writer.get_extra_info("socket") is not None
-        )
-
-    async def _sendfile(self, lit: FileLiteral, watch: list[int]) -> None:
-        """The file from the page cache to the socket, with no copy through Python,
-        once the transport has sent what it holds (the octets must stay in order). A
-        full socket is waited on through a duplicate of its descriptor, made once."""
-        await self._emptied()
-        if self.writer.transport.is_closing():
-            raise ConnectionError("the connection is closing")
-        sock = self.writer.get_extra_info("socket").fileno()
-        src = lit.file.fileno()
-        sent = 0
-        while sent < lit.size:
-            try:
-                n = os.sendfile(sock, src, sent, lit.size - sent)
-            except BlockingIOError:
-                if not watch:
-                    watch.append(os.dup(sock))
-                await self.svc.sessions.writable(self.writer, watch[0])
-                if self.writer.transport.is_closing():
-                    raise ConnectionError("the connection closed") from None
-                # The transport may have closed its descriptor meanwhile and the number
-                # gone to another connection: the duplicate is this connection's still.
-                sock = watch[0]
-                continue
-            if n == 0:
-                break  # the file shrank: padded, as the literal's size is on the wire
-            sent += n
-        lit.file.close()
-        if sent < lit.size:
-            self._write(b" " * (lit.size - sent))
-
-    async def _emptied(self) -> None:
-        """Wait until the transport's buffer is empty, not merely below its low-water
-        mark: the limits are 0 meanwhile, so that drain waits for exactly that."""
-        transport = self.writer.transport
-        if not transport.get_write_buffer_size():
-            return
-        low, high = transport.get_write_buffer_limits()
-        transport.set_write_buffer_limits(high=0, low=0)
-        try:
-            while transport.get_write_buffer_size():
-                await self.svc.sessions.drain(self.writer)
-        finally:
-            if not transport.is_closing():
-                transport.set_write_buffer_limits(high=high, low=low)
+        return self.deflate is None and not self.tls and sendfile.usable(self.writer)
 
     def _write_run(self, run: list[bytes]) -> None:
         """Octets in a row: one writev of them as they are (joining them would copy a

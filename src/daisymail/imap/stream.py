@@ -3,7 +3,9 @@ chunks, and APPEND literals written into the folder's ``tmp/`` as they arrive.
 
 A reply is then a list of segments: octets, and FileLiteral placeholders that the
 server replaces by the file's content (CRLF line ends, as IMAP sends them), chunk by
-chunk, through its write path with the shared write timeout.
+chunk, through its write path with the shared write timeout. A file known to have no
+bare LF is a placeholder even when small (``as_is``): on a plain connection the server
+sends it by sendfile (sendfile.py); otherwise the worker reads it in.
 """
 
 from __future__ import annotations
