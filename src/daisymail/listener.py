@@ -17,6 +17,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 from daisymail.limits import ConnectionLimiter
 from daisymail.observability import event, new_session_id
@@ -128,18 +129,43 @@ class Sessions:
             except TimeoutError:
                 if transport.get_write_buffer_size() < before:
                     continue
-            sid, ip = self.peers.get(id(writer), ("", ""))
-            event(
-                self.log,
-                f"{self.name}.write_timeout",
-                logging.WARNING,
-                sid=sid or None,
-                client=ip or None,
-                seconds=self.write_timeout,
-                unsent=transport.get_write_buffer_size(),
-            )
-            transport.abort()
-            raise WriteTimeout(f"the client took nothing for {self.write_timeout:g} seconds")
+            self._give_up(writer)
+
+    async def writable(self, writer: asyncio.StreamWriter, fd: int) -> None:
+        """Wait until the socket takes octets again after a write around the transport
+        (sendfile) found it full, with drain's write timeout. fd is a duplicate of the
+        socket's descriptor: event loops refuse to watch a transport's own."""
+        loop = asyncio.get_running_loop()
+        ready: asyncio.Future[None] = loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        loop.add_writer(fd, wake)
+        try:
+            async with asyncio.timeout(self.write_timeout):
+                await ready
+        except TimeoutError:
+            self._give_up(writer)
+        finally:
+            loop.remove_writer(fd)
+
+    def _give_up(self, writer: asyncio.StreamWriter) -> NoReturn:
+        """A client that took nothing for write_timeout seconds: aborted, WriteTimeout."""
+        transport = writer.transport
+        sid, ip = self.peers.get(id(writer), ("", ""))
+        event(
+            self.log,
+            f"{self.name}.write_timeout",
+            logging.WARNING,
+            sid=sid or None,
+            client=ip or None,
+            seconds=self.write_timeout,
+            unsent=transport.get_write_buffer_size(),
+        )
+        transport.abort()
+        raise WriteTimeout(f"the client took nothing for {self.write_timeout:g} seconds")
 
     def stop(self) -> None:
         self.stopping = True

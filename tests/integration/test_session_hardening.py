@@ -7,6 +7,7 @@ reading really stops the server's writes.
 
 from __future__ import annotations
 
+import imaplib
 import os
 import poplib
 import smtplib
@@ -25,7 +26,7 @@ from daisymail.directory.sql import SqlDirectory
 from tests.conftest import Daisy
 
 PASSWORD = "s3cret-pw"
-USERS = ("big", "bigtls", "gone", "cut", "fifo", "mcut", "swap", "grow")
+USERS = ("big", "bigtls", "gone", "cut", "fifo", "mcut", "swap", "grow", "sendfile")
 MBOX_USERS = ("mcut", "swap", "grow")
 
 
@@ -212,6 +213,32 @@ def test_smtp_client_that_never_reads_replies_is_cut_off(server: Daisy) -> None:
     sender.join(10)
     assert not sender.is_alive()
     sock.close()
+
+
+def test_imap_reader_that_stops_reading_a_sendfile_reply_is_cut_off(server: Daisy) -> None:
+    """Bodies the server knows need no conversion go by sendfile on a plain connection;
+    a client that stops reading them is cut off by the same write timeout."""
+    text = b"Subject: crlf\r\n\r\n" + b"y" * 998 + b"\r\n"
+    for i in range(40):
+        put(server, "sendfile", f"100000000{i}.sf{i}.host", text * 200)  # 8 MB in all
+    m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
+    m.login("sendfile@example.test", PASSWORD)
+    m.select("INBOX", readonly=True)
+    assert m.uid("FETCH", "1:*", "(BODY.PEEK[])")[0] == "OK"  # now known: no bare LF
+    m.logout()
+    before = server.logs().count("imap.write_timeout")
+    s = small_socket(server.ports["imap"])
+    s.sendall(b"a LOGIN sendfile@example.test " + PASSWORD.encode() + b"\r\n")
+    s.sendall(b"b EXAMINE INBOX\r\nc UID FETCH 1:* BODY.PEEK[]\r\n")  # never read
+    deadline = time.monotonic() + 20
+    while server.logs().count("imap.write_timeout") == before:
+        assert time.monotonic() < deadline, server.logs()[-3000:]
+        time.sleep(0.05)
+    s.close()
+    m = imaplib.IMAP4("127.0.0.1", server.ports["imap"], timeout=10)
+    m.login("sendfile@example.test", PASSWORD)
+    assert m.select("INBOX", readonly=True)[1] == [b"40"]
+    m.logout()
 
 
 # -- no -ERR inside a message (12) -----------------------------------------------------

@@ -114,3 +114,15 @@ def test_random_messages_never_crash(data: bytes) -> None:
         root = mime.parse(mime.crlf(message))
         serialize(mime.body_structure(root))
         serialize(mime.envelope(root.fields))
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"a", b"a\nb\n", b"a\r\nb\n", b"a\r\nb\r\n", b"\r", b"a\rb\n", b"\n\n", b"a\r\n\n"],
+)
+def test_crlf_makes_every_bare_lf_crlf_and_keeps_crlf_files_as_they_are(data: bytes) -> None:
+    want = data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+    got = mime.crlf(data)
+    assert got == want
+    if want == data:
+        assert got is data  # nothing to convert: the very object (FETCH remembers the file)

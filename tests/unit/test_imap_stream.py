@@ -215,3 +215,42 @@ def test_lazy_lines_stop_at_trouble_keeping_what_was_made() -> None:
     batch = stream.take_lines(lines(), 1 << 20)
     assert batch.segments == [b"* 1 FETCH (UID 1)\r\n"] and batch.done
     assert isinstance(batch.trouble, OSError)
+
+
+def test_body_known_to_need_no_conversion_is_a_file_sent_as_it_is(tmp_path: Path) -> None:
+    """Once a CRLF file was read, BODY[] of it is an as-is file (the server may use
+    sendfile); an LF file stays converted; without sendfile the small one is read in."""
+    root = str(tmp_path / "box")
+    ensure_maildir(root)
+    folders = AccountFolders(root, FileMailboxState())
+    folders.ensure_defaults()
+    crlf_body = b"Subject: crlf\r\n\r\n" + b"text\r\n" * 1000
+    lf_body = b"Subject: lf\n\n" + b"text\n" * 1000
+    folder = folders.folder("INBOX")
+    folder.append(crlf_body, frozenset(), None)
+    folder.append(lf_body, frozenset(), None)
+    item = parse_items("BODY.PEEK[]")[0]
+    first, second = folder.sync().messages
+    assert stream.render(item, first, Loaded(first)) == [
+        b"BODY[] {%d}\r\n" % len(crlf_body),
+        crlf_body,
+    ]
+    label, lit = stream.render(item, first, Loaded(first))  # now known: no bare LF
+    assert label == b"BODY[] " and isinstance(lit, FileLiteral) and lit.as_is
+    assert lit.header() + b"".join(lit.chunks()) == b"{%d}\r\n" % len(crlf_body) + crlf_body
+    for _ in range(2):
+        assert stream.render(item, second, Loaded(second))[1] == stream_crlf(lf_body)
+    kept = stream.take_lines(iter([stream.render(item, first, Loaded(first))]), 1 << 20, True)
+    assert isinstance(kept.segments[1], FileLiteral)
+    kept.segments[1].file.close()
+    read = stream.take_lines(iter([stream.render(item, first, Loaded(first))]), 1 << 20)
+    assert all(isinstance(seg, bytes) for seg in read.segments)
+    assert b"".join(read.segments) == b"BODY[] {%d}\r\n" % len(crlf_body) + crlf_body  # type: ignore[arg-type]
+    line = [b"BODY[] ", stream.render(item, first, Loaded(first))[1]]
+    assert stream.join(line) == b"BODY[] {%d}\r\n" % len(crlf_body) + crlf_body
+
+
+def test_lazy_batches_keep_message_texts_whole_objects() -> None:
+    text = b"t" * 10_000
+    batch = stream.take_lines(iter([[b"* 1 FETCH (BODY[] {10000}\r\n", text, b")\r\n"]]), 1 << 20)
+    assert batch.segments[1] is text  # written as it is, not copied into a joined buffer

@@ -144,6 +144,11 @@ def _remember(cache: OrderedDict[tuple[str, ...], _V], key: tuple[str, ...], val
         cache.popitem(last=False)
 
 
+def has_crlf(msg: Message) -> bool:
+    """Whether the message's file is known to have no bare LF (it was read before)."""
+    return _cache_key(msg) in _CRLF_FILES
+
+
 class Loaded:
     """A message's octets (CRLF) and MIME tree, read once and only when needed."""
 

@@ -26,9 +26,12 @@ _HEADER_PARSER = email.parser.BytesHeaderParser(policy=email.policy.compat32)
 def crlf(data: bytes) -> bytes:
     """Line ends as IMAP sends them (messages are stored with LF or CRLF).
 
-    Every bare LF becomes CRLF. Done with two C-speed replaces, and not at all when
-    there is no bare LF (messages stored with CRLF): the regular expression this
-    replaces held FETCH of bodies to about 30 MB/s."""
+    Every bare LF becomes CRLF. Done with C-speed replaces, and not at all when there
+    is no bare LF (messages stored with CRLF): the regular expression this replaces
+    held FETCH of bodies to about 30 MB/s. A file with no CR at all (as Daisy delivers
+    mail) takes one replace: looking for the two-octet CRLF costs ten times more."""
+    if b"\r" not in data:
+        return data.replace(b"\n", b"\r\n")
     if data.count(b"\n") == data.count(b"\r\n"):
         return data
     return data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from daisymail.auth import Authenticator
 from daisymail.directory.base import Directory
-from daisymail.imap import append
+from daisymail.imap import append, sendfile
 from daisymail.imap.commands import MailSession
 from daisymail.imap.common import CommandFailed
 from daisymail.imap.compress import Deflate
@@ -38,7 +38,15 @@ from daisymail.imap.protocol import (
 )
 from daisymail.imap.quota import Quota
 from daisymail.imap.responses import tagged
-from daisymail.imap.stream import LAZY_BATCH, FileLiteral, Lazy, Output, take_lines
+from daisymail.imap.stream import (
+    LAZY_BATCH,
+    SENDFILE_BATCH,
+    FileLiteral,
+    Lazy,
+    Output,
+    Segment,
+    take_lines,
+)
 from daisymail.imap.watch import FolderWatch
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
@@ -158,7 +166,8 @@ class _Connection:
             event(log, "imap.disconnect", sid=self.sid, client=self.ip, user=self.account or None)
 
     def _write(self, data: bytes) -> None:
-        """Every octet to the client goes through here (compressed once COMPRESS is on)."""
+        """Every octet to the client goes through here or _write_run (compressed once
+        COMPRESS is on)."""
         if self.deflate is not None:
             data = self.deflate.compress(data)
         self.writer.write(data)
@@ -251,26 +260,53 @@ class _Connection:
         elif isinstance(ev, AppendStart | AppendChunk | AppendEnd):
             await self._append(ev)
 
-    async def _stream(self, segments: list[bytes | FileLiteral]) -> None:
-        """A reply with big message files in it: each file goes out chunk by chunk,
-        read in a worker thread, through the write path with the shared write timeout."""
+    async def _stream(self, segments: list[Segment]) -> None:
+        """A reply with message files in it: a file that needs no conversion goes to a
+        plain connection by sendfile, any other chunk by chunk, read in a worker thread;
+        all with the shared write timeout."""
         await self._flush()
-        for i, seg in enumerate(segments):
-            if isinstance(seg, bytes):
-                self._write(seg)
-                continue
-            self._write(seg.header())
-            chunks = seg.chunks()
-            try:
-                while chunk := await asyncio.to_thread(next, chunks, b""):
-                    self._write(chunk)
-                    await self.svc.sessions.drain(self.writer)
-            finally:
-                chunks.close()
-                for later in segments[i + 1 :]:  # files not reached when the client went
-                    if isinstance(later, FileLiteral):
-                        later.file.close()
+        run: list[bytes] = []  # octets in a row: one writev, nothing joined or copied
+        sender = sendfile.FileSender(self.writer, self.svc.sessions)
+        try:
+            for seg in segments:
+                if isinstance(seg, bytes):
+                    run.append(seg)
+                    continue
+                run.append(seg.header())
+                self._write_run(run)
+                run = []
+                if seg.as_is and self._sendfile_ok():
+                    await sender.send(seg)
+                else:
+                    await self._send_chunks(seg)
+            self._write_run(run)
+        finally:
+            for seg in segments:  # files not reached when the client went
+                if isinstance(seg, FileLiteral):
+                    seg.file.close()
+            sender.close()
         await self.svc.sessions.drain(self.writer)
+
+    async def _send_chunks(self, lit: FileLiteral) -> None:
+        chunks = lit.chunks()
+        try:
+            while chunk := await asyncio.to_thread(next, chunks, b""):
+                self._write(chunk)
+                await self.svc.sessions.drain(self.writer)
+        finally:
+            chunks.close()
+
+    def _sendfile_ok(self) -> bool:
+        """Files may go straight to the socket: no TLS or COMPRESS to pass them through."""
+        return self.deflate is None and not self.tls and sendfile.usable(self.writer)
+
+    def _write_run(self, run: list[bytes]) -> None:
+        """Octets in a row: one writev of them as they are (joining them would copy a
+        reply's every octet once more); compressed as one piece under COMPRESS."""
+        if self.deflate is not None:
+            self._write(b"".join(run))
+        elif run:
+            self.writer.writelines(run)
 
     async def _send_lazy(self, reply: Lazy, name: str) -> None:
         """A reply made while it is sent, a batch of lines (about LAZY_BATCH octets) a
@@ -285,7 +321,9 @@ class _Connection:
         transport.set_write_buffer_limits(high=2 * LAZY_BATCH)
         try:
             while True:
-                batch = await asyncio.to_thread(take_lines, reply.lines, LAZY_BATCH)
+                sendfile = self._sendfile_ok()
+                budget = SENDFILE_BATCH if sendfile else LAZY_BATCH
+                batch = await asyncio.to_thread(take_lines, reply.lines, budget, sendfile)
                 segments = batch.segments
                 if batch.trouble is not None:
                     segments.append(self._trouble(reply.tag, name, batch.trouble))
