@@ -60,6 +60,8 @@ class FileSender:
             sent += n
         lit.file.close()
         if sent < lit.size:
+            if transport.is_closing():
+                raise ConnectionError("the connection closed")
             self.writer.write(b" " * (lit.size - sent))
 
     def close(self) -> None:

@@ -168,9 +168,17 @@ class _Connection:
     def _write(self, data: bytes) -> None:
         """Every octet to the client goes through here or _write_run (compressed once
         COMPRESS is on)."""
+        self._check_open()
         if self.deflate is not None:
             data = self.deflate.compress(data)
         self.writer.write(data)
+
+    def _check_open(self) -> None:
+        """A reset may close the transport between two writes of one reply (while a
+        worker thread reads the next piece); uvloop raises RuntimeError on a write to a
+        closed transport, so it is ended here as the disconnect it is."""
+        if self.writer.transport.is_closing():
+            raise ConnectionResetError("the client went away")
 
     async def _flush(self) -> None:
         out = self.session.data_to_send()
@@ -306,6 +314,7 @@ class _Connection:
         if self.deflate is not None:
             self._write(b"".join(run))
         elif run:
+            self._check_open()
             self.writer.writelines(run)
 
     async def _send_lazy(self, reply: Lazy, name: str) -> None:
