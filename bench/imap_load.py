@@ -5,7 +5,9 @@ Three figures, each taken on both servers in turn (A B A B ...):
 
 * a mail program opening a folder: LOGIN, SELECT INBOX and FETCH 1:* (FLAGS ENVELOPE)
   over 1,000 messages, one complete session at a time (sessions/s);
-* UID FETCH 1:* BODY.PEEK[] of 100 KiB messages (MB/s of message data received);
+* UID FETCH 1:* BODY.PEEK[] of 100 KiB messages (MB/s of message data received), stored
+  with CRLF line ends (as APPEND and most migrations leave them) and with LF ones (as
+  Daisy and Dovecot store delivered mail: both servers convert them as they send);
 * memory of many idle IDLE sessions (LOGIN, SELECT INBOX, IDLE; held), Daisy only
   unless --idle-dovecot: the RSS of the server's process tree once all are idling.
 
@@ -65,7 +67,7 @@ def _message(i: int, size: int) -> bytes:
     return head + (line * (size // len(line) + 1))[: max(0, size - len(head))]
 
 
-def fill(maildir: Path, count: int, size: int) -> None:
+def fill(maildir: Path, count: int, size: int, lf: bool = False) -> None:
     for sub in ("new", "cur", "tmp"):
         (maildir / sub).mkdir(parents=True, exist_ok=True)
     base = 1672000000
@@ -73,14 +75,17 @@ def fill(maildir: Path, count: int, size: int) -> None:
         seen = i % 3 != 0
         name = f"{base + i}.M{i}P1.bench" + (":2,S" if seen else "")
         path = maildir / ("cur" if seen else "new") / name
-        path.write_bytes(_message(i, size))
+        data = _message(i, size)
+        path.write_bytes(data.replace(b"\r\n", b"\n") if lf else data)
         os.utime(path, (base + i, base + i))
 
 
 def mail_tree(root: Path, quick: bool) -> None:
-    """INBOX with 1,000 messages of about 4 KiB, and folder Bodies with 100 KiB ones."""
+    """INBOX with 1,000 messages of about 4 KiB, and folders Bodies and BodiesLF with
+    100 KiB ones (CRLF and LF line ends)."""
     fill(root, INBOX_MESSAGES, 4096)
     fill(root / ".Bodies", 40 if quick else 200, BODY_SIZE)
+    fill(root / ".BodiesLF", 40 if quick else 200, BODY_SIZE, lf=True)
     fill(root / ".Empty", 0, 0)  # for --idle-folder Empty: what a session costs by itself
 
 
@@ -310,10 +315,10 @@ async def open_folder(port: int, sessions: int) -> dict[str, float]:
     return {"sessions": sessions, "median_s": round(med, 4), "sessions_per_s": round(1 / med, 2)}
 
 
-async def fetch_bodies(port: int, rounds: int) -> dict[str, float]:
+async def fetch_bodies(port: int, rounds: int, folder: str = "Bodies") -> dict[str, float]:
     s = await Session.open(port)
     await s.login()
-    await s.command("EXAMINE Bodies")
+    await s.command(f"EXAMINE {folder}")
     await s.command("UID FETCH 1:* BODY.PEEK[]")  # warm the page cache and the server
     rates = []
     for _ in range(rounds):
@@ -392,9 +397,10 @@ def run(
                 r = asyncio.run(open_folder(srv.port, sessions))
                 rows.append({"figure": "open_folder", "server": srv.name, "rep": rep, **r})
                 print(f"imap open folder {srv.name}: {r}", file=sys.stderr, flush=True)
-                r = asyncio.run(fetch_bodies(srv.port, 3))
-                rows.append({"figure": "fetch_bodies", "server": srv.name, "rep": rep, **r})
-                print(f"imap fetch bodies {srv.name}: {r}", file=sys.stderr, flush=True)
+                for figure, folder in (("fetch_bodies", "Bodies"), ("fetch_bodies_lf", "BodiesLF")):
+                    r = asyncio.run(fetch_bodies(srv.port, 3, folder))
+                    rows.append({"figure": figure, "server": srv.name, "rep": rep, **r})
+                    print(f"imap {figure} {srv.name}: {r}", file=sys.stderr, flush=True)
         for srv in servers:
             if srv.name == "dovecot" and not idle_dovecot:
                 continue

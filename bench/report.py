@@ -235,6 +235,11 @@ def imap_table(res: Row) -> list[str]:
             "LOGIN + SELECT + FETCH 1:* (FLAGS ENVELOPE), sessions/s",
         ),
         ("fetch_bodies", "mb_per_s", "UID FETCH 1:* BODY.PEEK[] of 100 KiB messages, MB/s"),
+        (
+            "fetch_bodies_lf",
+            "mb_per_s",
+            "the same, messages stored with LF line ends (as delivered), MB/s",
+        ),
     ):
         d = _median(_pick(rows, figure=figure, server="daisy"), key)
         p = _median(_pick(rows, figure=figure, server="dovecot"), key)

@@ -126,7 +126,7 @@ def test_bench_run_quick_daisy_only(tmp_path: Path) -> None:
     assert all(r["msg_per_s"] > 0 for r in doc["mailauth"])
     imap = {r["figure"]: r for r in doc["imap"]["rows"] if r["server"] == "daisy"}
     assert imap["open_folder"]["sessions"] > 0 and imap["open_folder"]["median_s"] > 0
-    assert imap["fetch_bodies"]["mb_per_s"] > 0
+    assert imap["fetch_bodies"]["mb_per_s"] > 0 and imap["fetch_bodies_lf"]["mb_per_s"] > 0
     assert imap["idle"]["held"] == 20 and imap["idle"]["failed"] == 0
     # The Maildirs of every run are gone; the docs are only rewritten by full comparisons.
     assert not (tmp_path / "work" / "fs" / "data" / "runs").exists()
