@@ -70,8 +70,8 @@ class _Worker:
                     future.set_exception(WorkerGone(error))
                 else:
                     future.set_result(Judgement(*judged))
-        except (ValueError, OSError, EOFError) as e:
-            event(log, "mailauth.worker.failed", logging.WARNING, error=str(e))
+        except Exception as e:  # a broken frame or pipe: the worker is of no more use
+            event(log, "mailauth.worker.failed", logging.WARNING, error=f"{type(e).__name__}: {e}")
         finally:
             self.alive = self.ready = False
             for future in self.pending.values():
