@@ -11,16 +11,13 @@ protocol's message events; it knows nothing of files, verdicts or quotas.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import contextlib
 import functools
 import logging
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from email.utils import formatdate
-from typing import Any, Protocol, TypeVar
+from typing import Protocol
 
 from daisymail.delivery import (
     Handoff,
@@ -50,6 +47,8 @@ from daisymail.queue.spool import QueuedMessage, QueuedRecipient, QueueError
 from daisymail.quota import Quotas, Verdict
 from daisymail.routing.recipients import Deliver
 from daisymail.routing.relay import relay_network_of
+from daisymail.smtp import filework
+from daisymail.smtp.filework import FileWork
 from daisymail.smtp.protocol import Envelope, Reply, SessionInfo
 from daisymail.smtp.submission import prepare_header, rewrite_envelope_sender
 from daisymail.store.base import PendingDelivery, StorageError
@@ -57,10 +56,6 @@ from daisymail.store.base import PendingDelivery, StorageError
 log = logging.getLogger("daisymail.smtp")
 HEADER_KEEP = 64 * 1024  # of each message, for the header a success DSN returns
 BLOCK_SIZE = 64 * 1024  # message bytes gathered before a write in an I/O thread
-# Message file work (spool, Maildir tmp/, fsyncs, the hand-off); its own pool, so that a
-# stalled disk cannot take the threads that other work (SQL, logins) runs in.
-_IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="smtp-io")
-T = TypeVar("T")
 
 
 class Service(Protocol):
@@ -107,7 +102,7 @@ class MessageIntake:
         self.tls_info = tls_info  # for the Received: line; set again after STARTTLS
         self.sink: Spool | PendingDelivery | None = None  # the message being received
         self.block = bytearray()  # its bytes not yet handed to the I/O thread
-        self.io: Future[Any] | None = None  # the last I/O-thread call of this session
+        self.io = FileWork()  # this session's calls into the I/O threads, in order
         self.write_error: BaseException | None = None
         self.in_message = False
         self.messages = 0
@@ -130,7 +125,7 @@ class MessageIntake:
             return await self._store_held(env)
         if self.write_error is not None or self.sink is None:
             reply = self._storage_failed(env, self.write_error)
-            await self._settle()
+            await self.io.settle()
             return reply
         if isinstance(self.sink, Spool):
             return await self._store(env, self.sink)
@@ -143,15 +138,9 @@ class MessageIntake:
         return self.svc.submission or self.info.authenticated_as is not None
 
     # -- message data ------------------------------------------------------------------
-    # Every file operation of a message runs in a worker thread (_run), so a slow disk or
-    # a large message never stalls other sessions; the bytes go there in blocks of about
-    # BLOCK_SIZE, so a session holds at most one block and one read in memory.
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        """fn(*args) in an I/O thread; remembered so that a discard waits for it."""
-        future = _IO.submit(fn, *args)
-        self.io = future
-        return await asyncio.wrap_future(future)
-
+    # Every file operation of a message runs in an I/O thread (smtp/filework.py); the
+    # bytes go there in blocks of about BLOCK_SIZE, so a session holds at most one block
+    # and one read in memory.
     def _msg_id(self) -> str:
         return f"{self.sid}{self.messages:02d}"
 
@@ -192,7 +181,7 @@ class MessageIntake:
         handoff = self.svc.handoff
         try:
             if handoff.store.opening_touches_files(boxes):
-                self.sink = await self._run(handoff.open_direct, boxes, env.sender, trace)
+                self.sink = await self.io.run(handoff.open_direct, boxes, env.sender, trace)
             else:  # no I/O to wait for: a thread hand-off would cost more than the call
                 self.sink = handoff.open_direct(boxes, env.sender, trace)
         except (StorageError, OSError) as e:  # read on to the end, then answer 452
@@ -225,7 +214,7 @@ class MessageIntake:
     async def _write_block(self, sink: Spool | PendingDelivery) -> None:
         block, self.block = bytes(self.block), bytearray()
         try:
-            await self._run(_write, sink, block, self.check)
+            await self.io.run(filework.write, sink, block, self.check)
         except OSError as e:  # a full disk: read on to the end, then answer 452
             self.write_error = e
             self.discard()
@@ -240,28 +229,7 @@ class MessageIntake:
         self.check = None
         self.held = False
         if sink is not None:
-            self._abort(sink)
-
-    def _abort(self, sink: Spool | PendingDelivery) -> None:
-        running = self.io
-
-        def after_running() -> None:
-            if running is not None:
-                concurrent.futures.wait([running])  # submitted first: never queued behind
-            sink.abort()
-
-        try:
-            self.io = _IO.submit(after_running)
-        except RuntimeError:  # the interpreter is shutting down
-            sink.abort()
-
-    async def _settle(self) -> None:
-        """Wait for the I/O thread's last job (a removal of what a failed write left):
-        a 452 must not be sent while a partial copy is still on disk."""
-        running = self.io
-        if running is not None and not running.done():
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(running)
+            self.io.abort(sink)
 
     async def _store_held(self, env: Envelope) -> Reply:
         """Checked local mail that fit in one block: judged, then streamed into its
@@ -284,7 +252,7 @@ class MessageIntake:
         handoff, junk = self.svc.handoff, verdict.action == "junk"
         try:
             if junk or handoff.store.opening_touches_files(boxes):
-                sink = await self._run(handoff.open_direct, boxes, env.sender, trace, junk)
+                sink = await self.io.run(handoff.open_direct, boxes, env.sender, trace, junk)
             else:  # no I/O to wait for: a thread hand-off would cost more than the call
                 sink = handoff.open_direct(boxes, env.sender, trace)
         except (StorageError, OSError) as e:
@@ -300,18 +268,18 @@ class MessageIntake:
         boxes, prefix = self.direct
         if self.svc.quotas is not None:
             size = prefix + env.size
-            full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, size)
+            full = await self.io.run(enforce_quota, Plan(list(boxes)), self.svc.quotas, size)
             if full:
-                self._abort(sink)
-                await self._settle()
+                self.io.abort(sink)
+                await self.io.settle()
                 return self._quota_refused(env, msg_id, full)
         stored = time.monotonic()
         try:
-            await self._run(_finish_direct, sink, rest)
+            await self.io.run(filework.finish_direct, sink, rest)
             self.store_seconds = time.monotonic() - stored
         except (StorageError, OSError) as e:
-            self._abort(sink)
-            await self._settle()
+            self.io.abort(sink)
+            await self.io.settle()
             return self._storage_failed(env, e)
         self._log_accepted(
             env,
@@ -348,9 +316,9 @@ class MessageIntake:
         rest, self.block = bytes(self.block), bytearray()
         try:
             check = self.check
-            await self._run(_finish_spool, spool, rest, check)
+            await self.io.run(filework.finish_spool, spool, rest, check)
             if self._submitted:
-                refused = await self._run(self._prepare_submission, snap, spool)
+                refused = await self.io.run(self._prepare_submission, snap, spool)
                 if refused is not None:
                     event(
                         log,
@@ -376,7 +344,7 @@ class MessageIntake:
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 if verdict.forged:
-                    await self._run(strip_own_results, spool.path, mail_auth.authserv_id)
+                    await self.io.run(strip_own_results, spool.path, mail_auth.authserv_id)
                 trace = verdict.header.replace(b"\r\n", b"\n") + trace
                 plan.junk = plan.junk or verdict.action == "junk"
             if self._filtered():
@@ -401,10 +369,12 @@ class MessageIntake:
             full: dict[str, Verdict] = {}
             returned = b""
             if plan.mailboxes and self.svc.quotas is not None:
-                full, returned = await self._run(self._check_quota, plan, spool.path, sender, trace)
+                full, returned = await self.io.run(
+                    self._check_quota, plan, spool.path, sender, trace
+                )
             if full and plan.empty:
                 return self._quota_refused(env, msg_id, full)
-            queue_id = await self._run(
+            queue_id = await self.io.run(
                 functools.partial(
                     self.svc.handoff.deliver,
                     envid=env.mail_params.get("ENVID", ""),
@@ -487,7 +457,7 @@ class MessageIntake:
         msg = QueuedMessage(msg_id, sender, failed, time.time(), envid=envid, ret="HDRS")
         injector, hostname = self.svc.injector, self.svc.hostname
         try:
-            await self._run(send_dsn, injector, hostname, msg, failed, header, msg.created)
+            await self.io.run(send_dsn, injector, hostname, msg, failed, header, msg.created)
         except (StorageError, QueueError, OSError) as e:
             event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
 
@@ -579,24 +549,3 @@ class MessageIntake:
         for_part = f"\tfor <{env.recipients[0].address}>;" if len(env.recipients) == 1 else "\t;"
         lines.append(f"{for_part} {formatdate(localtime=False, usegmt=True)}")
         return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-
-
-def _write(sink: Spool | PendingDelivery, block: bytes, check: InboundCheck | None) -> None:
-    """One block to disk and, for checked mail, to its check (hashing, in this thread)."""
-    sink.write(block)
-    if check is not None:
-        check.feed(block)
-
-
-def _finish_spool(spool: Spool, rest: bytes, check: InboundCheck | None = None) -> None:
-    if rest:
-        spool.write(rest)
-        if check is not None:
-            check.feed(rest)
-    spool.close()
-
-
-def _finish_direct(pending: PendingDelivery, rest: bytes) -> None:
-    if rest:
-        pending.write(rest)
-    pending.commit()
