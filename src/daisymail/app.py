@@ -3,7 +3,7 @@
 The only module that chooses implementations: the directory backend, the mailbox
 store, TLS. SIGTERM/SIGINT stop accepting, give sessions in flight a grace period to
 finish, then close them. SIGHUP re-reads the config (settings for new sessions) and
-the certificates.
+the certificates (daisymail.reload).
 """
 
 from __future__ import annotations
@@ -21,20 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from daisymail import config as config_mod
 from daisymail.auth import Authenticator
 from daisymail.authcache import CredentialCache
-from daisymail.config import Config, ConfigError, parse_hostport
+from daisymail.config import Config, parse_hostport
 from daisymail.delivery import Injector
 from daisymail.directory.base import Directory
 from daisymail.directory.factory import open_directory
 from daisymail.dns import DnspythonResolver
 from daisymail.dns import from_config as resolver_from_config
-from daisymail.filter.rspamd import SpamFilter
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter, raise_open_files
-from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.mailauth.workers import VerdictWorkers, default_count
@@ -53,6 +50,8 @@ from daisymail.privileges import (
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
 from daisymail.quota import Quotas, parse_size
+from daisymail.reload import log_srs_off, mail_auth_for, spam_filter_for
+from daisymail.reload import reload as reload_config
 from daisymail.sdnotify import notify
 from daisymail.smtp import protocol as smtp_protocol
 from daisymail.smtp.inbound import InboundPolicy
@@ -93,7 +92,7 @@ class App:
     journal: IntakeJournal | None = None
     listening: list[tuple[str, asyncio.Server]] = field(default_factory=list)
     http: HttpSide | None = None
-    # what [dns], [verify], [filter] and [srs] build; a reload swaps them (see _reload_trust)
+    # what [dns], [verify], [filter] and [srs] build; a reload swaps them (daisymail.reload)
     resolver: DnspythonResolver | None = None
     injector: Injector | None = None
     inbound_policy: InboundPolicy | None = None
@@ -197,7 +196,7 @@ class App:
             raise StartupError(f"cannot create the queue dir {queue.directory}: {e}") from None
         srs = srs_from_config(c.srs.secret)
         if srs is None:
-            _log_srs_off()
+            log_srs_off()
         quotas = Quotas(store, parse_size(c.storage.quota))
         injector = self.injector = Injector(self.directory, store, queue, spool, srs, quotas)
         own = [
@@ -230,8 +229,8 @@ class App:
         ctx = self.tls.context
         count = default_count() if c.verify.workers < 0 else c.verify.workers
         self.verdict_workers = VerdictWorkers(count) if count else None
-        mail_auth = _mail_auth(c, resolver, self.verdict_workers)
-        spam_filter = _spam_filter(c)
+        mail_auth = mail_auth_for(c, resolver, self.verdict_workers)
+        spam_filter = spam_filter_for(c)
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(
                 name=name,
@@ -446,103 +445,8 @@ class App:
         self.directory.close()
 
     def reload(self) -> None:
-        try:
-            new = config_mod.load(self.config_path)
-        except ConfigError as e:
-            event(log, "reload.failed", logging.ERROR, error=str(e))
-            return
-        if new.listen != self.cfg.listen:
-            event(
-                log,
-                "reload.listen_unchanged",
-                logging.WARNING,
-                note="listener changes need a restart",
-            )
-        self.cfg.limits = new.limits
-        self.auth.failure_delay = new.limits.auth_failure_delay
-        self.auth.cache.ttl = new.auth.cache_ttl
-        if not self.auth.cache.enabled:
-            self.auth.cache.clear()
-        self.cfg.relay = new.relay
-        self.cfg.pop3 = new.pop3
-        self.cfg.auth = new.auth
-        self.cfg.smtp = new.smtp
-        self.cfg.queue = new.queue
-        self.cfg.rewrite = new.rewrite
-        # The HTTP side's sockets and API switch need a restart; what it serves does not.
-        self.cfg.http.metrics_networks = new.http.metrics_networks
-        self.cfg.http.client_host = new.http.client_host
-        self.cfg.http.mta_sts = new.http.mta_sts
-        self._reload_quota(new.storage.quota)
-        self.limiter.total = new.limits.max_connections
-        self.limiter.per_ip = new.limits.max_connections_per_ip
-        for svc in self.services:
-            svc.sessions.write_timeout = new.limits.write_timeout
-        self._reload_trust(new)
-        try:
-            self.tls.reload()
-        except TLSError as e:
-            event(log, "reload.tls_failed", logging.ERROR, error=str(e))
-        event(log, "reloaded", config=self.cfg.source)
-
-    def _reload_quota(self, text: str) -> None:
-        """[storage] quota applies to new SMTP transactions and IMAP logins at once."""
-        octets = parse_size(text)  # load() checked it
-        self.cfg.storage.quota = text
-        for svc in self.services:
-            if isinstance(svc, SmtpService) and svc.quotas is not None:
-                svc.quotas.default = octets  # the one Quotas of policies, hand-off, queue
-            elif isinstance(svc, ImapService):
-                svc.quota = octets
-
-    def _reload_trust(self, new: Config) -> None:
-        """[dns], [verify], [filter] and [srs] as reloaded: their parts are rebuilt and
-        swapped in for the next message; a message being checked ends with the old ones.
-        The resolver (and its cache) is kept unless [dns] changed."""
-        old_srs = self.cfg.srs
-        if new.dns != self.cfg.dns or self.resolver is None:
-            self.resolver = resolver_from_config(new.dns.nameservers, new.dns.timeout)
-            if self.runner is not None:
-                self.runner.resolver = self.resolver
-        self.cfg.dns, self.cfg.verify = new.dns, new.verify
-        self.cfg.filter, self.cfg.srs = new.filter, new.srs
-        mail_auth = _mail_auth(self.cfg, self.resolver, self.verdict_workers)
-        spam_filter = _spam_filter(self.cfg)
-        srs = srs_from_config(new.srs.secret)
-        for svc in self.services:
-            if isinstance(svc, SmtpService):
-                svc.srs = srs
-                if not svc.submission:
-                    svc.mail_auth, svc.spam_filter = mail_auth, spam_filter
-        if self.inbound_policy is not None:
-            self.inbound_policy.srs = srs.reverse if srs is not None else None
-        if self.injector is not None:
-            self.injector.srs = srs
-        if srs is None and old_srs.secret:
-            _log_srs_off()
-
-
-def _mail_auth(
-    cfg: Config, resolver: DnspythonResolver, workers: VerdictWorkers | None
-) -> MailAuth | None:
-    """The port 25 checks of ``[verify]``; None when they are off. The verdict workers
-    are the server's ([verify] workers is read at start only)."""
-    return MailAuth(cfg, resolver, workers) if cfg.verify.enabled else None
-
-
-def _spam_filter(cfg: Config) -> SpamFilter | None:
-    """rspamd of ``[filter]``; None when it is off."""
-    f = cfg.filter
-    return SpamFilter(f.rspamd_url, f.timeout) if f.rspamd_url else None
-
-
-def _log_srs_off() -> None:
-    event(
-        log,
-        "srs.off",
-        logging.WARNING,
-        reason="[srs] secret is empty: forwards keep their sender, SPF may fail there",
-    )
+        """SIGHUP: the re-read config applied to the running server (daisymail.reload)."""
+        reload_config(self)
 
 
 def intake_dir(cfg: Config) -> str:

@@ -1,6 +1,6 @@
 """The one durable hand-off of a message: into local mailboxes and the outbound queue.
 
-Every way mail enters Daisy ends here: the SMTP session (smtp/server.py), ``daisymail
+Every way mail enters Daisy ends here: the SMTP session (smtp/message.py), ``daisymail
 sendmail`` and the DSNs this host writes (``Injector``, ``send_dsn``). The rule kept in
 this one place: local copies are made durable first, then the queued copy becomes
 visible, all or nothing, so a caller that answers 250 (or exits 0) after ``deliver``

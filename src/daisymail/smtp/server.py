@@ -1,59 +1,33 @@
 """asyncio glue for the SMTP protocol core: sockets, TLS, timeouts, the session's I/O.
 
-The protocol object decides everything; this module only moves bytes: it streams message
-data to disk (a spool file, or straight into the mailboxes) and hands the message to
-daisymail.delivery, the one durable hand-off, all in worker threads, then answers with
-the result. Any unexpected error inside a session is logged with its session id and
-answered with a 451, never a traceback.
+The protocol object decides everything; this module only moves bytes: it reads commands
+and message data, answers, runs STARTTLS and AUTH, and passes the message events to the
+session's MessageIntake (smtp/message.py), which receives and stores the message. Any
+unexpected error inside a session is logged with its session id and answered with a
+451, never a traceback.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
-import functools
 import logging
-import os
 import ssl
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import formatdate
-from typing import Any, TypeVar
 
 from daisymail.auth import Authenticator
-from daisymail.delivery import (
-    Handoff,
-    Injector,
-    Plan,
-    Spool,
-    enforce_quota,
-    local_mailboxes,
-    plan_delivery,
-    quota_failures,
-    quota_refusal,
-    return_path,
-    send_dsn,
-    send_success_notice,
-    success_notice_recipients,
-)
+from daisymail.delivery import Handoff, Injector
 from daisymail.directory.base import Directory
-from daisymail.directory.model import Mailbox, Snapshot
-from daisymail.filter.rspamd import Envelope as FilterEnvelope
 from daisymail.filter.rspamd import SpamFilter
 from daisymail.limits import ConnectionLimiter
 from daisymail.listener import Sessions
-from daisymail.logins import resolve_login
-from daisymail.mailauth.inbound import InboundCheck
-from daisymail.mailauth.service import MailAuth, strip_own_results, strip_own_results_in
+from daisymail.mailauth.service import MailAuth
 from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
-from daisymail.queue.spool import Queue, QueuedMessage, QueuedRecipient, QueueError
-from daisymail.quota import Quotas, Verdict
-from daisymail.routing.recipients import Deliver
-from daisymail.routing.relay import relay_network_of
+from daisymail.queue.spool import Queue
+from daisymail.quota import Quotas
+from daisymail.smtp.message import MessageIntake
 from daisymail.smtp.protocol import (
     AuthAttempt,
     Close,
@@ -70,17 +44,10 @@ from daisymail.smtp.protocol import (
     Settings,
     StartTLS,
 )
-from daisymail.smtp.submission import prepare_header, rewrite_envelope_sender
-from daisymail.store.base import MailboxStore, PendingDelivery, StorageError
+from daisymail.store.base import MailboxStore
 
 log = logging.getLogger("daisymail.smtp")
 READ_SIZE = 256 * 1024
-HEADER_KEEP = 64 * 1024  # of each message, for the header a success DSN returns
-BLOCK_SIZE = 64 * 1024  # message bytes gathered before a write in an I/O thread
-# Message file work (spool, Maildir tmp/, fsyncs, the hand-off); its own pool, so that a
-# stalled disk cannot take the threads that other work (SQL, logins) runs in.
-_IO = ThreadPoolExecutor(max_workers=16, thread_name_prefix="smtp-io")
-T = TypeVar("T")
 
 
 @dataclass
@@ -196,24 +163,7 @@ class _Connection:
         )
         policy = _LoggedPolicy(svc.policy, ip, sid)
         self.session = ServerSession(svc.settings(self.info), policy, self.info)
-        self.sink: Spool | PendingDelivery | None = None  # the message being received
-        self.block = bytearray()  # its bytes not yet handed to the I/O thread
-        self.io: Future[Any] | None = None  # the last I/O-thread call of this session
-        self.write_error: BaseException | None = None
-        self.in_message = False
-        self.messages = 0
-        self.notice_rcpts: list[QueuedRecipient] = []  # local NOTIFY=SUCCESS recipients
-        self.direct: tuple[list[Mailbox], int] = ([], 0)  # streamed into: mailboxes, prefix
-        self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
-        self.header = bytearray()  # their DSN returns the message header, kept as it arrives
-        self.check: InboundCheck | None = None  # SPF/DKIM/DMARC of the message, fed as it streams
-        self.held = False  # checked local mail kept in self.block until its verdict
-
-    @property
-    def _submitted(self) -> bool:
-        """Mail from an authenticated user, on any port: its header is checked (send-as)
-        and completed as submission does."""
-        return self.svc.submission or self.info.authenticated_as is not None
+        self.intake = MessageIntake(svc, self.info, self.tls_info)
 
     async def run(self) -> None:
         event(
@@ -231,10 +181,11 @@ class _Connection:
                 ev = self.session.next_event()
                 if ev is None:
                     await self._flush()
-                    timeout = self.svc.data_timeout if self.in_message else self.svc.command_timeout
+                    busy = self.intake.in_message
+                    timeout = self.svc.data_timeout if busy else self.svc.command_timeout
                     try:
                         data = await self.svc.sessions.read(
-                            self.reader, self.writer, READ_SIZE, timeout, busy=self.in_message
+                            self.reader, self.writer, READ_SIZE, timeout, busy=busy
                         )
                     except TimeoutError:
                         self.session.timeout()
@@ -265,8 +216,9 @@ class _Connection:
                 )
                 await self.svc.sessions.drain(self.writer)
         finally:
-            self._discard()
-            event(log, "smtp.disconnect", sid=self.sid, client=self.ip, messages=self.messages)
+            self.intake.discard()
+            messages = self.intake.messages
+            event(log, "smtp.disconnect", sid=self.sid, client=self.ip, messages=messages)
 
     async def _flush(self) -> None:
         out = self.session.data_to_send()
@@ -276,25 +228,14 @@ class _Connection:
 
     async def _handle(self, ev: object) -> None:
         if isinstance(ev, MessageStarted):
-            self.data_started = time.monotonic()  # for the transaction latency metric
-            await self._start_message(ev.envelope)
+            await self.intake.start(ev.envelope)
         elif isinstance(ev, MessageData):
-            await self._message_write(ev.data)
+            await self.intake.write(ev.data)
         elif isinstance(ev, MessageComplete):
-            self.in_message = False
-            if self.held:
-                reply = await self._store_held(ev.envelope)
-            elif self.write_error is not None or self.sink is None:
-                reply = self._storage_failed(ev.envelope, self.write_error)
-                await self._settle()
-            elif isinstance(self.sink, Spool):
-                reply = await self._store(ev.envelope, self.sink)
-            else:
-                reply = await self._store_direct(ev.envelope, self.sink)
-            self.session.message_result(reply)
+            self.session.message_result(await self.intake.complete(ev.envelope))
         elif isinstance(ev, MessageAborted):
             event(log, "smtp.message.aborted", sid=self.sid, client=self.ip, reason=ev.reason)
-            self._discard()
+            self.intake.discard()
         elif isinstance(ev, StartTLS):
             await self._start_tls()
         elif isinstance(ev, AuthAttempt):
@@ -310,7 +251,7 @@ class _Connection:
         except (ssl.SSLError, ConnectionError, OSError) as e:
             event(log, "smtp.tls.failed", sid=self.sid, client=self.ip, error=str(e))
             raise ConnectionError("TLS handshake failed") from None
-        self.tls_info = _describe_tls(self.writer)
+        self.tls_info = self.intake.tls_info = _describe_tls(self.writer)
         self.info.tls = True
         event(log, "smtp.tls", sid=self.sid, client=self.ip, cipher=self.tls_info)
         self.session.tls_started()
@@ -339,465 +280,6 @@ class _Connection:
             mechanism=ev.mechanism,
         )
         return True, login.address
-
-    # -- message data ------------------------------------------------------------------
-    # Every file operation of a message runs in a worker thread (_run), so a slow disk or
-    # a large message never stalls other sessions; the bytes go there in blocks of about
-    # BLOCK_SIZE, so a session holds at most one block and one read in memory.
-    async def _run(self, fn: Callable[..., T], *args: object) -> T:
-        """fn(*args) in an I/O thread; remembered so that a discard waits for it."""
-        future = _IO.submit(fn, *args)
-        self.io = future
-        return await asyncio.wrap_future(future)
-
-    def _msg_id(self) -> str:
-        return f"{self.sid}{self.messages:02d}"
-
-    async def _start_message(self, env: Envelope) -> None:
-        """Local-only mail on port 25 streams straight into its mailboxes (no spool copy).
-        Submission (the header is checked and rewritten after DATA) and anything for the
-        queue are staged in a spool file instead."""
-        self._discard()
-        self.write_error = None
-        self.in_message = True
-        self.notice_rcpts = success_notice_recipients(
-            (r.address, r.target, r.params) for r in env.recipients
-        )
-        self.header = bytearray()
-        boxes = None
-        checks = self.svc.mail_auth is not None or self.svc.spam_filter is not None
-        outside = checks and self._from_outside()  # one relay-network check per message
-        mail_auth = self.svc.mail_auth if outside else None
-        if not self._submitted and not self._filtered(outside):
-            snap = self.svc.directory.snapshot()
-            boxes = local_mailboxes((r.target for r in env.recipients), snap)
-        if boxes and self._limited(boxes):
-            boxes = None  # staged, so that a mailbox without room can be left out
-        self.direct = (boxes or [], 0)
-        if mail_auth is not None:
-            # SPF/DKIM/DMARC verdicts for mail from outside on port 25, when configured
-            self.check = mail_auth.begin(self.ip, self.info.client_name, env.sender)
-        if boxes is None:
-            self._stage()
-            return
-        if self.check is not None:
-            # The verdict goes in front of the message: local mail is held in memory
-            # until it is known, and staged only if it outgrows one block.
-            self.held = True
-            return
-        trace = self._trace_headers(env, self._msg_id())
-        self.direct = (boxes, len(return_path(env.sender)) + len(trace))
-        handoff = self.svc.handoff
-        try:
-            if handoff.store.opening_touches_files(boxes):
-                self.sink = await self._run(handoff.open_direct, boxes, env.sender, trace)
-            else:  # no I/O to wait for: a thread hand-off would cost more than the call
-                self.sink = handoff.open_direct(boxes, env.sender, trace)
-        except (StorageError, OSError) as e:  # read on to the end, then answer 452
-            self.write_error = e
-
-    def _stage(self) -> None:
-        """Receive the message into a spool file (the file is made on the first write)."""
-        self.held = False
-        self.sink = Spool(self.svc.spool_dir, f"{time.time_ns()}.{self.sid}.{self.messages}")
-
-    def _limited(self, boxes: Sequence[Mailbox]) -> bool:
-        """Several mailboxes, one with a quota: streamed into one file for all, the
-        message could not leave out one without room. One mailbox streams as usual and
-        is refused whole when the message does not fit."""
-        quotas = self.svc.quotas
-        return quotas is not None and len(boxes) > 1 and any(quotas.limit(b) for b in boxes)
-
-    async def _message_write(self, data: bytes) -> None:
-        if self.notice_rcpts and len(self.header) < HEADER_KEEP and b"\n\n" not in self.header:
-            self.header += data[: HEADER_KEEP - len(self.header)]
-        if self.write_error is not None or (self.sink is None and not self.held):
-            return
-        self.block += data
-        if len(self.block) >= BLOCK_SIZE:
-            if self.held:
-                self._stage()
-            assert self.sink is not None
-            await self._write_block(self.sink)
-
-    async def _write_block(self, sink: Spool | PendingDelivery) -> None:
-        block, self.block = bytes(self.block), bytearray()
-        try:
-            await self._run(_write, sink, block, self.check)
-        except OSError as e:  # a full disk: read on to the end, then answer 452
-            self.write_error = e
-            self._discard()
-            self.in_message = True
-
-    def _discard(self) -> None:
-        """Drop the message being received. Its files are removed in an I/O thread, after
-        any write of it still running there, so no fd is closed under a writer."""
-        sink, self.sink = self.sink, None
-        self.block = bytearray()
-        self.in_message = False
-        self.check = None
-        self.held = False
-        if sink is not None:
-            self._abort(sink)
-
-    def _abort(self, sink: Spool | PendingDelivery) -> None:
-        running = self.io
-
-        def after_running() -> None:
-            if running is not None:
-                concurrent.futures.wait([running])  # submitted first: never queued behind
-            sink.abort()
-
-        try:
-            self.io = _IO.submit(after_running)
-        except RuntimeError:  # the interpreter is shutting down
-            sink.abort()
-
-    async def _settle(self) -> None:
-        """Wait for the I/O thread's last job (a removal of what a failed write left):
-        a 452 must not be sent while a partial copy is still on disk."""
-        running = self.io
-        if running is not None and not running.done():
-            with contextlib.suppress(Exception):
-                await asyncio.wrap_future(running)
-
-    async def _store_held(self, env: Envelope) -> Reply:
-        """Checked local mail that fit in one block: judged, then streamed into its
-        mailboxes with the verdict in front, as unchecked mail is (no staging copy)."""
-        check, mail_auth = self.check, self.svc.mail_auth
-        assert check is not None and mail_auth is not None
-        self.held = False
-        message = bytes(self.block)
-        verdict = await mail_auth.judge_whole(check, message, self.sid)
-        if verdict.reply is not None:
-            self._discard()
-            return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
-        if verdict.forged:
-            message = strip_own_results_in(message, mail_auth.authserv_id)
-        self.block = bytearray(message)
-        boxes = self.direct[0]
-        trace = verdict.header.replace(b"\r\n", b"\n")
-        trace += self._trace_headers(env, self._msg_id())
-        self.direct = (boxes, len(return_path(env.sender)) + len(trace))
-        handoff, junk = self.svc.handoff, verdict.action == "junk"
-        try:
-            if junk or handoff.store.opening_touches_files(boxes):
-                sink = await self._run(handoff.open_direct, boxes, env.sender, trace, junk)
-            else:  # no I/O to wait for: a thread hand-off would cost more than the call
-                sink = handoff.open_direct(boxes, env.sender, trace)
-        except (StorageError, OSError) as e:
-            return self._storage_failed(env, e)
-        self.sink = sink
-        return await self._store_direct(env, sink)
-
-    async def _store_direct(self, env: Envelope, sink: Spool | PendingDelivery) -> Reply:
-        assert isinstance(sink, PendingDelivery)
-        msg_id = self._msg_id()
-        rest, self.block = bytes(self.block), bytearray()
-        self.sink = None  # from here on, only a failed commit may remove what it wrote
-        boxes, prefix = self.direct
-        if self.svc.quotas is not None:
-            size = prefix + env.size
-            full = await self._run(enforce_quota, Plan(list(boxes)), self.svc.quotas, size)
-            if full:
-                self._abort(sink)
-                await self._settle()
-                return self._quota_refused(env, msg_id, full)
-        stored = time.monotonic()
-        try:
-            await self._run(_finish_direct, sink, rest)
-            self.store_seconds = time.monotonic() - stored
-        except (StorageError, OSError) as e:
-            self._abort(sink)
-            await self._settle()
-            return self._storage_failed(env, e)
-        self._log_accepted(
-            env,
-            msg_id,
-            env.sender,
-            [r.target.mailbox for r in env.recipients if isinstance(r.target, Deliver)],
-            "",
-        )
-        self.messages += 1
-        if self.notice_rcpts:
-            await self._success_notice(env, env.sender, msg_id)
-        return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
-
-    def _storage_failed(self, env: Envelope, error: BaseException | None) -> Reply:
-        self._discard()
-        self.write_error = None
-        event(
-            log,
-            "smtp.message.deferred",
-            logging.WARNING,
-            sid=self.sid,
-            client=self.ip,
-            id=self._msg_id(),
-            sender=env.sender or "<>",
-            error=str(error),
-        )
-        return Reply(452, "4.3.1", ("Insufficient system storage, try again later",))
-
-    async def _store(self, env: Envelope, spool: Spool) -> Reply:
-        """The staged message is complete: check it (submission), then hand it off."""
-        msg_id = self._msg_id()
-        snap = self.svc.directory.snapshot()
-        sender = env.sender
-        rest, self.block = bytes(self.block), bytearray()
-        try:
-            check = self.check
-            await self._run(_finish_spool, spool, rest, check)
-            if self._submitted:
-                refused = await self._run(self._prepare_submission, snap, spool)
-                if refused is not None:
-                    event(
-                        log,
-                        "smtp.message.refused",
-                        sid=self.sid,
-                        client=self.ip,
-                        reason=refused.lines[0],
-                    )
-                    return refused
-                if self.svc.masquerade_envelope():
-                    sender = rewrite_envelope_sender(sender, snap, self.svc.hostname)
-            plan = plan_delivery(
-                ((r.address, r.target, r.params) for r in env.recipients),
-                snap,
-                sender=sender,
-                srs=self.svc.srs,
-            )
-            trace = self._trace_headers(env, msg_id)
-            if check is not None:
-                mail_auth = self.svc.mail_auth
-                assert mail_auth is not None
-                verdict = await mail_auth.judge(check, self.sid)
-                if verdict.reply is not None:
-                    return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
-                if verdict.forged:
-                    await self._run(strip_own_results, spool.path, mail_auth.authserv_id)
-                trace = verdict.header.replace(b"\r\n", b"\n") + trace
-                plan.junk = plan.junk or verdict.action == "junk"
-            if self._filtered():
-                assert self.svc.spam_filter is not None
-                decision = await self.svc.spam_filter.judge(
-                    spool.path,
-                    FilterEnvelope(
-                        self.ip,
-                        self.info.client_name,
-                        env.sender,
-                        [r.address for r in env.recipients],
-                        self.info.authenticated_as or "",
-                        msg_id,
-                    ),
-                    self.sid,
-                )
-                if decision.reply is not None:
-                    return Reply(decision.reply[0], decision.reply[1], (decision.reply[2],))
-                trace = decision.header + trace
-                plan.junk = plan.junk or decision.action == "junk"
-            stored = time.monotonic()
-            full: dict[str, Verdict] = {}
-            returned = b""
-            if plan.mailboxes and self.svc.quotas is not None:
-                full, returned = await self._run(self._check_quota, plan, spool.path, sender, trace)
-            if full and plan.empty:
-                return self._quota_refused(env, msg_id, full)
-            queue_id = await self._run(
-                functools.partial(
-                    self.svc.handoff.deliver,
-                    envid=env.mail_params.get("ENVID", ""),
-                    ret=env.mail_params.get("RET", ""),
-                ),
-                spool.path,
-                sender,
-                plan,
-                trace,
-            )
-            self.store_seconds = time.monotonic() - stored
-        except (StorageError, QueueError, OSError) as e:
-            return self._storage_failed(env, e)
-        finally:
-            self._discard()
-        if queue_id:
-            self.svc.on_queued()
-        self.messages += 1
-        self._log_accepted(env, msg_id, sender, [b.name for b in plan.mailboxes], queue_id)
-        if full:
-            await self._quota_bounce(env, sender, msg_id, full, returned)
-        if self.notice_rcpts:
-            await self._success_notice(env, sender, msg_id)
-        return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
-
-    # -- quotas ------------------------------------------------------------------------
-    # RCPT refuses a full mailbox (policy); here the real size decides (I/O thread). A
-    # message no mailbox has room for gets 452/552; if others took it, the recipients
-    # left out get a failure DSN, as one reply after DATA cannot refuse only some.
-    def _check_quota(
-        self, plan: Plan, source: str, sender: str, trace: bytes
-    ) -> tuple[dict[str, Verdict], bytes]:
-        size = len(return_path(sender)) + len(trace) + os.path.getsize(source)
-        refused = enforce_quota(plan, self.svc.quotas, size)
-        if not refused or plan.empty:
-            return refused, b""
-        with open(source, "rb") as f:  # the header, for the DSN
-            head = f.read(HEADER_KEEP)
-        end = head.find(b"\n\n")
-        return refused, head if end < 0 else head[: end + 1]
-
-    def _quota_refused(self, env: Envelope, msg_id: str, refused: dict[str, Verdict]) -> Reply:
-        code, text = quota_refusal(refused)
-        enhanced, _, words = text.partition(" ")
-        event(
-            log,
-            "smtp.message.over_quota",
-            sid=self.sid,
-            client=self.ip,
-            id=msg_id,
-            sender=env.sender or "<>",
-            mailboxes=",".join(refused),
-            reply=f"{code} {enhanced}",
-        )
-        return Reply(code, enhanced, (words,))
-
-    async def _quota_bounce(
-        self, env: Envelope, sender: str, msg_id: str, refused: dict[str, Verdict], header: bytes
-    ) -> None:
-        """A failure DSN (headers only) for the recipients whose mailbox had no room."""
-        failed = quota_failures(((r.address, r.target, r.params) for r in env.recipients), refused)
-        left_out = {
-            r.address
-            for r in env.recipients
-            if isinstance(r.target, Deliver) and r.target.mailbox in refused
-        }
-        self.notice_rcpts = [r for r in self.notice_rcpts if r.address not in left_out]
-        event(
-            log,
-            "smtp.rcpt.over_quota",
-            logging.WARNING,
-            sid=self.sid,
-            id=msg_id,
-            mailboxes=",".join(refused),
-            rcpts=",".join(sorted(left_out)),
-        )
-        if not sender or not failed or self.svc.injector is None:
-            return
-        envid = env.mail_params.get("ENVID", "")
-        msg = QueuedMessage(msg_id, sender, failed, time.time(), envid=envid, ret="HDRS")
-        injector, hostname = self.svc.injector, self.svc.hostname
-        try:
-            await self._run(send_dsn, injector, hostname, msg, failed, header, msg.created)
-        except (StorageError, QueueError, OSError) as e:
-            event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
-
-    async def _success_notice(self, env: Envelope, sender: str, msg_id: str) -> None:
-        """NOTIFY=SUCCESS for recipients stored here: a "delivered" DSN (RFC 3461 5.2.2).
-
-        Best effort: the message itself is safe whatever happens to its notice."""
-        rcpts = self.notice_rcpts
-        if not sender or self.svc.injector is None:
-            return
-        msg = QueuedMessage(
-            msg_id,
-            sender,
-            rcpts,
-            time.time(),
-            envid=env.mail_params.get("ENVID", ""),
-            ret=env.mail_params.get("RET", ""),
-        )
-        try:
-            await asyncio.to_thread(
-                send_success_notice, self.svc.injector, self.svc.hostname, msg, bytes(self.header)
-            )
-        except (StorageError, QueueError, OSError) as e:
-            event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
-
-    def _log_accepted(
-        self, env: Envelope, msg_id: str, sender: str, mailboxes: list[str], queue_id: str
-    ) -> None:
-        event(
-            log,
-            "smtp.message.accepted",
-            sid=self.sid,
-            client=self.ip,
-            id=msg_id,
-            sender=sender or "<>",
-            rcpts=",".join(r.address for r in env.recipients),
-            size=env.size,
-            mailboxes=",".join(dict.fromkeys(mailboxes)),
-            queued=queue_id or None,
-            seconds=round(time.monotonic() - self.data_started, 4),
-            store_seconds=round(self.store_seconds, 4),
-        )
-
-    def _prepare_submission(self, snap: Snapshot, spool: Spool) -> Reply | None:
-        """Check and rewrite the header of the spooled message (I/O thread)."""
-        login = resolve_login(snap, self.info.authenticated_as or "")
-        if login is None:
-            return Reply(530, "5.7.0", ("Authentication required",))
-        refused: list[Reply] = []
-
-        def edit(header: bytes) -> bytes | None:
-            result = prepare_header(
-                header, login=login, snapshot=snap, hostname=self.svc.hostname, now=time.time()
-            )
-            if result.refused is not None:
-                refused.append(result.refused)
-                return None
-            return result.header
-
-        spool.replace_header(edit)
-        return refused[0] if refused else None
-
-    def _from_outside(self) -> bool:
-        """Port 25 mail from a client neither logged in nor in a relay network ([relay]
-        networks or ``relay add``, as the relay check sees them): what SPF/DKIM/DMARC
-        and rspamd judge."""
-        if self.svc.submission or self.info.authenticated_as is not None:
-            return False
-        snap = self.svc.directory.snapshot()
-        return relay_network_of(self.ip, self.svc.relay_networks(), snap) is None
-
-    def _filtered(self, outside: bool | None = None) -> bool:
-        """Mail from outside on port 25 is checked by rspamd when configured."""
-        if self.svc.spam_filter is None:
-            return False
-        return self._from_outside() if outside is None else outside
-
-    def _trace_headers(self, env: Envelope, msg_id: str) -> bytes:
-        helo = self.info.client_name or "unknown"
-        # RFC 3848 / RFC 6531 protocol names: ESMTP[S][A], UTF8SMTP[S][A]
-        with_ = ("UTF8SMTP" if env.smtputf8 else "ESMTP") + ("S" if self.info.tls else "")
-        with_ += "A" if self.info.authenticated_as else ""
-        lines = [
-            f"Received: from {helo} ([{self.ip}])",
-            f"\tby {self.svc.hostname} (Daisy) with {with_} id {msg_id}",
-        ]
-        if self.tls_info:
-            lines.append(f"\t({self.tls_info})")
-        for_part = f"\tfor <{env.recipients[0].address}>;" if len(env.recipients) == 1 else "\t;"
-        lines.append(f"{for_part} {formatdate(localtime=False, usegmt=True)}")
-        return ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape")
-
-
-def _write(sink: Spool | PendingDelivery, block: bytes, check: InboundCheck | None) -> None:
-    """One block to disk and, for checked mail, to its check (hashing, in this thread)."""
-    sink.write(block)
-    if check is not None:
-        check.feed(block)
-
-
-def _finish_spool(spool: Spool, rest: bytes, check: InboundCheck | None = None) -> None:
-    if rest:
-        spool.write(rest)
-        if check is not None:
-            check.feed(rest)
-    spool.close()
-
-
-def _finish_direct(pending: PendingDelivery, rest: bytes) -> None:
-    if rest:
-        pending.write(rest)
-    pending.commit()
 
 
 def _describe_tls(writer: asyncio.StreamWriter) -> str | None:
