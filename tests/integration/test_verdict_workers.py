@@ -71,6 +71,19 @@ def judged_by_worker(daisy: Daisy, keys: KeyStore, n: int) -> None:
     assert b"\tdkim=pass header.d=example.org header.s=r1" in head
 
 
+def until_replaced(daisy: Daisy, keys: KeyStore, n: int) -> int:
+    """Send messages n+1, n+2... (each judged and accepted by the server meanwhile)
+    until a second worker has said it is ready; the last message's number."""
+    deadline = time.monotonic() + 20
+    while len(worker_pids(daisy, "ready")) < 2:
+        assert time.monotonic() < deadline, "no new worker"
+        n += 1
+        send(daisy, signed(keys, n))
+        assert "action=accept" in verdict_lines(daisy)[-1]
+        time.sleep(0.2)
+    return n
+
+
 def test_workers_judge_and_the_server_takes_over(
     daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore
 ) -> None:
@@ -93,14 +106,7 @@ def test_workers_judge_and_the_server_takes_over(
 
     # The worker dies: the server judges the next messages itself, then starts another.
     os.kill(pid, signal.SIGKILL)
-    deadline = time.monotonic() + 20
-    n = 1
-    while len(worker_pids(daisy_dir, "ready")) < 2:
-        assert time.monotonic() < deadline, "no new worker"
-        n += 1
-        send(daisy_dir, signed(keys, n))
-        assert "action=accept" in verdict_lines(daisy_dir)[-1]
-        time.sleep(0.2)
+    n = until_replaced(daisy_dir, keys, 1)
     assert "by=server" in verdict_lines(daisy_dir)[-1]
     new_pid = worker_pids(daisy_dir, "started")[-1]
     n += 1
@@ -152,13 +158,7 @@ def test_a_stuck_worker_is_replaced(
     line = verdict_lines(daisy_dir)[-1]
     assert "by=server" in line and "dmarc=pass" in line
     wait_for(lambda: not alive(pid))
-    deadline = time.monotonic() + 20
-    n = 1
-    while len(worker_pids(daisy_dir, "ready")) < 2:
-        assert time.monotonic() < deadline, "no new worker"
-        n += 1
-        send(daisy_dir, signed(keys, n))
-        time.sleep(0.2)
+    n = until_replaced(daisy_dir, keys, 1)
     judged_by_worker(daisy_dir, keys, n + 1)
 
 
