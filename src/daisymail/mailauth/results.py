@@ -102,6 +102,12 @@ def authserv_id_of(field: bytes) -> str:
     return first[0].lower() if first else ""
 
 
+def claims_own(fields: Sequence[bytes], authserv_id: str) -> bool:
+    """Does a header claim results of ours (an Authentication-Results field with our
+    authserv-id, which only we may add)?"""
+    return len(remove_own(fields, authserv_id)) != len(fields)
+
+
 def remove_own(fields: Sequence[bytes], authserv_id: str) -> list[bytes]:
     """The header fields without Authentication-Results claiming our authserv-id."""
     me = authserv_id.lower()

@@ -15,9 +15,9 @@ import logging
 from daisymail.config import Config
 from daisymail.dns import Resolver
 from daisymail.dns import from_config as resolver_from_config
-from daisymail.mailauth.canon import split_fields
+from daisymail.mailauth.canon import end_of_header, split_fields
 from daisymail.mailauth.inbound import InboundCheck, InboundPolicy, Judgement
-from daisymail.mailauth.results import remove_own
+from daisymail.mailauth.results import claims_own, remove_own
 from daisymail.mailauth.workers import VerdictWorkers
 from daisymail.observability import event
 from daisymail.store.durable import rewrite_header
@@ -73,10 +73,8 @@ class MailAuth:
         return judged
 
     def forged(self, check: InboundCheck) -> bool:
-        """Does the message claim results of ours (an Authentication-Results field with
-        our authserv-id, which only we may add)? Only then is it edited."""
-        fields = check.fields
-        return len(remove_own(fields, self.authserv_id)) != len(fields)
+        """Does the message claim results of ours? Only then is it edited."""
+        return claims_own(check.fields, self.authserv_id)
 
 
 def _log_verdict(judged: Judgement, client: str, sid: str, by: str) -> None:
@@ -113,9 +111,7 @@ def strip_own_results(path: str, authserv_id: str) -> bool:
 
 def strip_own_results_in(message: bytes, authserv_id: str) -> bytes:
     """A whole message (LF line ends) without forged Authentication-Results of ours."""
-    if message.startswith(b"\n"):  # no header section at all
-        return message
-    end = message.find(b"\n\n")
-    head, rest = (message, b"") if end < 0 else (message[: end + 1], message[end + 1 :])
+    end = end_of_header(message)
+    head, rest = (message, b"") if end is None else (message[: end[0]], message[end[0] :])
     new = _without_own(head, authserv_id)
     return message if new is None else new + rest

@@ -29,7 +29,7 @@ from typing import Any
 
 from daisymail.dns import from_config
 from daisymail.mailauth.inbound import InboundCheck, Judgement
-from daisymail.mailauth.results import remove_own
+from daisymail.mailauth.results import claims_own
 from daisymail.privileges import drop
 
 READY = "ready"
@@ -71,8 +71,7 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
                 resolver, authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=policy
             )
             c.feed(message)
-            forged = len(remove_own(c.fields, authserv_id)) != len(c.fields)
-            judged = Judgement.of(await c.verdict(), forged)
+            judged = Judgement.of(await c.verdict(), claims_own(c.fields, authserv_id))
             out.write(frame((rid, judged.wire(), "")))
         except Exception as e:  # the server judges this one itself
             out.write(frame((rid, None, f"{type(e).__name__}: {e}")))

@@ -111,6 +111,9 @@ class MessageIntake:
         self.data_started = self.store_seconds = 0.0  # latency metrics (monotonic seconds)
         self.header = bytearray()  # their DSN returns the message header, kept as it arrives
         self.check: InboundCheck | None = None  # SPF/DKIM/DMARC of the message, fed as it streams
+        # the checks that began it: a reload swapping the service's for the next message
+        # (or turning them off) does not change how this one ends
+        self.checker: MailAuth | None = None
         self.held = False  # checked local mail kept in self.block until its verdict
 
     async def start(self, env: Envelope) -> None:
@@ -168,6 +171,7 @@ class MessageIntake:
         if mail_auth is not None:
             # SPF/DKIM/DMARC verdicts for mail from outside on port 25, when configured
             self.check = mail_auth.begin(self.ip, self.info.client_name, env.sender)
+            self.checker = mail_auth
         if boxes is None:
             self._stage()
             return
@@ -226,7 +230,7 @@ class MessageIntake:
         sink, self.sink = self.sink, None
         self.block = bytearray()
         self.in_message = False
-        self.check = None
+        self.check = self.checker = None
         self.held = False
         if sink is not None:
             self.io.abort(sink)
@@ -234,7 +238,7 @@ class MessageIntake:
     async def _store_held(self, env: Envelope) -> Reply:
         """Checked local mail that fit in one block: judged, then streamed into its
         mailboxes with the verdict in front, as unchecked mail is (no staging copy)."""
-        check, mail_auth = self.check, self.svc.mail_auth
+        check, mail_auth = self.check, self.checker
         assert check is not None and mail_auth is not None
         self.held = False
         message = bytes(self.block)
@@ -338,7 +342,7 @@ class MessageIntake:
             )
             trace = self._trace_headers(env, msg_id)
             if check is not None:
-                mail_auth = self.svc.mail_auth
+                mail_auth = self.checker
                 assert mail_auth is not None
                 verdict = await mail_auth.judge(check, self.sid)
                 if verdict.reply is not None:
