@@ -317,3 +317,41 @@ def test_delay_notices_can_be_turned_off(tmp_path: Path) -> None:
     now[0] = 50.0
     asyncio.run(runner.process(q.get(msg_id)))  # type: ignore[arg-type]
     assert _mailbox(tmp_path) == []
+
+
+def test_a_backlog_drains_without_waiting_for_the_scan_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More due messages than may be in flight: each freed slot takes the next one at
+    once. Before, the rest waited for the next one-second scan, 50 messages a second."""
+    from daisymail.queue import runner as runner_module
+
+    monkeypatch.setattr(runner_module, "SCAN_INTERVAL", 120.0)  # only wake-ups can drain it
+    total = 3 * runner_module.MAX_MESSAGES_IN_FLIGHT
+    runner, q = make_runner(tmp_path, ["delivered"] * total, [0.0])
+    runner.clock = lambda: 1e12  # everything is due
+    for i in range(total):
+        q.enqueue([ORIGINAL], "a@example.test", [QueuedRecipient(f"x{i}@r.test")])
+
+    async def drain() -> None:
+        task = asyncio.create_task(runner.run())
+        try:
+            async with asyncio.timeout(30):
+                while q.ids():
+                    await asyncio.sleep(0.05)
+        finally:
+            await runner.stop()
+            task.cancel()
+
+    asyncio.run(drain())
+    assert q.ids() == []
+
+
+def test_client_tls_contexts_are_built_once() -> None:
+    """Building a context reads the CA store (tens of ms): one per mode per process."""
+    import ssl
+
+    assert remote.tls_context(False) is remote.tls_context(False)
+    assert remote.tls_context(False).verify_mode == ssl.CERT_NONE
+    assert remote.tls_context(True).verify_mode == ssl.CERT_REQUIRED
+    assert remote.tls_context(True).check_hostname

@@ -105,12 +105,16 @@ class Runner:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots: dict[str, asyncio.Semaphore] = {}
         self._stopping = False
+        self._backlog = False
+        """The last scan left due messages for want of room: a freed slot rescans."""
 
     def wake(self) -> None:
         self._wake.set()
 
     async def run(self) -> None:
         recovered = await asyncio.to_thread(self.queue.recover)
+        for verify in (False, True):  # built once, off the loop (the CA store is slow)
+            await asyncio.to_thread(remote.tls_context, verify)
         event(log, "queue.recovered", messages=len(recovered))
         while not self._stopping:
             self._wake.clear()
@@ -139,11 +143,13 @@ class Runner:
             self._due.update(dict.fromkeys(ids, 0.0))
         unknown = [i for i in ids if i not in self._busy and i not in self._due]
         room = MAX_MESSAGES_IN_FLIGHT - len(self._busy)
+        self._backlog = len(unknown) > max(room, 0)
         if unknown and room > 0:
             self._due.update(await asyncio.to_thread(self._load, unknown[:room]))
         now = self.clock()
         for msg_id in ids:
             if len(self._busy) >= MAX_MESSAGES_IN_FLIGHT:
+                self._backlog = True
                 break
             next_attempt = self._due.get(msg_id)
             if msg_id in self._busy or next_attempt is None or next_attempt > now:
@@ -192,6 +198,8 @@ class Runner:
         finally:
             remote.current_id.reset(token)
             self._busy.discard(msg_id)
+            if self._backlog:  # waiting work: do not leave the slot idle until the next tick
+                self._wake.set()
 
     async def _failed_attempt(self, msg_id: str, error: Exception) -> None:
         """An attempt that raised counts as a failed attempt: back-off, and past the
