@@ -24,6 +24,8 @@ from daisymail.mailauth.dkim import PrivateKey, SigningKey, public_key_record
 ALGORITHMS = ("rsa", "ed25519")
 RSA_BITS = 2048
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
+SETTLED = 2.0
+"""Seconds after which a key folder's modification time is trusted to show a change."""
 _SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -55,6 +57,7 @@ class KeyStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self._loaded: dict[Path, tuple[float, PrivateKey]] = {}
+        self._listed: dict[str, tuple[int, list[tuple[str, str, float, float, Path]]]] = {}
 
     def _pem(self, domain: str, selector: str, algorithm: str) -> Path:
         return self.root / domain / f"{selector}.{algorithm}.pem"
@@ -103,13 +106,33 @@ class KeyStore:
         ]
         return sorted(out, key=lambda k: (k.domain, k.created, k.algorithm))
 
-    def _entries(self, d: str, now: float) -> list[tuple[str, str, float, float, str, Path]]:
-        """(selector, algorithm, created, not_before, state, pem path) of a domain."""
+    def _raw(self, d: str) -> list[tuple[str, str, float, float, Path]]:
+        """(selector, algorithm, created, not_before, pem path) of a domain's keys.
+
+        Kept while the domain's folder is unchanged: every key and metadata file is
+        written under a temporary name and renamed, which changes the folder. A folder
+        changed in the last seconds is read again each time, since two changes within
+        one tick of the file system's clock leave the same time behind."""
+        folder = self.root / d
+        try:
+            st = folder.stat()
+        except OSError:
+            return []
+        hit = self._listed.get(d)
+        if hit is not None and hit[0] == st.st_mtime_ns:
+            return hit[1]
         raw: list[tuple[str, str, float, float, Path]] = []
-        for pem in sorted((self.root / d).glob("*.pem")):
+        for pem in sorted(folder.glob("*.pem")):
             selector, _, algorithm = pem.name.removesuffix(".pem").rpartition(".")
             if algorithm in ALGORITHMS:
                 raw.append((selector, algorithm, *self._meta(pem, selector), pem))
+        if time.time() - st.st_mtime > SETTLED:
+            self._listed[d] = (st.st_mtime_ns, raw)
+        return raw
+
+    def _entries(self, d: str, now: float) -> list[tuple[str, str, float, float, str, Path]]:
+        """(selector, algorithm, created, not_before, state, pem path) of a domain."""
+        raw = self._raw(d)
         out = []
         for alg in ALGORITHMS:
             mine = sorted((r for r in raw if r[1] == alg), key=lambda r: (r[3], r[2]))
@@ -124,8 +147,6 @@ class KeyStore:
         try:
             d = check_name(domain)
         except KeyStoreError:
-            return []
-        if not (self.root / d).is_dir():
             return []
         now = time.time() if now is None else now
         return [

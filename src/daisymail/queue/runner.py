@@ -55,6 +55,18 @@ Sign = Callable[[Iterable[bytes], str], bytes]
 """(message chunks, envelope sender) -> header fields to put in front; b"" for none."""
 
 
+def _notices_due(
+    msg: QueuedMessage, cfg: QueueConfig, now: float
+) -> list[tuple[Action, list[QueuedRecipient]]]:
+    """The DSNs this attempt calls for (failure, relayed, delay), each with its recipients."""
+    due: list[tuple[Action, list[QueuedRecipient]]] = [
+        ("failed", [r for r in msg.recipients if r.state == "failed" and should_notify(msg, r)]),
+        ("relayed", [r for r in msg.recipients if success_notice_due(msg, r)]),
+        ("delayed", [r for r in msg.pending if delay_notice_due(msg, r, now, cfg.delay_warning)]),
+    ]
+    return [(action, rcpts) for action, rcpts in due if rcpts]
+
+
 def backoff(attempts: int, schedule: Sequence[int]) -> int:
     """Seconds to wait after the given number of failed attempts; the last step repeats."""
     if not schedule:
@@ -255,33 +267,31 @@ class Runner:
                 r.status = EXPIRED_STATUS
                 r.diagnostic = f"delivery time expired; last error: {r.diagnostic or 'none'}"
         msg.next_attempt = now + backoff(msg.attempts, cfg.retry_schedule)
-        if not await self._save(msg):
-            return
-        if not await self._notify(msg, cfg, now):
-            return
+        due = _notices_due(msg, cfg, now)
+        # Done with nothing to report: removing the entry is the record. Saving the
+        # final state first would only add two fsyncs, as a crash in between repeats
+        # the hand-over either way.
+        if msg.pending or due:
+            if not await self._save(msg):
+                return
+            if not await self._notify(msg, due, cfg, now):
+                return
         if not msg.pending:
             await asyncio.to_thread(self.queue.remove, msg.id)
             event(log, "queue.done", id=msg.id)
 
-    async def _notify(self, msg: QueuedMessage, cfg: QueueConfig, now: float) -> bool:
-        """Send the DSNs now due (failure, relayed, delay) and record them; False when one
+    async def _notify(
+        self,
+        msg: QueuedMessage,
+        due: list[tuple[Action, list[QueuedRecipient]]],
+        cfg: QueueConfig,
+        now: float,
+    ) -> bool:
+        """Send the DSNs due (failure, relayed, delay) and record them; False when one
         could not be sent, and the message is kept for a retry soon."""
-        due: list[tuple[Action, list[QueuedRecipient]]] = [
-            (
-                "failed",
-                [r for r in msg.recipients if r.state == "failed" and should_notify(msg, r)],
-            ),
-            ("relayed", [r for r in msg.recipients if success_notice_due(msg, r)]),
-            (
-                "delayed",
-                [r for r in msg.pending if delay_notice_due(msg, r, now, cfg.delay_warning)],
-            ),
-        ]
         sent = False
         data: bytes | None = None
         for action, rcpts in due:
-            if not rcpts:
-                continue
             try:
                 if data is None:  # read only when a notice is due: most attempts send none
                     data = await asyncio.to_thread(self._original, msg.id)
