@@ -58,6 +58,23 @@ def test_body_scan_sees_8bit_and_counts_crlf(tmp_path: Path) -> None:
     assert not Body.scan(str(path)).eight_bit
 
 
+def test_small_bodies_are_held_and_large_ones_streamed(tmp_path: Path) -> None:
+    """Most mail is read once, by the scan, and sent from memory; past HELD bytes the
+    file is read again in pieces while it is sent. A prefix counts in both."""
+    small, large = tmp_path / "small", tmp_path / "large"
+    small.write_bytes(b"Subject: s\n\nbody\n")
+    large.write_bytes(b"y\n" * stream.HELD)
+    held = Body.scan(str(small))
+    assert held.data == small.read_bytes() and list(held.chunks()) == [held.data]
+    streamed = Body.scan(str(large))
+    assert streamed.data is None
+    assert b"".join(streamed.chunks()) == large.read_bytes()
+    signed = held.with_prefix("DKIM-Signature: é\n".encode())
+    assert signed.eight_bit and not held.eight_bit
+    assert signed.size == held.size + len(signed.prefix) + 1
+    assert Body.scan(str(small), signed.prefix) == signed
+
+
 def test_hops_from_the_first_one_that_is_us_are_dropped() -> None:
     other, us, backup = Hop("192.0.2.10", 25), Hop("127.0.0.7", 25), Hop("192.0.2.20", 25)
     wildcard = [("0.0.0.0", 25)]

@@ -25,6 +25,7 @@ from dataclasses import dataclass, replace
 from typing import Literal
 
 import aiosmtplib
+from aiosmtplib.protocol import SMTPProtocol
 from aiosmtplib.response import SMTPResponse
 
 from daisymail.config import Queue as QueueConfig
@@ -409,17 +410,11 @@ async def _send_data(client: aiosmtplib.SMTP, body: Body, timeout: float) -> SMT
     stuffer = DotStuffer()
     if body.prefix:
         protocol.write(stuffer.feed(body.prefix))
-    f = await asyncio.to_thread(open, body.path, "rb")
-    try:
-        while chunk := await asyncio.to_thread(f.read, CHUNK):
-            protocol.write(stuffer.feed(chunk))
-            try:  # the stdlib's flow control, as StreamWriter.drain uses it
-                await asyncio.wait_for(protocol._drain_helper(), timeout)
-            except TimeoutError:
-                client.close()  # a peer that stops reading must not hold the delivery
-                raise aiosmtplib.SMTPTimeoutError("timed out sending the message") from None
-    finally:
-        await asyncio.to_thread(f.close)
+    if body.data is not None:  # held in memory: no trips to a thread for the file
+        protocol.write(stuffer.feed(body.data))
+        await _drained(client, protocol, timeout)
+    else:
+        await _send_file(client, protocol, stuffer, body.path, timeout)
     protocol.write(stuffer.finish())
     try:
         reply = await protocol.read_response(timeout=timeout)
@@ -429,6 +424,33 @@ async def _send_data(client: aiosmtplib.SMTP, body: Body, timeout: float) -> SMT
     if reply.code != 250:
         raise aiosmtplib.SMTPDataError(reply.code, reply.message)
     return reply
+
+
+async def _send_file(
+    client: aiosmtplib.SMTP,
+    protocol: SMTPProtocol,
+    stuffer: DotStuffer,
+    path: str,
+    timeout: float,
+) -> None:
+    """A file too large to hold, CHUNK by CHUNK, each read in a thread."""
+    f = await asyncio.to_thread(open, path, "rb")
+    try:
+        while chunk := await asyncio.to_thread(f.read, CHUNK):
+            protocol.write(stuffer.feed(chunk))
+            await _drained(client, protocol, timeout)
+    finally:
+        await asyncio.to_thread(f.close)
+
+
+async def _drained(client: aiosmtplib.SMTP, protocol: SMTPProtocol, timeout: float) -> None:
+    """The stdlib's flow control, as StreamWriter.drain uses it; a peer that stops
+    reading must not hold the delivery."""
+    try:
+        await asyncio.wait_for(protocol._drain_helper(), timeout)
+    except TimeoutError:
+        client.close()
+        raise aiosmtplib.SMTPTimeoutError("timed out sending the message") from None
 
 
 def _classify(code: int, text: str) -> tuple[Kind, str]:

@@ -235,9 +235,10 @@ class Runner:
 
     def _body(self, path: str, sender: str) -> Body:
         """The message as it leaves: scanned, and signed when a signer is set (blocking)."""
+        body = Body.scan(path)
         if self.sign is None:
-            return Body.scan(path)
-        return Body.scan(path, self.sign(Body(path).chunks(), sender))
+            return body
+        return body.with_prefix(self.sign(body.chunks(), sender))
 
     async def process(self, msg: QueuedMessage) -> None:
         """One attempt at every pending recipient, then save, bounce and reschedule."""
