@@ -186,6 +186,47 @@ def _login_ratio(res: Row, variant: str, peer_variant: str, scheme: str, conc: i
     return None if d is None or not p else d / p
 
 
+MAILAUTH_FIGURES = (
+    ("inbound", "checks", "port 25 in, SPF + DKIM + DMARC + ARC checks"),
+    ("outbound", "dkim", "relayed out, DKIM-signed (RSA-2048 + Ed25519)"),
+)
+
+
+def mailauth_cost(res: Row, figure: str) -> float | None:
+    """The share of throughput the feature costs (off minus on, over off)."""
+    rows = res.get("mailauth") or []
+    key = dict((f, k) for f, k, _ in MAILAUTH_FIGURES)[figure]
+    off = _median(_pick(rows, figure=figure, **{key: False}), "msg_per_s")
+    on = _median(_pick(rows, figure=figure, **{key: True}), "msg_per_s")
+    return None if off is None or on is None or not off else (off - on) / off
+
+
+def mailauth_table(res: Row) -> list[str]:
+    """bench/mailauth_cost.py: each feature off and on, Daisy alone."""
+    rows = res.get("mailauth") or []
+    if not rows:
+        return []
+    out = [
+        "### Mail authentication: what checking and signing cost (Daisy alone)",
+        "",
+        "| figure | off msg/s | on msg/s | cost | CPU ms/msg off / on | runs off / on |",
+        "|---|---:|---:|---:|---:|---|",
+    ]
+    for figure, key, text in MAILAUTH_FIGURES:
+        off = _pick(rows, figure=figure, **{key: False})
+        on = _pick(rows, figure=figure, **{key: True})
+        if not off or not on:
+            continue
+        cost = mailauth_cost(res, figure)
+        cpu = " / ".join(_fmt(_median(r, "cpu_ms_per_msg"), 2) for r in (off, on))
+        runs = " / ".join(", ".join(str(v) for v in r[0].get("runs", [])) for r in (off, on))
+        out.append(
+            f"| {text} | {_fmt(_median(off, 'msg_per_s'))} | {_fmt(_median(on, 'msg_per_s'))} "
+            f"| {_fmt(None if cost is None else cost * 100)} % | {cpu} | {runs} |"
+        )
+    return [*out, ""]
+
+
 def memory_table(res: Row) -> list[str]:
     rows = res["memory"]
     if not rows:
@@ -317,6 +358,11 @@ def targets(res: Row) -> list[str]:
     for text, value, want in checks:
         met = "–" if value is None else ("yes" if value >= want else "**no**")
         out.append(f"| {text} | {_fmt(value, 2)} | {met} |")
+    for figure, _key, text in MAILAUTH_FIGURES:
+        cost = mailauth_cost(res, figure)
+        if cost is not None:
+            met = "yes" if cost < 0.15 else "**no**"
+            out.append(f"| Mail auth, {text}: cost < 15 % | {_fmt(cost * 100)} % | {met} |")
     daisy_mem = [r for r in res["memory"] if r["server"] == "daisy"]
     if daisy_mem:
         rss = _median([r["held"] for r in daisy_mem], "rss_mb")
@@ -405,6 +451,7 @@ def markdown(res: Row) -> str:
         *login_table(res),
         *memory_table(res),
         *imap_table(res),
+        *mailauth_table(res),
         *targets(res),
         *analysis(),
         METHOD.format(

@@ -42,3 +42,26 @@ def test_smtp_table_has_the_spread_column() -> None:
     lines = report.smtp_tables({"smtp": rows, "filesystems": {"data": "ext4"}})
     assert "| ratio range |" in lines[2]
     assert lines[4].startswith("| 4 KiB | 1 | 95.0 | 55.0 | **1.73** | 1.50–2.00 |")
+
+
+def test_mailauth_table_and_cost() -> None:
+    rows = [
+        {"figure": "inbound", "checks": False, "msg_per_s": 500.0, "cpu_ms_per_msg": 2.0,
+         "runs": [480.0, 500.0, 520.0]},
+        {"figure": "inbound", "checks": True, "msg_per_s": 450.0, "cpu_ms_per_msg": 2.5,
+         "runs": [440.0, 450.0, 460.0]},
+        {"figure": "outbound", "dkim": False, "msg_per_s": 200.0, "cpu_ms_per_msg": 7.0,
+         "runs": [200.0]},
+        {"figure": "outbound", "dkim": True, "msg_per_s": 160.0, "cpu_ms_per_msg": 8.0,
+         "runs": [160.0]},
+    ]  # fmt: skip
+    res = {"mailauth": rows}
+    assert report.mailauth_cost(res, "inbound") == pytest.approx(0.10)
+    assert report.mailauth_cost(res, "outbound") == pytest.approx(0.20)
+    lines = report.mailauth_table(res)
+    assert lines[4] == (
+        "| port 25 in, SPF + DKIM + DMARC + ARC checks | 500.0 | 450.0 | 10.0 % | 2.00 / 2.50 "
+        "| 480.0, 500.0, 520.0 / 440.0, 450.0, 460.0 |"
+    )
+    assert lines[5].startswith("| relayed out, DKIM-signed (RSA-2048 + Ed25519) | 200.0 | 160.0 |")
+    assert report.mailauth_table({}) == []
