@@ -14,6 +14,10 @@ Extensions: PIPELINING (RFC 2920), SIZE (1870), 8BITMIME (6152), SMTPUTF8 (6531)
 ENHANCEDSTATUSCODES (2034, 3463, 5248), STARTTLS (3207), CHUNKING (3030), DSN (3461) and
 AUTH PLAIN/LOGIN (4954). BINARYMIME is not offered: mailboxes store LF line ends, which
 would corrupt binary bodies.
+
+The session's parts live beside it: the shared types and events in events.py, the command
+handlers in commands.py, AUTH and its SASL exchange in sasl_auth.py, and DATA/BDAT bodies
+in bodies.py; ServerSession holds the state and the plumbing and reads the input.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from typing import ClassVar
 from .. import sasl
 from . import replies as R
 from .bodies import BodyReader
+from .commands import Commands
 from .data import CrlfDecoder, DotDecoder, HopCounter
 from .events import (
     AuthAttempt,
@@ -44,7 +49,6 @@ from .events import (
     StartTLS,
     _State,
 )
-from .params import CommandError, parse_mail, parse_rcpt
 from .replies import Reply, reply
 from .sasl_auth import SaslAuth
 
@@ -71,13 +75,12 @@ AUTH_LINE_LIMIT = 12288
 """RFC 4954 section 4: AUTH lines and SASL responses may be this long, whatever the limit."""
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-_BDAT = re.compile(r"(\d{1,20})(?: +(LAST))? *", re.IGNORECASE)
 
 
 _Handler = Callable[["ServerSession", str], None]
 
 
-class ServerSession(SaslAuth, BodyReader):
+class ServerSession(Commands, SaslAuth, BodyReader):
     """One SMTP connection, from greeting to close."""
 
     def __init__(self, settings: Settings, policy: Policy, info: SessionInfo) -> None:
@@ -212,6 +215,9 @@ class ServerSession(SaslAuth, BodyReader):
         self._hops = None
         self._envelope = None
 
+    def _reset_transaction(self) -> None:
+        self._abort_message("reset")
+
     def _step(self) -> bool:
         """Process one unit of input; False when nothing more can be done now."""
         state = self._state
@@ -284,191 +290,18 @@ class ServerSession(SaslAuth, BodyReader):
         else:
             handler(self, arg)
 
-    def _ehlo_lines(self) -> list[str]:
-        s = self.settings
-        lines = ["PIPELINING", f"SIZE {s.max_message_size}"]
-        if s.eightbitmime:
-            lines.append("8BITMIME")
-        if s.smtputf8:
-            lines.append("SMTPUTF8")
-        lines.append("ENHANCEDSTATUSCODES")
-        if s.starttls_available and not self.info.tls:
-            lines.append("STARTTLS")
-        if s.chunking:
-            lines.append("CHUNKING")
-        if s.dsn:
-            lines.append("DSN")
-        if s.auth_mechanisms and (self.info.tls or not s.auth_requires_tls):
-            lines.append("AUTH " + " ".join(s.auth_mechanisms))
-        return lines
-
-    def _offered(self) -> frozenset[str]:
-        """EHLO keywords in force: none after HELO, so no ESMTP parameters either."""
-        if not self._ehlo:
-            return frozenset()
-        return frozenset(line.split(" ", 1)[0] for line in self._ehlo_lines())
-
-    def _reset_transaction(self) -> None:
-        self._abort_message("reset")
-
-    def _greet(self, arg: str, verb: str) -> bool:
-        name = arg.strip(" ")
-        if not name or " " in name:
-            self._error(R.syntax(f"{verb} hostname"))
-            return False
-        self._reset_transaction()
-        self.info.client_name = name
-        return True
-
-    def _cmd_ehlo(self, arg: str) -> None:
-        if self._greet(arg, "EHLO"):
-            self._ehlo = True
-            self._send(Reply(250, None, (self.settings.hostname, *self._ehlo_lines())))
-
-    def _cmd_helo(self, arg: str) -> None:
-        if self._greet(arg, "HELO"):
-            self._ehlo = False
-            self._send(reply(250, None, self.settings.hostname))
-
-    def _cmd_mail(self, arg: str) -> None:
-        if not self.info.client_name:
-            self._error(R.bad_sequence("Send HELO/EHLO first"))
-        elif self._envelope is not None:
-            self._error(R.bad_sequence("Nested MAIL command"))
-        elif self.settings.require_auth_for_mail and self.info.authenticated_as is None:
-            self._error(R.AUTH_REQUIRED)
-        else:
-            try:
-                args = parse_mail(
-                    arg, offered=self._offered(), max_size=self.settings.max_message_size
-                )
-            except CommandError as exc:
-                self._error(exc.reply)
-                return
-            answer = self.policy.check_sender(self.info, args.sender, args.params)
-            answer = answer or R.SENDER_OK
-            if answer.positive:
-                self._envelope = Envelope(
-                    args.sender, args.params, [], args.body_type, args.smtputf8
-                )
-            self._send(answer)
-
-    def _cmd_rcpt(self, arg: str) -> None:
-        envelope = self._envelope
-        if envelope is None:
-            self._error(R.bad_sequence("Need MAIL command"))
-        elif self._chunks is not None:
-            self._error(R.bad_sequence("RCPT not allowed during BDAT"))
-        else:
-            try:
-                args = parse_rcpt(arg, offered=self._offered(), smtputf8=envelope.smtputf8)
-            except CommandError as exc:
-                self._error(exc.reply)
-                return
-            if len(envelope.recipients) >= self.settings.max_recipients:
-                self._send(R.TOO_MANY_RECIPIENTS)
-                return
-            decision = self.policy.check_recipient(self.info, envelope, args.address, args.params)
-            if decision.accepted:
-                envelope.recipients.append(Recipient(args.address, args.params, decision.target))
-            self._send(decision.reply)
-
-    def _cmd_data(self, arg: str) -> None:
-        envelope = self._envelope
-        if arg.strip(" "):
-            self._error(R.syntax("DATA"))
-        elif envelope is None:
-            self._error(R.bad_sequence("Need MAIL command"))
-        elif self._chunks is not None:
-            self._error(R.bad_sequence("DATA not allowed after BDAT"))
-        elif not envelope.recipients:
-            self._error(R.NO_RECIPIENTS)
-        else:
-            self._send(R.START_DATA)
-            self._state = _State.DATA
-            self._dot = DotDecoder()
-            self._too_big = False
-            self._hops = HopCounter(self.settings.max_hops)
-            self._events.append(MessageStarted(envelope))
-
-    def _cmd_bdat(self, arg: str) -> None:
-        if "CHUNKING" not in self._offered():
-            self._error(R.UNKNOWN_COMMAND)
-            return
-        match = _BDAT.fullmatch(arg)
-        if match is None:
-            self._error(R.syntax("BDAT size [LAST]"))
-            return
-        self._bdat_size = self._bdat_left = int(match.group(1))
-        self._bdat_last = match.group(2) is not None
-        self._bdat_refusal = None
-        envelope = self._envelope
-        if envelope is None:
-            self._bdat_refusal = R.bad_sequence("Need MAIL command")
-        elif not envelope.recipients:
-            self._bdat_refusal = R.NO_RECIPIENTS
-        elif self._chunks is None:
-            self._chunks = CrlfDecoder()
-            self._hops = HopCounter(self.settings.max_hops)
-            self._events.append(MessageStarted(envelope))
-        self._state = _State.BDAT
-
-    def _cmd_rset(self, arg: str) -> None:
-        if arg.strip(" "):
-            self._error(R.syntax("RSET"))
-        else:
-            self._reset_transaction()
-            self._send(R.OK)
-
-    def _cmd_noop(self, arg: str) -> None:
-        self._send(R.OK)
-
-    def _cmd_quit(self, arg: str) -> None:
-        if arg.strip(" "):
-            self._error(R.syntax("QUIT"))
-        else:
-            self._reset_transaction()
-            self._send(reply(221, "2.0.0", f"{self.settings.hostname} Bye"))
-            self._close()
-
-    def _cmd_vrfy(self, arg: str) -> None:
-        if arg.strip(" "):
-            self._send(R.VRFY)
-        else:
-            self._error(R.syntax("VRFY address"))
-
-    def _cmd_help(self, arg: str) -> None:
-        self._send(R.HELP)
-
-    def _cmd_starttls(self, arg: str) -> None:
-        if not self.settings.starttls_available:
-            self._error(R.UNKNOWN_COMMAND)
-        elif arg.strip(" "):
-            self._error(R.syntax("STARTTLS"))
-        elif self.info.tls:
-            self._error(R.bad_sequence("TLS already active"))
-        elif not self._ehlo:
-            self._error(R.bad_sequence("Send EHLO first"))
-        elif self._envelope is not None:
-            self._error(R.bad_sequence("MAIL transaction in progress"))
-        else:
-            self._send(R.READY_TLS)
-            self._in.clear()  # plaintext pipelined after STARTTLS is an injection (CVE-2011-0411)
-            self._state = _State.AWAIT_TLS
-            self._events.append(StartTLS())
-
     _handlers: ClassVar[dict[str, _Handler]] = {
-        "EHLO": _cmd_ehlo,
-        "HELO": _cmd_helo,
-        "MAIL": _cmd_mail,
-        "RCPT": _cmd_rcpt,
-        "DATA": _cmd_data,
-        "BDAT": _cmd_bdat,
-        "RSET": _cmd_rset,
-        "NOOP": _cmd_noop,
-        "QUIT": _cmd_quit,
-        "VRFY": _cmd_vrfy,
-        "HELP": _cmd_help,
-        "STARTTLS": _cmd_starttls,
+        "EHLO": Commands._cmd_ehlo,
+        "HELO": Commands._cmd_helo,
+        "MAIL": Commands._cmd_mail,
+        "RCPT": Commands._cmd_rcpt,
+        "DATA": Commands._cmd_data,
+        "BDAT": Commands._cmd_bdat,
+        "RSET": Commands._cmd_rset,
+        "NOOP": Commands._cmd_noop,
+        "QUIT": Commands._cmd_quit,
+        "VRFY": Commands._cmd_vrfy,
+        "HELP": Commands._cmd_help,
+        "STARTTLS": Commands._cmd_starttls,
         "AUTH": SaslAuth._cmd_auth,
     }
