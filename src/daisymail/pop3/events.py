@@ -2,6 +2,7 @@
 the session hands to the server, and the login results the server answers with.
 
 Plain data; Pop3Session (protocol.py) produces the events and pop3/server.py answers them.
+_Reply, private to the core, is the -ERR answer its command handlers raise.
 """
 
 from __future__ import annotations
@@ -94,3 +95,7 @@ class LoginFailed:
 
 
 LoginResult = LoginOk | LoginFailed
+
+
+class _Reply(Exception):
+    """A one-line -ERR answer raised from argument parsing."""
