@@ -2,11 +2,13 @@
 the session hands to the server, and the login results the server answers with.
 
 Plain data; Pop3Session (protocol.py) produces the events and pop3/server.py answers them.
-_Reply, private to the core, is the -ERR answer its command handlers raise.
+Private to the core: _Wait, the result the session waits for, and _Reply, the -ERR
+answer its command handlers raise.
 """
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -95,6 +97,13 @@ class LoginFailed:
 
 
 LoginResult = LoginOk | LoginFailed
+
+
+class _Wait(enum.Enum):
+    NOTHING = "nothing"
+    LOGIN = "login"
+    COMMIT = "commit"
+    TLS = "tls"
 
 
 class _Reply(Exception):

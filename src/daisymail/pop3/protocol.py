@@ -8,11 +8,15 @@ returns None and pipelined input waits. The server should send data_to_send() be
 acting on each event and whenever next_event() returns None.
 
 Message indexes in events are 0-based, as in store.MaildropView; POP3 numbers are 1-based.
+
+The session's parts live beside it: settings, events and login results in events.py, the
+logins in login.py, the transaction commands in transaction.py, and the message wire form
+in wire.py; Pop3Session holds the state, reads and dispatches the input, and answers STLS,
+CAPA and QUIT.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 from collections.abc import Callable, Iterable, Sequence
 
@@ -28,7 +32,9 @@ from daisymail.pop3.events import (
     Settings,
     StartTLS,
     _Reply,
+    _Wait,
 )
+from daisymail.pop3.login import LoginCommands
 from daisymail.pop3.transaction import TransactionCommands
 from daisymail.pop3.wire import CRLF, ReadToEnd, format_message
 from daisymail.store.base import MessageInfo
@@ -65,13 +71,6 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class _Wait(enum.Enum):
-    NOTHING = "nothing"
-    LOGIN = "login"
-    COMMIT = "commit"
-    TLS = "tls"
-
-
 class _TooLong:
     """Marks an input line that exceeded the limit and was discarded."""
 
@@ -84,19 +83,7 @@ _TRANSACTION_COMMANDS = frozenset(
 )
 
 
-def _decode_plain(response: str) -> tuple[str, str, str] | None:
-    """SASL PLAIN (RFC 4616): base64 of authzid NUL authcid NUL password, all UTF-8."""
-    try:
-        raw = base64.b64decode(response.encode("ascii"), validate=True)
-        parts = [part.decode("utf-8") for part in raw.split(b"\0")]
-    except ValueError:
-        return None
-    if len(parts) != 3:
-        return None
-    return parts[0], parts[1], parts[2]
-
-
-class Pop3Session(TransactionCommands):
+class Pop3Session(LoginCommands, TransactionCommands):
     """One POP3 connection, server side."""
 
     def __init__(self, settings: Settings, *, timestamp_banner: str) -> None:
@@ -283,80 +270,7 @@ class Pop3Session(TransactionCommands):
             self._reply(str(reply))
             return None
 
-    # -- authorization ----------------------------------------------------------------------
-    def _plaintext_ok(self) -> bool:
-        return self._tls or self.settings.allow_plaintext
-
-    def _refuse_plaintext(self) -> _Reply:
-        hint = "use STLS first" if self.settings.stls_available else "use POP3 over TLS"
-        return _Reply(f"-ERR [AUTH] Plaintext authentication is disallowed without TLS; {hint}")
-
-    def _do_user(self, arg: str | None) -> Event | None:
-        if not self._plaintext_ok():
-            raise self._refuse_plaintext()
-        if arg is None or not arg.strip(" "):
-            raise _Reply("-ERR Syntax: USER name")
-        self._user = arg
-        self._reply("+OK Send your password")
-        return None
-
-    def _do_pass(self, arg: str | None) -> Event | None:
-        user, self._user = self._user, None
-        if user is None:
-            raise _Reply("-ERR Send USER first")
-        if not self._plaintext_ok():
-            raise self._refuse_plaintext()
-        if not arg:
-            self._user = user
-            raise _Reply("-ERR Syntax: PASS password")
-        return self._attempt(LoginAttempt(user, arg, None, "USER"))
-
-    def _do_apop(self, arg: str | None) -> Event | None:
-        if not self.settings.apop_enabled:
-            raise _Reply("-ERR APOP is not available")
-        name, space, digest = (arg or "").partition(" ")
-        if not name or not space or not digest:
-            raise _Reply("-ERR Syntax: APOP name digest")
-        return self._attempt(LoginAttempt(name, None, digest, "APOP"))
-
-    def _do_auth(self, arg: str | None) -> Event | None:
-        if arg is None:
-            self._multiline("+OK Supported mechanisms follow", self._sasl_mechanisms())
-            return None
-        mechanism, _, initial = arg.partition(" ")
-        if mechanism.upper() != "PLAIN":
-            raise _Reply("-ERR Unsupported authentication mechanism")
-        if not self._plaintext_ok():
-            raise self._refuse_plaintext()
-        if not initial:
-            self._sasl_pending = True
-            self._reply("+ ")
-            return None
-        return self._plain("" if initial == "=" else initial)
-
-    def _sasl_response(self, line: bytes) -> Event | None:
-        self._sasl_pending = False
-        response = line.decode("utf-8", "surrogateescape")
-        if response == "*":
-            self._reply("-ERR Authentication cancelled")
-            return None
-        return self._plain(response)
-
-    def _plain(self, response: str) -> Event | None:
-        decoded = _decode_plain(response)
-        if decoded is None:
-            self._reply("-ERR Malformed SASL PLAIN response")
-            return None
-        authzid, authcid, password = decoded
-        if authzid not in ("", authcid):
-            self._reply("-ERR [AUTH] Authorization identity must be empty or the user name")
-            return None
-        return self._attempt(LoginAttempt(authcid, password, None, "PLAIN"))
-
-    def _attempt(self, attempt: LoginAttempt) -> Event:
-        self._wait = _Wait.LOGIN
-        return attempt
-
+    # -- STLS, CAPA and QUIT in either state ------------------------------------------------
     def _do_stls(self, arg: str | None) -> Event | None:
         if arg is not None:
             raise _Reply("-ERR Syntax: STLS")
@@ -374,9 +288,6 @@ class Pop3Session(TransactionCommands):
             raise _Reply("-ERR Syntax: CAPA")
         self._multiline("+OK Capability list follows", self._capabilities())
         return None
-
-    def _sasl_mechanisms(self) -> list[str]:
-        return ["PLAIN"] if self._plaintext_ok() else []
 
     def _capabilities(self) -> list[str]:
         s = self.settings
