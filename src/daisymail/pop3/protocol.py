@@ -8,107 +8,60 @@ returns None and pipelined input waits. The server should send data_to_send() be
 acting on each event and whenever next_event() returns None.
 
 Message indexes in events are 0-based, as in store.MaildropView; POP3 numbers are 1-based.
+
+The session's parts live beside it: settings, events and login results in events.py, the
+logins in login.py, the transaction commands in transaction.py, and the message wire form
+in wire.py; Pop3Session holds the state, reads and dispatches the input, and answers STLS,
+CAPA and QUIT.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Sequence
 
+from daisymail.pop3.events import (
+    Close,
+    Commit,
+    Event,
+    LoginAttempt,
+    LoginFailed,
+    LoginOk,
+    LoginResult,
+    SendMessage,
+    Settings,
+    StartTLS,
+    _Reply,
+    _Wait,
+)
+from daisymail.pop3.login import LoginCommands
+from daisymail.pop3.transaction import TransactionCommands
+from daisymail.pop3.wire import CRLF, ReadToEnd, format_message
 from daisymail.store.base import MessageInfo
 
-CRLF = b"\r\n"
+__all__ = [
+    "MAX_BUFFERED",
+    "MAX_FAILED_LOGINS",
+    "Close",
+    "Commit",
+    "Event",
+    "LoginAttempt",
+    "LoginFailed",
+    "LoginOk",
+    "LoginResult",
+    "Pop3Session",
+    "ReadToEnd",
+    "SendMessage",
+    "Settings",
+    "StartTLS",
+    "format_message",
+]
+
 MAX_FAILED_LOGINS = 3
 MAX_BUFFERED = 1024 * 1024
 """Pipelined input held while a result is pending; more closes the connection."""
-_SEND_BLOCK = 64 * 1024
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Per-connection settings, computed by the server.
-
-    allow_plaintext: USER/PASS and AUTH PLAIN may be used before TLS on this connection
-      (loopback, or configured); once TLS is active they are always allowed.
-    expire_days: None advertises EXPIRE NEVER. max_line_length counts the line end;
-      RFC 2449 allows 255 octets, the rest is slack for sloppy clients.
-    """
-
-    hostname: str
-    tls_active: bool = False
-    stls_available: bool = False
-    allow_plaintext: bool = False
-    apop_enabled: bool = False
-    expire_days: int | None = None
-    login_delay: int | None = None
-    delete_after_retr: bool = False
-    delete_after_top: bool = False
-    max_line_length: int = 512
-    max_auth_line_length: int = 8192
-    implementation: str = "Daisy"
-
-
-@dataclass(frozen=True)
-class StartTLS:
-    """Negotiate TLS now, then call tls_started()."""
-
-
-@dataclass(frozen=True)
-class LoginAttempt:
-    """Check a login, lock the maildrop, then call login_result().
-
-    mechanism: "USER" (password set), "APOP" (apop_digest set: the client's hex digest
-    of the greeting timestamp and the secret) or "PLAIN" (SASL; password set).
-    """
-
-    user_name: str
-    password: str | None
-    apop_digest: str | None
-    mechanism: str
-
-
-@dataclass(frozen=True)
-class SendMessage:
-    """Stream format_message(view.lines(index), top_lines), then ``.\\r\\n``; after a
-    TOP, call top_sent() with whether the whole message went out."""
-
-    index: int
-    top_lines: int | None
-
-
-@dataclass(frozen=True)
-class Commit:
-    """QUIT in the transaction state: remove these messages, then call commit_result()."""
-
-    deleted: frozenset[int]
-
-
-@dataclass(frozen=True)
-class Close:
-    """Close the connection once data_to_send() is flushed. Nothing is to be committed."""
-
-
-Event = StartTLS | LoginAttempt | SendMessage | Commit | Close
-
-
-@dataclass(frozen=True)
-class LoginOk:
-    messages: Sequence[MessageInfo]
-
-
-@dataclass(frozen=True)
-class LoginFailed:
-    """in_use: the credentials were good but the maildrop is locked. temporary: the
-    check itself failed (directory or storage trouble). Otherwise: bad credentials."""
-
-    in_use: bool = False
-    temporary: bool = False
-
-
-LoginResult = LoginOk | LoginFailed
-_Field = Callable[[MessageInfo], str]
 _Handler = Callable[[str | None], Event | None]
 
 
@@ -116,13 +69,6 @@ class _State(enum.Enum):
     AUTHORIZATION = "authorization"
     TRANSACTION = "transaction"
     CLOSED = "closed"
-
-
-class _Wait(enum.Enum):
-    NOTHING = "nothing"
-    LOGIN = "login"
-    COMMIT = "commit"
-    TLS = "tls"
 
 
 class _TooLong:
@@ -137,84 +83,7 @@ _TRANSACTION_COMMANDS = frozenset(
 )
 
 
-class _Reply(Exception):
-    """A one-line -ERR answer raised from argument parsing."""
-
-
-def _decode_plain(response: str) -> tuple[str, str, str] | None:
-    """SASL PLAIN (RFC 4616): base64 of authzid NUL authcid NUL password, all UTF-8."""
-    try:
-        raw = base64.b64decode(response.encode("ascii"), validate=True)
-        parts = [part.decode("utf-8") for part in raw.split(b"\0")]
-    except ValueError:
-        return None
-    if len(parts) != 3:
-        return None
-    return parts[0], parts[1], parts[2]
-
-
-class ReadToEnd:
-    """A message's lines that record whether they were all read: after format_message
-    with a TOP limit, ``whole`` says nothing was cut off (see top_sent)."""
-
-    def __init__(self, lines: Iterable[bytes]) -> None:
-        self._lines = lines
-        self.whole = False
-
-    def __iter__(self) -> Iterator[bytes]:
-        yield from self._lines
-        self.whole = True
-
-
-def format_message(
-    lines: Iterable[bytes], top_lines: int | None = None
-) -> Generator[bytes, None, None]:
-    """The wire form of a message, without the final ``.``: CRLF line ends, dot-stuffing.
-
-    lines are stored lines (LF or CRLF; a piece without a line end continues on the next
-    piece). top_lines: send the header, the blank line, and this many body lines (TOP).
-    """
-    out = bytearray()
-    at_line_start = True
-    in_header = True
-    body_left = top_lines
-    for piece in lines:
-        if at_line_start:
-            if not in_header and body_left is not None:
-                if body_left <= 0:
-                    break
-                body_left -= 1
-            if piece.startswith(b"."):
-                out += b"."
-        if piece.endswith(b"\n"):
-            content = piece[:-2] if piece.endswith(b"\r\n") else piece[:-1]
-            if at_line_start and not content:
-                in_header = False
-            out += content
-            out += CRLF
-            at_line_start = True
-        else:
-            out += piece
-            at_line_start = False
-        if len(out) >= _SEND_BLOCK:
-            yield bytes(out)
-            out.clear()
-    if not at_line_start:
-        out += CRLF
-    if out:
-        yield bytes(out)
-
-
-def _message_number(text: str, count: int) -> int:
-    if not (text.isascii() and text.isdigit()):
-        raise _Reply("-ERR Message number must be a positive integer")
-    number = int(text)
-    if not 1 <= number <= count:
-        raise _Reply("-ERR No such message")
-    return number - 1
-
-
-class Pop3Session:
+class Pop3Session(LoginCommands, TransactionCommands):
     """One POP3 connection, server side."""
 
     def __init__(self, settings: Settings, *, timestamp_banner: str) -> None:
@@ -401,80 +270,7 @@ class Pop3Session:
             self._reply(str(reply))
             return None
 
-    # -- authorization ----------------------------------------------------------------------
-    def _plaintext_ok(self) -> bool:
-        return self._tls or self.settings.allow_plaintext
-
-    def _refuse_plaintext(self) -> _Reply:
-        hint = "use STLS first" if self.settings.stls_available else "use POP3 over TLS"
-        return _Reply(f"-ERR [AUTH] Plaintext authentication is disallowed without TLS; {hint}")
-
-    def _do_user(self, arg: str | None) -> Event | None:
-        if not self._plaintext_ok():
-            raise self._refuse_plaintext()
-        if arg is None or not arg.strip(" "):
-            raise _Reply("-ERR Syntax: USER name")
-        self._user = arg
-        self._reply("+OK Send your password")
-        return None
-
-    def _do_pass(self, arg: str | None) -> Event | None:
-        user, self._user = self._user, None
-        if user is None:
-            raise _Reply("-ERR Send USER first")
-        if not self._plaintext_ok():
-            raise self._refuse_plaintext()
-        if not arg:
-            self._user = user
-            raise _Reply("-ERR Syntax: PASS password")
-        return self._attempt(LoginAttempt(user, arg, None, "USER"))
-
-    def _do_apop(self, arg: str | None) -> Event | None:
-        if not self.settings.apop_enabled:
-            raise _Reply("-ERR APOP is not available")
-        name, space, digest = (arg or "").partition(" ")
-        if not name or not space or not digest:
-            raise _Reply("-ERR Syntax: APOP name digest")
-        return self._attempt(LoginAttempt(name, None, digest, "APOP"))
-
-    def _do_auth(self, arg: str | None) -> Event | None:
-        if arg is None:
-            self._multiline("+OK Supported mechanisms follow", self._sasl_mechanisms())
-            return None
-        mechanism, _, initial = arg.partition(" ")
-        if mechanism.upper() != "PLAIN":
-            raise _Reply("-ERR Unsupported authentication mechanism")
-        if not self._plaintext_ok():
-            raise self._refuse_plaintext()
-        if not initial:
-            self._sasl_pending = True
-            self._reply("+ ")
-            return None
-        return self._plain("" if initial == "=" else initial)
-
-    def _sasl_response(self, line: bytes) -> Event | None:
-        self._sasl_pending = False
-        response = line.decode("utf-8", "surrogateescape")
-        if response == "*":
-            self._reply("-ERR Authentication cancelled")
-            return None
-        return self._plain(response)
-
-    def _plain(self, response: str) -> Event | None:
-        decoded = _decode_plain(response)
-        if decoded is None:
-            self._reply("-ERR Malformed SASL PLAIN response")
-            return None
-        authzid, authcid, password = decoded
-        if authzid not in ("", authcid):
-            self._reply("-ERR [AUTH] Authorization identity must be empty or the user name")
-            return None
-        return self._attempt(LoginAttempt(authcid, password, None, "PLAIN"))
-
-    def _attempt(self, attempt: LoginAttempt) -> Event:
-        self._wait = _Wait.LOGIN
-        return attempt
-
+    # -- STLS, CAPA and QUIT in either state ------------------------------------------------
     def _do_stls(self, arg: str | None) -> Event | None:
         if arg is not None:
             raise _Reply("-ERR Syntax: STLS")
@@ -492,9 +288,6 @@ class Pop3Session:
             raise _Reply("-ERR Syntax: CAPA")
         self._multiline("+OK Capability list follows", self._capabilities())
         return None
-
-    def _sasl_mechanisms(self) -> list[str]:
-        return ["PLAIN"] if self._plaintext_ok() else []
 
     def _capabilities(self) -> list[str]:
         s = self.settings
@@ -522,90 +315,6 @@ class Pop3Session:
         self._reply(f"+OK {self.settings.hostname} POP3 server signing off")
         self._close()
         return Close()
-
-    # -- transaction ------------------------------------------------------------------------
-    def _to_remove(self) -> set[int]:
-        if self.settings.delete_after_retr or self.settings.delete_after_top:
-            return self._deleted | self._read
-        return self._deleted
-
-    def _totals(self) -> tuple[int, int]:
-        if not self._deleted:
-            return len(self._messages), sum(m.size for m in self._messages)
-        live = [m for i, m in enumerate(self._messages) if i not in self._deleted]
-        return len(live), sum(m.size for m in live)
-
-    def _args(self, arg: str | None, syntax: str, low: int, high: int) -> list[str]:
-        args = arg.split(" ") if arg is not None else []
-        if not low <= len(args) <= high:
-            raise _Reply(f"-ERR Syntax: {syntax}")
-        return args
-
-    def _live(self, text: str) -> int:
-        index = _message_number(text, len(self._messages))
-        if index in self._deleted:
-            raise _Reply(f"-ERR Message {index + 1} already deleted")
-        return index
-
-    def _do_stat(self, arg: str | None) -> Event | None:
-        self._args(arg, "STAT", 0, 0)
-        count, octets = self._totals()
-        self._reply(f"+OK {count} {octets}")
-        return None
-
-    def _do_list(self, arg: str | None) -> Event | None:
-        return self._listing(arg, "LIST [message]", lambda m: str(m.size))
-
-    def _do_uidl(self, arg: str | None) -> Event | None:
-        return self._listing(arg, "UIDL [message]", lambda m: m.uidl)
-
-    def _listing(self, arg: str | None, syntax: str, field: _Field) -> Event | None:
-        args = self._args(arg, syntax, 0, 1)
-        if args:
-            index = self._live(args[0])
-            self._reply(f"+OK {index + 1} {field(self._messages[index])}")
-            return None
-        count, octets = self._totals()
-        rows = [
-            f"{i + 1} {field(m)}" for i, m in enumerate(self._messages) if i not in self._deleted
-        ]
-        self._multiline(f"+OK {count} messages ({octets} octets)", rows)
-        return None
-
-    def _do_retr(self, arg: str | None) -> Event | None:
-        (number,) = self._args(arg, "RETR message", 1, 1)
-        index = self._live(number)
-        self._read.add(index)
-        self._reply(f"+OK {self._messages[index].size} octets")
-        return SendMessage(index, None)
-
-    def _do_top(self, arg: str | None) -> Event | None:
-        number, lines = self._args(arg, "TOP message lines", 2, 2)
-        index = self._live(number)
-        if not (lines.isascii() and lines.isdigit()):
-            raise _Reply("-ERR Syntax: TOP message lines")
-        self._reply("+OK Top of message follows")
-        return SendMessage(index, int(lines))
-
-    def _do_dele(self, arg: str | None) -> Event | None:
-        (number,) = self._args(arg, "DELE message", 1, 1)
-        index = self._live(number)
-        self._deleted.add(index)
-        self._reply(f"+OK Message {index + 1} deleted")
-        return None
-
-    def _do_noop(self, arg: str | None) -> Event | None:
-        self._args(arg, "NOOP", 0, 0)
-        self._reply("+OK")
-        return None
-
-    def _do_rset(self, arg: str | None) -> Event | None:
-        self._args(arg, "RSET", 0, 0)
-        self._deleted.clear()
-        self._read.clear()
-        count, octets = self._totals()
-        self._reply(f"+OK Maildrop has {count} messages ({octets} octets)")
-        return None
 
     # -- output -----------------------------------------------------------------------------
     def _reply(self, line: str) -> None:

@@ -14,6 +14,10 @@ Extensions: PIPELINING (RFC 2920), SIZE (1870), 8BITMIME (6152), SMTPUTF8 (6531)
 ENHANCEDSTATUSCODES (2034, 3463, 5248), STARTTLS (3207), CHUNKING (3030), DSN (3461) and
 AUTH PLAIN/LOGIN (4954). BINARYMIME is not offered: mailboxes store LF line ends, which
 would corrupt binary bodies.
+
+The session's parts live beside it: the shared types and events in events.py, the command
+handlers in commands.py, AUTH and its SASL exchange in sasl_auth.py, and DATA/BDAT bodies
+in bodies.py; ServerSession holds the state and the plumbing and reads the input.
 """
 
 from __future__ import annotations
@@ -21,15 +25,32 @@ from __future__ import annotations
 import re
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from enum import Enum, auto
-from typing import ClassVar, Protocol
+from typing import ClassVar
 
 from .. import sasl
 from . import replies as R
+from .bodies import BodyReader
+from .commands import Commands
 from .data import CrlfDecoder, DotDecoder, HopCounter
-from .params import CommandError, parse_mail, parse_rcpt
+from .events import (
+    AuthAttempt,
+    Close,
+    Envelope,
+    Event,
+    MessageAborted,
+    MessageComplete,
+    MessageData,
+    MessageStarted,
+    Policy,
+    RcptDecision,
+    Recipient,
+    SessionInfo,
+    Settings,
+    StartTLS,
+    _State,
+)
 from .replies import Reply, reply
+from .sasl_auth import SaslAuth
 
 __all__ = [
     "AuthAttempt",
@@ -54,159 +75,12 @@ AUTH_LINE_LIMIT = 12288
 """RFC 4954 section 4: AUTH lines and SASL responses may be this long, whatever the limit."""
 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
-_BDAT = re.compile(r"(\d{1,20})(?: +(LAST))? *", re.IGNORECASE)
-
-
-@dataclass
-class Settings:
-    hostname: str
-    max_message_size: int = 50 * 1024 * 1024
-    max_recipients: int = 100
-    max_line_length: int = 2048
-    max_errors: int = 10
-    max_hops: int = 50
-    starttls_available: bool = False
-    auth_mechanisms: tuple[str, ...] = ()
-    auth_requires_tls: bool = True
-    require_auth_for_mail: bool = False
-    chunking: bool = True
-    dsn: bool = True
-    smtputf8: bool = True
-    eightbitmime: bool = True
-    greeting_text: str = "ESMTP Daisy"
-
-    def __post_init__(self) -> None:
-        if not self.hostname or any(ch.isspace() for ch in self.hostname):
-            raise ValueError(f"hostname must be one word, got {self.hostname!r}")
-        if self.max_line_length < 512:
-            raise ValueError("max_line_length must be at least 512 (RFC 5321 4.5.3.1.4)")
-        if self.max_errors < 1 or self.max_recipients < 1 or self.max_message_size < 1:
-            raise ValueError("max_errors, max_recipients and max_message_size must be positive")
-        self.auth_mechanisms = tuple(m.upper() for m in self.auth_mechanisms)
-        unknown = set(self.auth_mechanisms) - set(sasl.MECHANISMS)
-        if unknown:
-            raise ValueError(f"unsupported SASL mechanisms: {sorted(unknown)}")
-
-
-@dataclass
-class SessionInfo:
-    """What policies may look at; the session keeps it current."""
-
-    client_ip: str
-    session_id: str
-    client_name: str = ""
-    tls: bool = False
-    authenticated_as: str | None = None
-
-
-@dataclass
-class Recipient:
-    address: str
-    params: dict[str, str] = field(default_factory=dict)
-    target: object = None
-
-
-@dataclass
-class Envelope:
-    """One mail transaction. ENVID, ORCPT and AUTH values in the params are xtext-decoded."""
-
-    sender: str
-    mail_params: dict[str, str] = field(default_factory=dict)
-    recipients: list[Recipient] = field(default_factory=list)
-    body_type: str = "7BIT"
-    smtputf8: bool = False
-    size: int = 0
-
-
-@dataclass(frozen=True)
-class RcptDecision:
-    reply: Reply
-    accepted: bool
-    target: object = None
-
-
-class Policy(Protocol):
-    """Pure decisions the server plugs in (inbound on port 25, submission on 587/465)."""
-
-    def check_sender(
-        self, session: SessionInfo, sender: str, params: dict[str, str]
-    ) -> Reply | None:
-        """None accepts with 250 2.1.0; a reply of 400 or more refuses the transaction."""
-
-    def check_recipient(
-        self, session: SessionInfo, envelope: Envelope, address: str, params: dict[str, str]
-    ) -> RcptDecision: ...
-
-
-@dataclass(frozen=True)
-class StartTLS:
-    """The 220 is queued: flush it, upgrade, then call `tls_started` (or close on failure)."""
-
-
-@dataclass(frozen=True)
-class AuthAttempt:
-    """Verify and answer with `auth_result`."""
-
-    mechanism: str
-    authzid: str
-    username: str
-    password: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class MessageStarted:
-    """DATA got its 354 or the first BDAT chunk is coming: open a spool file."""
-
-    envelope: Envelope
-
-
-@dataclass(frozen=True)
-class MessageData:
-    """Body bytes to append: dot-unstuffed, LF line ends."""
-
-    data: bytes
-
-
-@dataclass(frozen=True)
-class MessageComplete:
-    """Make the message durable, then answer with `message_result`."""
-
-    envelope: Envelope
-
-
-@dataclass(frozen=True)
-class MessageAborted:
-    """Discard the spool file; the client gets its reply from the session."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class Close:
-    """Flush `data_to_send()` and close the connection."""
-
-
-Event = (
-    StartTLS | AuthAttempt | MessageStarted | MessageData | MessageComplete | MessageAborted | Close
-)
 
 
 _Handler = Callable[["ServerSession", str], None]
-_SaslStep = Callable[[], sasl.Challenge | sasl.Credentials]
 
 
-class _State(Enum):
-    COMMAND = auto()
-    SASL = auto()
-    DATA = auto()
-    BDAT = auto()
-    AWAIT_AUTH = auto()
-    AWAIT_MESSAGE = auto()
-    AWAIT_TLS = auto()
-    CLOSED = auto()
-
-
-class ServerSession:
+class ServerSession(Commands, SaslAuth, BodyReader):
     """One SMTP connection, from greeting to close."""
 
     def __init__(self, settings: Settings, policy: Policy, info: SessionInfo) -> None:
@@ -341,6 +215,9 @@ class ServerSession:
         self._hops = None
         self._envelope = None
 
+    def _reset_transaction(self) -> None:
+        self._abort_message("reset")
+
     def _step(self) -> bool:
         """Process one unit of input; False when nothing more can be done now."""
         state = self._state
@@ -413,333 +290,18 @@ class ServerSession:
         else:
             handler(self, arg)
 
-    def _ehlo_lines(self) -> list[str]:
-        s = self.settings
-        lines = ["PIPELINING", f"SIZE {s.max_message_size}"]
-        if s.eightbitmime:
-            lines.append("8BITMIME")
-        if s.smtputf8:
-            lines.append("SMTPUTF8")
-        lines.append("ENHANCEDSTATUSCODES")
-        if s.starttls_available and not self.info.tls:
-            lines.append("STARTTLS")
-        if s.chunking:
-            lines.append("CHUNKING")
-        if s.dsn:
-            lines.append("DSN")
-        if s.auth_mechanisms and (self.info.tls or not s.auth_requires_tls):
-            lines.append("AUTH " + " ".join(s.auth_mechanisms))
-        return lines
-
-    def _offered(self) -> frozenset[str]:
-        """EHLO keywords in force: none after HELO, so no ESMTP parameters either."""
-        if not self._ehlo:
-            return frozenset()
-        return frozenset(line.split(" ", 1)[0] for line in self._ehlo_lines())
-
-    def _reset_transaction(self) -> None:
-        self._abort_message("reset")
-
-    def _greet(self, arg: str, verb: str) -> bool:
-        name = arg.strip(" ")
-        if not name or " " in name:
-            self._error(R.syntax(f"{verb} hostname"))
-            return False
-        self._reset_transaction()
-        self.info.client_name = name
-        return True
-
-    def _cmd_ehlo(self, arg: str) -> None:
-        if self._greet(arg, "EHLO"):
-            self._ehlo = True
-            self._send(Reply(250, None, (self.settings.hostname, *self._ehlo_lines())))
-
-    def _cmd_helo(self, arg: str) -> None:
-        if self._greet(arg, "HELO"):
-            self._ehlo = False
-            self._send(reply(250, None, self.settings.hostname))
-
-    def _cmd_mail(self, arg: str) -> None:
-        if not self.info.client_name:
-            self._error(R.bad_sequence("Send HELO/EHLO first"))
-        elif self._envelope is not None:
-            self._error(R.bad_sequence("Nested MAIL command"))
-        elif self.settings.require_auth_for_mail and self.info.authenticated_as is None:
-            self._error(R.AUTH_REQUIRED)
-        else:
-            try:
-                args = parse_mail(
-                    arg, offered=self._offered(), max_size=self.settings.max_message_size
-                )
-            except CommandError as exc:
-                self._error(exc.reply)
-                return
-            answer = self.policy.check_sender(self.info, args.sender, args.params)
-            answer = answer or R.SENDER_OK
-            if answer.positive:
-                self._envelope = Envelope(
-                    args.sender, args.params, [], args.body_type, args.smtputf8
-                )
-            self._send(answer)
-
-    def _cmd_rcpt(self, arg: str) -> None:
-        envelope = self._envelope
-        if envelope is None:
-            self._error(R.bad_sequence("Need MAIL command"))
-        elif self._chunks is not None:
-            self._error(R.bad_sequence("RCPT not allowed during BDAT"))
-        else:
-            try:
-                args = parse_rcpt(arg, offered=self._offered(), smtputf8=envelope.smtputf8)
-            except CommandError as exc:
-                self._error(exc.reply)
-                return
-            if len(envelope.recipients) >= self.settings.max_recipients:
-                self._send(R.TOO_MANY_RECIPIENTS)
-                return
-            decision = self.policy.check_recipient(self.info, envelope, args.address, args.params)
-            if decision.accepted:
-                envelope.recipients.append(Recipient(args.address, args.params, decision.target))
-            self._send(decision.reply)
-
-    def _cmd_data(self, arg: str) -> None:
-        envelope = self._envelope
-        if arg.strip(" "):
-            self._error(R.syntax("DATA"))
-        elif envelope is None:
-            self._error(R.bad_sequence("Need MAIL command"))
-        elif self._chunks is not None:
-            self._error(R.bad_sequence("DATA not allowed after BDAT"))
-        elif not envelope.recipients:
-            self._error(R.NO_RECIPIENTS)
-        else:
-            self._send(R.START_DATA)
-            self._state = _State.DATA
-            self._dot = DotDecoder()
-            self._too_big = False
-            self._hops = HopCounter(self.settings.max_hops)
-            self._events.append(MessageStarted(envelope))
-
-    def _cmd_bdat(self, arg: str) -> None:
-        if "CHUNKING" not in self._offered():
-            self._error(R.UNKNOWN_COMMAND)
-            return
-        match = _BDAT.fullmatch(arg)
-        if match is None:
-            self._error(R.syntax("BDAT size [LAST]"))
-            return
-        self._bdat_size = self._bdat_left = int(match.group(1))
-        self._bdat_last = match.group(2) is not None
-        self._bdat_refusal = None
-        envelope = self._envelope
-        if envelope is None:
-            self._bdat_refusal = R.bad_sequence("Need MAIL command")
-        elif not envelope.recipients:
-            self._bdat_refusal = R.NO_RECIPIENTS
-        elif self._chunks is None:
-            self._chunks = CrlfDecoder()
-            self._hops = HopCounter(self.settings.max_hops)
-            self._events.append(MessageStarted(envelope))
-        self._state = _State.BDAT
-
-    def _cmd_rset(self, arg: str) -> None:
-        if arg.strip(" "):
-            self._error(R.syntax("RSET"))
-        else:
-            self._reset_transaction()
-            self._send(R.OK)
-
-    def _cmd_noop(self, arg: str) -> None:
-        self._send(R.OK)
-
-    def _cmd_quit(self, arg: str) -> None:
-        if arg.strip(" "):
-            self._error(R.syntax("QUIT"))
-        else:
-            self._reset_transaction()
-            self._send(reply(221, "2.0.0", f"{self.settings.hostname} Bye"))
-            self._close()
-
-    def _cmd_vrfy(self, arg: str) -> None:
-        if arg.strip(" "):
-            self._send(R.VRFY)
-        else:
-            self._error(R.syntax("VRFY address"))
-
-    def _cmd_help(self, arg: str) -> None:
-        self._send(R.HELP)
-
-    def _cmd_starttls(self, arg: str) -> None:
-        if not self.settings.starttls_available:
-            self._error(R.UNKNOWN_COMMAND)
-        elif arg.strip(" "):
-            self._error(R.syntax("STARTTLS"))
-        elif self.info.tls:
-            self._error(R.bad_sequence("TLS already active"))
-        elif not self._ehlo:
-            self._error(R.bad_sequence("Send EHLO first"))
-        elif self._envelope is not None:
-            self._error(R.bad_sequence("MAIL transaction in progress"))
-        else:
-            self._send(R.READY_TLS)
-            self._in.clear()  # plaintext pipelined after STARTTLS is an injection (CVE-2011-0411)
-            self._state = _State.AWAIT_TLS
-            self._events.append(StartTLS())
-
-    def _cmd_auth(self, arg: str) -> None:
-        s = self.settings
-        words = arg.split(" ")
-        if not s.auth_mechanisms:
-            self._error(R.bad_sequence("Authentication not enabled"))
-        elif not self._ehlo:
-            self._error(R.bad_sequence("Send EHLO first"))
-        elif self.info.authenticated_as is not None:
-            self._error(R.bad_sequence("Already authenticated"))
-        elif self._envelope is not None:
-            self._error(R.bad_sequence("MAIL transaction in progress"))
-        elif s.auth_requires_tls and not self.info.tls:
-            self._error(R.AUTH_NEEDS_TLS)
-        elif not 1 <= len(words) <= 2 or not all(words):
-            self._error(R.syntax("AUTH mechanism [initial-response]"))
-        elif words[0].upper() not in s.auth_mechanisms:
-            self._error(R.AUTH_UNKNOWN_MECH)
-        else:
-            exchange = sasl.new_exchange(words[0])
-            assert exchange is not None
-            self._exchange = exchange
-            self._sasl_step(lambda: exchange.start(words[1] if len(words) == 2 else None))
-
-    def _sasl_response(self, raw: bytes) -> None:
-        exchange = self._exchange
-        assert exchange is not None
-        line = raw.decode("ascii", "replace")
-        self._sasl_step(lambda: exchange.respond(line))
-
-    def _sasl_step(self, step: _SaslStep) -> None:
-        exchange = self._exchange
-        assert exchange is not None
-        self._state = _State.COMMAND
-        try:
-            result = step()
-        except sasl.SaslCancelled:
-            self._exchange = None
-            self._error(R.AUTH_CANCELLED)
-            return
-        except sasl.SaslError:
-            self._exchange = None
-            self._error(R.AUTH_BAD_RESPONSE)
-            return
-        if isinstance(result, sasl.Challenge):
-            self._send(reply(334, None, result.data))
-            self._state = _State.SASL
-        else:
-            self._exchange = None
-            self._state = _State.AWAIT_AUTH
-            self._auth_username = result.username
-            self._events.append(
-                AuthAttempt(exchange.mechanism, result.authzid, result.username, result.password)
-            )
-
     _handlers: ClassVar[dict[str, _Handler]] = {
-        "EHLO": _cmd_ehlo,
-        "HELO": _cmd_helo,
-        "MAIL": _cmd_mail,
-        "RCPT": _cmd_rcpt,
-        "DATA": _cmd_data,
-        "BDAT": _cmd_bdat,
-        "RSET": _cmd_rset,
-        "NOOP": _cmd_noop,
-        "QUIT": _cmd_quit,
-        "VRFY": _cmd_vrfy,
-        "HELP": _cmd_help,
-        "STARTTLS": _cmd_starttls,
-        "AUTH": _cmd_auth,
+        "EHLO": Commands._cmd_ehlo,
+        "HELO": Commands._cmd_helo,
+        "MAIL": Commands._cmd_mail,
+        "RCPT": Commands._cmd_rcpt,
+        "DATA": Commands._cmd_data,
+        "BDAT": Commands._cmd_bdat,
+        "RSET": Commands._cmd_rset,
+        "NOOP": Commands._cmd_noop,
+        "QUIT": Commands._cmd_quit,
+        "VRFY": Commands._cmd_vrfy,
+        "HELP": Commands._cmd_help,
+        "STARTTLS": Commands._cmd_starttls,
+        "AUTH": SaslAuth._cmd_auth,
     }
-
-    # ---- message bodies ----------------------------------------------------------------
-
-    def _step_data(self) -> bool:
-        decoder = self._dot
-        assert decoder is not None
-        if not self._in:
-            if not self._eof:
-                return False
-            self._abort_message("connection closed")
-            self._close()
-            return True
-        body, rest = decoder.feed(bytes(self._in))
-        self._in = bytearray(rest or b"")
-        if not self._too_big and decoder.size > self.settings.max_message_size:
-            self._events.append(MessageAborted("message too large"))
-            self._too_big = True
-        if not self._too_big and body:
-            self._events.append(MessageData(body))
-            if self._hops is not None:
-                self._hops.feed(body)
-        if rest is not None:
-            self._dot = None
-            refusal = R.MESSAGE_TOO_BIG if self._too_big else self._hop_refusal()
-            self._finish_message(decoder.size, refusal=refusal)
-        return True
-
-    def _step_bdat(self) -> bool:
-        if self._bdat_left and not self._in:
-            if not self._eof:
-                return False
-            self._abort_message("connection closed")
-            self._close()
-            return True
-        take = min(self._bdat_left, len(self._in))
-        chunk = bytes(self._in[:take])
-        del self._in[:take]
-        self._bdat_left -= take
-        decoder = self._chunks
-        if self._bdat_refusal is None and decoder is not None:
-            body = decoder.feed(chunk)
-            if decoder.size > self.settings.max_message_size:
-                self._abort_message("message too large")
-                self._bdat_refusal = R.MESSAGE_TOO_BIG
-            elif body:
-                self._events.append(MessageData(body))
-                if self._hops is not None:
-                    self._hops.feed(body)
-        if self._bdat_left:
-            return True
-        self._state = _State.COMMAND
-        refusal = self._bdat_refusal
-        if refusal is not None:
-            self._bdat_refusal = None
-            self._reset_transaction()
-            if refusal is R.MESSAGE_TOO_BIG:
-                self._send(refusal)
-            else:
-                self._error(refusal)
-        elif self._bdat_last and decoder is not None:
-            tail = decoder.finish()
-            if tail:
-                self._events.append(MessageData(tail))
-            self._chunks = None
-            self._finish_message(decoder.size, refusal=self._hop_refusal())
-        else:
-            self._send(reply(250, "2.0.0", f"{self._bdat_size} octets received"))
-        return True
-
-    def _hop_refusal(self) -> Reply | None:
-        """554 5.4.6 for a message that passed more relays than max_hops: a mail loop."""
-        hops, self._hops = self._hops, None
-        if hops is None or not hops.exceeded:
-            return None
-        self._events.append(MessageAborted("mail loop: too many Received headers"))
-        return R.TOO_MANY_HOPS
-
-    def _finish_message(self, size: int, refusal: Reply | None) -> None:
-        envelope = self._envelope
-        assert envelope is not None
-        if refusal is not None:
-            self._state = _State.COMMAND
-            self._envelope = None
-            self._send(refusal)
-            return
-        envelope.size = size
-        self._state = _State.AWAIT_MESSAGE
-        self._events.append(MessageComplete(envelope))
