@@ -8,54 +8,19 @@ switches to it in the DATA and BDAT states, and it hands back to command reading
 
 from __future__ import annotations
 
-from collections import deque
-
 from . import replies as R
-from .data import CrlfDecoder, DotDecoder, HopCounter
 from .events import (
-    Envelope,
-    Event,
     MessageAborted,
     MessageComplete,
     MessageData,
-    Settings,
     _State,
 )
 from .replies import Reply, reply
+from .session_parts import SessionParts
 
 
-class BodyReader:
-    """The DATA and BDAT states of ServerSession, which provides the fields and plumbing below."""
-
-    settings: Settings
-    _state: _State
-    _in: bytearray
-    _eof: bool
-    _events: deque[Event]
-    _envelope: Envelope | None
-    _dot: DotDecoder | None
-    _too_big: bool
-    _hops: HopCounter | None
-    _chunks: CrlfDecoder | None
-    _bdat_left: int
-    _bdat_size: int
-    _bdat_last: bool
-    _bdat_refusal: Reply | None
-
-    def _send(self, answer: Reply) -> None:
-        raise NotImplementedError
-
-    def _error(self, answer: Reply) -> None:
-        raise NotImplementedError
-
-    def _close(self) -> None:
-        raise NotImplementedError
-
-    def _abort_message(self, reason: str) -> None:
-        raise NotImplementedError
-
-    def _reset_transaction(self) -> None:
-        raise NotImplementedError
+class BodyReader(SessionParts):
+    """The DATA and BDAT states of ServerSession, which provides what SessionParts declares."""
 
     def _step_data(self) -> bool:
         decoder = self._dot

@@ -9,58 +9,25 @@ here through its handler table.
 from __future__ import annotations
 
 import re
-from collections import deque
 
 from . import replies as R
 from .data import CrlfDecoder, DotDecoder, HopCounter
 from .events import (
     Envelope,
-    Event,
     MessageStarted,
-    Policy,
     Recipient,
-    SessionInfo,
-    Settings,
     StartTLS,
     _State,
 )
 from .params import CommandError, parse_mail, parse_rcpt
 from .replies import Reply, reply
+from .session_parts import SessionParts
 
 _BDAT = re.compile(r"(\d{1,20})(?: +(LAST))? *", re.IGNORECASE)
 
 
-class Commands:
-    """The command handlers of ServerSession, which provides the fields and plumbing below."""
-
-    settings: Settings
-    policy: Policy
-    info: SessionInfo
-    _state: _State
-    _in: bytearray
-    _events: deque[Event]
-    _ehlo: bool
-    _envelope: Envelope | None
-    _dot: DotDecoder | None
-    _too_big: bool
-    _hops: HopCounter | None
-    _chunks: CrlfDecoder | None
-    _bdat_left: int
-    _bdat_size: int
-    _bdat_last: bool
-    _bdat_refusal: Reply | None
-
-    def _send(self, answer: Reply) -> None:
-        raise NotImplementedError
-
-    def _error(self, answer: Reply) -> None:
-        raise NotImplementedError
-
-    def _close(self) -> None:
-        raise NotImplementedError
-
-    def _reset_transaction(self) -> None:
-        raise NotImplementedError
+class Commands(SessionParts):
+    """The command handlers of ServerSession, which provides what SessionParts declares."""
 
     def _ehlo_lines(self) -> list[str]:
         s = self.settings

@@ -7,35 +7,20 @@ A mixin of ServerSession (protocol.py), kept apart because it is one job.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 
 from .. import sasl
 from . import replies as R
-from .events import AuthAttempt, Envelope, Event, SessionInfo, Settings, _State
-from .replies import Reply, reply
+from .events import AuthAttempt, _State
+from .replies import reply
+from .session_parts import SessionParts
 
 _SaslStep = Callable[[], sasl.Challenge | sasl.Credentials]
 
 
-class SaslAuth:
+class SaslAuth(SessionParts):
     """The AUTH command and the SASL state of ServerSession, which provides the fields and
     plumbing below."""
-
-    settings: Settings
-    info: SessionInfo
-    _state: _State
-    _events: deque[Event]
-    _ehlo: bool
-    _envelope: Envelope | None
-    _exchange: sasl.Exchange | None
-    _auth_username: str
-
-    def _send(self, answer: Reply) -> None:
-        raise NotImplementedError
-
-    def _error(self, answer: Reply) -> None:
-        raise NotImplementedError
 
     def _cmd_auth(self, arg: str) -> None:
         s = self.settings
