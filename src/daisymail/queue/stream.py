@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 
 @dataclass(frozen=True)
@@ -29,7 +29,7 @@ class Body:
     """Octets on the wire (CRLF line ends), for SIZE=."""
     prefix: bytes = b""
     """Header fields sent in front of the file (DKIM-Signature), LF line ends."""
-    data: bytes | None = None
+    data: bytes | None = field(default=None, repr=False)
     """The whole file, when it is at most HELD bytes; None: read it while sending."""
 
     @classmethod
