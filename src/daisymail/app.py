@@ -34,7 +34,7 @@ from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter, raise_open_files
 from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.mailauth.srs import from_config as srs_from_config
-from daisymail.mailauth.workers import VerdictWorkers, default_count
+from daisymail.mailauth.workers import VerdictWorkers, default_count, signer
 from daisymail.observability import event, setup_logging
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
@@ -205,6 +205,13 @@ class App:
             for a in getattr(c.listen, n)
         ]
         keys = store_for(c)
+        seal_id = c.verify.authserv_id or c.hostname
+        count = default_count() if c.verify.workers < 0 else c.verify.workers
+        workers = self.verdict_workers = VerdictWorkers(count) if count else None
+        sign_elsewhere = None
+        if workers is not None:
+            workers.configure_signing(str(keys.root), seal_id)
+            sign_elsewhere = signer(workers, keys)
         resolver = self.resolver = resolver_from_config(c.dns.nameservers, c.dns.timeout)
         self.runner = Runner(
             queue,
@@ -212,9 +219,8 @@ class App:
             injector,
             c.hostname,
             listeners=own,
-            sign=lambda chunks, sender: sign_message(
-                keys, chunks, sender, authserv_id=c.verify.authserv_id or c.hostname
-            ),
+            sign=lambda chunks, sender: sign_message(keys, chunks, sender, authserv_id=seal_id),
+            sign_elsewhere=sign_elsewhere,
             resolver=resolver,
         )
         policy = self.inbound_policy = InboundPolicy(
@@ -227,9 +233,7 @@ class App:
         )
         submission = SubmissionPolicy(self.directory, c.relay, c.hostname, quotas)
         ctx = self.tls.context
-        count = default_count() if c.verify.workers < 0 else c.verify.workers
-        self.verdict_workers = VerdictWorkers(count) if count else None
-        mail_auth = mail_auth_for(c, resolver, self.verdict_workers)
+        mail_auth = mail_auth_for(c, resolver, workers)
         spam_filter = spam_filter_for(c)
         for name in ("smtp", "submission", "submissions"):
             svc = SmtpService(

@@ -7,6 +7,9 @@ The signatures are checked by an independent verifier (dkimpy) against the recor
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import signal
 import smtplib
 import ssl
 import time
@@ -21,6 +24,7 @@ from tests.conftest import Daisy, free_port
 from tests.dns_server import DNSServer, serve
 from tests.integration.smtp_sink import Sink
 from tests.integration.test_queue_delivery import configure
+from tests.integration.test_smtp_server import wait_for
 from tests.unit.test_dkim import dkimpy_dns
 
 BODY = (
@@ -31,16 +35,27 @@ BODY = (
 )
 
 
-@pytest.fixture
-def signed_setup(daisy_dir: Daisy) -> Iterator[tuple[Daisy, Sink, DNSServer]]:
+@pytest.fixture(params=["worker", "server", "worker-killed"])
+def signed_setup(
+    daisy_dir: Daisy, request: pytest.FixtureRequest
+) -> Iterator[tuple[Daisy, Sink, DNSServer, str]]:
+    """Signed by a mail-auth worker, by the server itself ([verify] workers = 0), and
+    by the server when the one worker has been killed."""
     sink = Sink()
     configure(daisy_dir, sink.port)
+    daisy_dir.set_config("[verify]", "workers", "0" if request.param == "server" else "1")
     records = daisy_dir.cli("dkim", "keygen", "example.test").stdout
     zone = "$TTL 300\n@ IN SOA ns h 1 1 1 1 1\n" + records
     dns = serve(free_port(), [("example.test", zone)])
     daisy_dir.start()
+    if request.param != "server":
+        wait_for(lambda: "mailauth.worker.ready" in daisy_dir.logs(), 20)
+    if request.param == "worker-killed":
+        (pid,) = re.findall(r"mailauth\.worker\.started pid=(\d+)", daisy_dir.logs())
+        os.kill(int(pid), signal.SIGKILL)
+        wait_for(lambda: "mailauth.worker.failed" in daisy_dir.logs() or not _alive(int(pid)))
     try:
-        yield daisy_dir, sink, dns
+        yield daisy_dir, sink, dns, "worker" if request.param == "worker" else "server"
     finally:
         daisy_dir.stop()
         dns.stop()
@@ -56,9 +71,9 @@ def _wait_for_message(sink: Sink) -> bytes:
 
 
 def test_submitted_mail_leaves_signed_with_rsa_and_ed25519(
-    signed_setup: tuple[Daisy, Sink, DNSServer],
+    signed_setup: tuple[Daisy, Sink, DNSServer, str],
 ) -> None:
-    daisy, sink, dns = signed_setup
+    daisy, sink, dns, signed_by = signed_setup
     ctx = ssl.create_default_context()
     ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
     with smtplib.SMTP("127.0.0.1", daisy.ports["submission"], timeout=10) as s:
@@ -66,6 +81,7 @@ def test_submitted_mail_leaves_signed_with_rsa_and_ed25519(
         s.login("demo@example.test", "demo-pw")
         s.sendmail("demo@example.test", ["friend@remote.test"], BODY)
     data = _wait_for_message(sink)
+    assert re.findall(r"queue\.signed id=\S+ by=(\w+)", daisy.logs()) == [signed_by]
 
     fields = [line for line in data.split(b"\r\n") if line.startswith(b"DKIM-Signature:")]
     algorithms = sorted(f.split(b"a=", 1)[1].split(b";", 1)[0] for f in fields)
@@ -82,6 +98,14 @@ def test_submitted_mail_leaves_signed_with_rsa_and_ed25519(
     # Our own verifier agrees, and refuses the same message once it is changed.
     assert _our_verdicts(data, dns) == ["pass", "pass"]
     assert set(_our_verdicts(data.replace(b"A line.", b"A lime."), dns)) == {"fail"}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def _our_verdicts(data: bytes, dns: DNSServer) -> list[str]:

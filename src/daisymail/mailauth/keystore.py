@@ -91,6 +91,15 @@ class KeyStore:
         self._give_to_data_owner(self.root, folder, pem_path, meta_path)
         return next(k for k in self.keys(domain) if k.selector == selector)
 
+    def empty(self) -> bool:
+        """No domain has a key folder: nothing to sign (one directory read, stopped at
+        the first folder, whatever the number of domains)."""
+        try:
+            with os.scandir(self.root) as entries:
+                return not any(e.is_dir() for e in entries)
+        except OSError:
+            return True
+
     def domains(self) -> list[str]:
         if not self.root.is_dir():
             return []

@@ -52,7 +52,7 @@ def sign_message(
     The fields use the message's own line ending (CRLF or LF). CPU-bound: call it in
     a worker thread from the event loop.
     """
-    if not store.domains():
+    if store.empty():
         return b""
     signer = Signer(now)
     first = b""

@@ -1,19 +1,25 @@
-"""The verdict worker: SPF, DKIM, DMARC and ARC of port 25 mail, in a process of its own.
+"""The mail-auth worker: SPF, DKIM, DMARC and ARC of port 25 mail, and DKIM signatures
+of outgoing mail, in a process of its own.
 
 A check is pure CPU once DNS answers are cached (canonicalization, hashing, an RSA
-check, record parsing), and one Python process runs Python on one core at a time: on
-the SMTP server's event loop it delays every other session. The server hands whole
-messages (up to one block) to a few of these processes instead (``workers.py``). Each
-runs its own event loop and resolver cache and takes any number of checks at once, so a
-slow DNS answer for one message never holds up the others.
+check, record parsing), and so is a signature (an RSA-2048 and an Ed25519 one). One
+Python process runs Python on one core at a time, and C code that drops the GIL still
+costs the event loop a handover per call: in the SMTP server this work delays every
+other session. The server hands whole messages (up to one block) to a few of these
+processes instead (``workers.py``). Each runs its own event loop and resolver cache and
+takes any number of checks at once, so a slow DNS answer for one message never holds
+up the others; a signature needs no waiting and is made at once.
 
 Frames on stdin and stdout: a 4-byte big-endian length, then a pickle. The first frame
-in is the setup ``("setup", authserv-id, policy, name servers, DNS timeout, service
-user)``, answered by READY; a worker started by root becomes the service user then,
-as the server does (it is started before the server drops its privileges, so that the
-interpreter need not be one the service user can run). Later setups (a reload) change
-the settings. Each ``("check", id, ip, helo, mailfrom, message)`` gets ``(id,
-Judgement.wire(), "")``, or ``(id, None, error)``. Pickle is safe here: both ends are
+in is the setup ``("setup", settings, service user)``, answered by READY; a worker
+started by root becomes the service user then, as the server does (it is started before
+the server drops its privileges, so that the interpreter need not be one the service
+user can run). Later setups (a reload) change the settings: ``authserv_id``,
+``policy`` (None: checks are off), ``nameservers`` and ``timeout`` for checks,
+``dkim_dir`` and ``seal_id`` for signatures. ``("check", id, ip, helo, mailfrom,
+message)`` gets ``(id, Judgement.wire(), "")``; ``("sign", id, envelope sender,
+message)`` gets ``(id, header fields, "")`` (b"" when the message is not to be signed);
+either gets ``(id, None, error)`` when it failed. Pickle is safe here: both ends are
 this program, over a private pipe. The worker exits when stdin closes, after answering
 what it was given.
 """
@@ -25,11 +31,14 @@ import os
 import pickle
 import signal
 import struct
+from pathlib import Path
 from typing import Any
 
-from daisymail.dns import from_config
+from daisymail.dns import Resolver, from_config
 from daisymail.mailauth.inbound import InboundCheck, Judgement
+from daisymail.mailauth.keystore import KeyStore
 from daisymail.mailauth.results import claims_own
+from daisymail.mailauth.signing import sign_message
 from daisymail.privileges import drop
 
 READY = "ready"
@@ -54,21 +63,46 @@ async def read_frame(reader: asyncio.StreamReader) -> Any:
         return None
 
 
+class _Settings:
+    """What a setup frame says, and what follows from it (a resolver, a key store),
+    rebuilt only where a reload changed it."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+        self.resolver: Resolver | None = None
+        self.keys: KeyStore | None = None
+
+    def update(self, values: dict[str, Any]) -> None:
+        old, self.values = self.values, values
+        dns = (values.get("nameservers"), values.get("timeout"))
+        if self.resolver is None or dns != (old.get("nameservers"), old.get("timeout")):
+            self.resolver = from_config(list(dns[0] or []), float(dns[1] or 5.0))
+        dkim_dir = values.get("dkim_dir")
+        if dkim_dir is None:
+            self.keys = None
+        elif self.keys is None or dkim_dir != old.get("dkim_dir"):
+            self.keys = KeyStore(Path(dkim_dir))
+
+
 async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> None:
     setup = await read_frame(reader)
     if setup is None or setup[0] != "setup":
         return
-    _tag, authserv_id, policy, nameservers, timeout, user = setup
+    _tag, values, user = setup
     if user is not None and os.geteuid() == 0:
         drop(user)  # started before the server dropped its privileges: drop them too
-    resolver = from_config(nameservers, timeout)
+    settings = _Settings()
+    settings.update(values)
     out.write(frame(READY))
     running: set[asyncio.Task[None]] = set()
 
     async def check(rid: int, ip: str, helo: str, mailfrom: str, message: bytes) -> None:
         try:
+            v = settings.values
+            authserv_id, resolver = v["authserv_id"], settings.resolver
+            assert resolver is not None and v.get("policy") is not None, "checks are off"
             c = InboundCheck(
-                resolver, authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=policy
+                resolver, authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=v["policy"]
             )
             c.feed(message)
             judged = Judgement.of(await c.verdict(), claims_own(c.fields, authserv_id))
@@ -76,12 +110,20 @@ async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> No
         except Exception as e:  # the server judges this one itself
             out.write(frame((rid, None, f"{type(e).__name__}: {e}")))
 
+    def sign(rid: int, sender: str, message: bytes) -> None:
+        try:
+            assert settings.keys is not None, "signing is off"
+            seal_id = settings.values.get("seal_id", "")
+            out.write(frame((rid, sign_message(settings.keys, message, sender, None, seal_id), "")))
+        except Exception as e:  # the server signs this one itself
+            out.write(frame((rid, None, f"{type(e).__name__}: {e}")))
+
     while (request := await read_frame(reader)) is not None:
-        if request[0] == "setup":  # a reload: checks from now on use the new settings
-            _tag, authserv_id, policy, servers, secs, _user = request
-            if (servers, secs) != (nameservers, timeout):
-                nameservers, timeout = servers, secs
-                resolver = from_config(nameservers, timeout)
+        if request[0] == "setup":  # a reload: requests from now on use the new settings
+            settings.update(request[1])
+            continue
+        if request[0] == "sign":  # pure CPU, no waiting: done before the next frame
+            sign(*request[1:])
             continue
         task = asyncio.create_task(check(*request[1:]))
         running.add(task)

@@ -1,10 +1,11 @@
-"""The server's side of the verdict workers (``worker.py``): a few child processes that
-judge port 25 mail off the event loop, so the checks use the other cores.
+"""The server's side of the mail-auth workers (``worker.py``): a few child processes
+that judge port 25 mail and sign outgoing mail off the event loop, so that work uses
+the other cores.
 
 The workers are started with the server, before it drops its privileges (each then
 becomes the service user itself), and live across reloads, which send them the new
 settings. A worker is used once it says it is ready; until then, and whenever one dies
-or fails a request, the caller judges the message itself. A dead worker is started
+or fails a request, the caller judges (or signs) the message itself. A dead worker is started
 again (by the server, as the service user) at most every ``RESTART_DELAY`` seconds.
 """
 
@@ -17,8 +18,11 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from daisymail.mailauth.inbound import InboundPolicy, Judgement
+from daisymail.mailauth.keystore import KeyStore
 from daisymail.mailauth.worker import READY, frame, read_frame
 from daisymail.observability import event
 from daisymail.privileges import ServiceUser
@@ -38,6 +42,20 @@ def default_count() -> int:
     return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
+def signer(
+    workers: VerdictWorkers, keys: KeyStore
+) -> Callable[[bytes, str], Awaitable[bytes | None]]:
+    """What the queue calls to have a message held in memory signed by a worker: b""
+    at once when no domain has a key; None when no worker could (sign it here)."""
+
+    async def sign(message: bytes, sender: str) -> bytes | None:
+        if keys.empty():
+            return b""
+        return await workers.sign(sender, message)
+
+    return sign
+
+
 class WorkerGone(Exception):
     """The worker died or could not judge the message."""
 
@@ -47,7 +65,7 @@ class _Worker:
         self.proc = proc
         self.ready = False
         self.alive = True
-        self.pending: dict[int, asyncio.Future[Judgement]] = {}
+        self.pending: dict[int, asyncio.Future[Any]] = {}
         self.reader: asyncio.Task[None] | None = None
 
     def send(self, obj: object) -> None:
@@ -62,14 +80,14 @@ class _Worker:
                     self.ready = True
                     event(log, "mailauth.worker.ready", pid=self.proc.pid)
                     continue
-                rid, judged, error = reply
+                rid, answer, error = reply
                 future = self.pending.pop(rid, None)
                 if future is None or future.done():
                     continue
-                if judged is None:
+                if answer is None:
                     future.set_exception(WorkerGone(error))
                 else:
-                    future.set_result(Judgement(*judged))
+                    future.set_result(answer)
         except Exception as e:  # a broken frame or pipe: the worker is of no more use
             event(log, "mailauth.worker.failed", logging.WARNING, error=f"{type(e).__name__}: {e}")
         finally:
@@ -88,7 +106,7 @@ class VerdictWorkers:
 
     def __init__(self, count: int) -> None:
         self.count = count
-        self.setup: tuple[object, ...] | None = None  # set by configure()
+        self.settings: dict[str, object] = {}  # set by configure() and configure_signing()
         self.answer_within = 60.0  # seconds; then the worker is taken for stuck
         self.user: ServiceUser | None = None
         self.workers: list[_Worker | None] = [None] * count
@@ -102,12 +120,27 @@ class VerdictWorkers:
         self, authserv_id: str, policy: InboundPolicy, nameservers: list[str], timeout: float
     ) -> None:
         """The settings of ``[verify]`` and ``[dns]``, at start and at each reload."""
-        self.setup = ("setup", authserv_id, policy, list(nameservers), timeout)
+        self.settings.update(
+            authserv_id=authserv_id, policy=policy, nameservers=list(nameservers), timeout=timeout
+        )
         self.answer_within = max(1.0, ANSWER_LOOKUPS * timeout)
+        self._send_setup()
+
+    def configure_signing(self, dkim_dir: str, seal_id: str) -> None:
+        """Where the DKIM keys are, and the authserv-id that ARC seals of forwards name."""
+        self.settings.update(dkim_dir=dkim_dir, seal_id=seal_id)
+        self._send_setup()
+
+    @property
+    def setup(self) -> tuple[object, ...] | None:
+        """The setup frame; None until something is configured."""
+        return ("setup", dict(self.settings), self.user) if self.settings else None
+
+    def _send_setup(self) -> None:
         for w in self.workers:
-            if w is not None and w.alive:
+            if w is not None and w.alive and self.setup is not None:
                 with contextlib.suppress(OSError, RuntimeError):
-                    w.send((*self.setup, self.user))
+                    w.send(self.setup)
 
     async def start(self, user: ServiceUser | None) -> None:
         """Start every worker now (once configured), while the server may still be
@@ -121,18 +154,33 @@ class VerdictWorkers:
 
     async def judge(self, ip: str, helo: str, mailfrom: str, message: bytes) -> Judgement | None:
         """The judgement of a worker; None when none is ready (judge it here)."""
+        answer = await self._ask("check", ip, helo, mailfrom, message)
+        return None if answer is None else Judgement(*answer)
+
+    async def sign(self, sender: str, message: bytes) -> bytes | None:
+        """The DKIM-Signature (and ARC) fields a worker made for a message (b"": not
+        signed); None when none is ready (sign it here)."""
+        answer = await self._ask("sign", sender, message)
+        return answer if answer is None else bytes(answer)
+
+    async def _ask(self, verb: str, *args: object) -> Any:
+        """A worker's answer to one request; None when there is none (do it here)."""
+        if verb == "sign" and "dkim_dir" not in self.settings:
+            return None
+        if verb == "check" and self.settings.get("policy") is None:
+            return None
         worker = self._pick()
         if worker is None:
             return None
         rid = next(self._ids)
-        future: asyncio.Future[Judgement] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         worker.pending[rid] = future
         try:
-            worker.send(("check", rid, ip, helo, mailfrom, message))
+            worker.send((verb, rid, *args))
             return await asyncio.wait_for(future, self.answer_within)
         except TimeoutError:
             # Far longer than any check's DNS lookups can take: the worker is stuck.
-            # It is killed (and started again); this message is judged here.
+            # It is killed (and started again); this message is judged (or signed) here.
             event(
                 log,
                 "mailauth.worker.stuck",
@@ -156,7 +204,7 @@ class VerdictWorkers:
             w = self.workers[i]
             if w is not None and w.ready and w.alive:
                 return w
-            if (w is None or not w.alive) and not self.closed and self.setup is not None:
+            if (w is None or not w.alive) and not self.closed and self.settings:
                 self._start(i)
         return None
 
@@ -183,7 +231,7 @@ class VerdictWorkers:
             return
         worker = _Worker(proc)
         assert self.setup is not None
-        worker.send((*self.setup, self.user))
+        worker.send(self.setup)
         worker.reader = asyncio.get_running_loop().create_task(worker.read_replies())
         self.workers[i] = worker
         event(log, "mailauth.worker.started", pid=proc.pid)

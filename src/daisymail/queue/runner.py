@@ -54,6 +54,10 @@ Deliver = Callable[
 Sign = Callable[[Iterable[bytes], str], bytes]
 """(message chunks, envelope sender) -> header fields to put in front; b"" for none."""
 
+SignElsewhere = Callable[[bytes, str], Awaitable[bytes | None]]
+"""(whole message, envelope sender) -> the same fields made by another process; None
+when none could (the message is then signed here, in a thread)."""
+
 
 def _notices_due(
     msg: QueuedMessage, cfg: QueueConfig, now: float
@@ -65,6 +69,13 @@ def _notices_due(
         ("delayed", [r for r in msg.pending if delay_notice_due(msg, r, now, cfg.delay_warning)]),
     ]
     return [(action, rcpts) for action, rcpts in due if rcpts]
+
+
+def _log_signed(body: Body, by: str) -> Body:
+    """One line per signed attempt, saying which process signed (worker or server)."""
+    if body.prefix:
+        event(log, "queue.signed", id=remote.current_id.get(), by=by)
+    return body
 
 
 def backoff(attempts: int, schedule: Sequence[int]) -> int:
@@ -98,10 +109,12 @@ class Runner:
         deliver: Deliver = _deliver_default,
         listeners: Sequence[tuple[str, int]] = (),
         sign: Sign | None = None,
+        sign_elsewhere: SignElsewhere | None = None,
         resolver: Resolver | None = None,
     ) -> None:
         """listeners: our own SMTP addresses, so that mail routed back to us bounces;
-        sign: the header fields (DKIM-Signature) a message gets as it leaves."""
+        sign: the header fields (DKIM-Signature) a message gets as it leaves;
+        sign_elsewhere: the same for a message held in memory, by the mail-auth workers."""
         self.queue = queue
         self.settings = settings
         self.injector = injector
@@ -110,6 +123,7 @@ class Runner:
         self.deliver = deliver
         self.listeners = tuple(listeners)
         self.sign = sign
+        self.sign_elsewhere = sign_elsewhere
         self.resolver = resolver  # for MX lookups ([dns]); None: the system resolver
         self._wake = asyncio.Event()
         self._due: dict[str, float] = {}
@@ -233,11 +247,25 @@ class Runner:
         self._due[msg_id] = msg.next_attempt
         await self._save(msg)
 
-    def _body(self, path: str, sender: str) -> Body:
-        """The message as it leaves: scanned, and signed when a signer is set (blocking)."""
-        body = Body.scan(path)
+    async def _body(self, path: str, sender: str) -> Body:
+        """The message as it leaves: scanned, and signed when a signer is set: by a
+        worker process when the message is held in memory and one is ready, else in a
+        thread (with the scan, in one trip)."""
         if self.sign is None:
-            return body
+            return await asyncio.to_thread(Body.scan, path)
+        if self.sign_elsewhere is None:
+            body = await asyncio.to_thread(lambda: self._signed(Body.scan(path), sender))
+            return _log_signed(body, "server")
+        body = await asyncio.to_thread(Body.scan, path)
+        if body.data is not None:
+            prefix = await self.sign_elsewhere(body.data, sender)
+            if prefix is not None:
+                return _log_signed(body.with_prefix(prefix), "worker")
+        return _log_signed(await asyncio.to_thread(self._signed, body, sender), "server")
+
+    def _signed(self, body: Body, sender: str) -> Body:
+        """Blocking: the body with the fields ``sign`` makes for it in front."""
+        assert self.sign is not None
         return body.with_prefix(self.sign(body.chunks(), sender))
 
     async def process(self, msg: QueuedMessage) -> None:
@@ -245,7 +273,7 @@ class Runner:
         cfg = self.settings()
         path = self.queue.message_path(msg.id)
         try:
-            body: Body | None = await asyncio.to_thread(self._body, path, msg.sender)
+            body: Body | None = await self._body(path, msg.sender)
         except FileNotFoundError:
             body = None
         if body is None:
