@@ -32,6 +32,8 @@ import pytest
 import daisymail
 from tests.conftest import IN_CI, Daisy, free_port, require_tool
 from tests.dns_server import serve as serve_dns
+from tests.integration.smtp_sink import Sink
+from tests.integration.test_queue_delivery import configure
 
 SERVICE = "daisyt-svc"
 OWNER = "daisyt-bob"
@@ -267,6 +269,45 @@ def test_serving_a_legacy_spool_as_a_service_user(runtime: Runtime) -> None:
         _stop(proc)
         dns.stop()
     assert "Traceback" not in daisy.logs(), daisy.logs()
+
+
+def test_outgoing_mail_is_signed_by_a_worker_running_as_the_service_user(
+    runtime: Runtime,
+) -> None:
+    """The DKIM keys are made by root (mode 600, given to the data folder's owner); the
+    worker that signs has dropped to the service user and must still read them."""
+    root = runtime.base / "signing"
+    daisy = Daisy(root)
+    daisy.init()
+    daisy.config.write_text(daisy.config.read_text().replace('user = ""', f'user = "{SERVICE}"', 1))
+    sink = Sink()
+    configure(daisy, sink.port)
+    daisy.set_config("[verify]", "workers", "1")
+    subprocess.run(["chown", "-R", f"{SERVICE}:", str(root)], check=True)
+    daisy.cli("dkim", "keygen", "example.test")
+    keys = [p for p in (root / "dkim").rglob("*") if p.is_file() and p.suffix == ".pem"]
+    assert keys and all(p.stat().st_mode & 0o777 == 0o600 for p in keys)
+    proc = _serve(runtime, daisy)
+    try:
+        _wait_for_ports(daisy, proc)
+        deadline = time.monotonic() + 20
+        while "mailauth.worker.ready" not in daisy.logs():
+            assert time.monotonic() < deadline, daisy.logs()
+            time.sleep(0.1)
+        pid = int(daisy.logs().split("mailauth.worker.ready pid=")[1].split()[0])
+        assert _uid_of(pid) == pwd.getpwnam(SERVICE).pw_uid
+        with smtplib.SMTP("127.0.0.1", daisy.ports["smtp"], timeout=20) as s:
+            s.sendmail("demo@example.test", ["friend@remote.test"], b"Subject: s\r\n\r\nsigned\r\n")
+        deadline = time.monotonic() + 20
+        while not sink.messages:
+            assert time.monotonic() < deadline, daisy.logs()
+            time.sleep(0.05)
+        assert sink.messages[0][2].count(b"DKIM-Signature:") == 2
+        assert "queue.signed" in daisy.logs() and "by=worker" in daisy.logs(), daisy.logs()
+    finally:
+        _stop(proc)
+        sink.stop()
+    assert "Traceback" not in daisy.logs() and "key_unreadable" not in daisy.logs(), daisy.logs()
 
 
 def test_refuses_a_service_user_that_cannot_read_daisy(runtime: Runtime) -> None:
