@@ -91,6 +91,8 @@ class Queue:
     smarthost_user: str = ""
     smarthost_password: str = ""
     destination_concurrency: int = 5
+    # Seconds an SMTP connection waits open for the next message to its destination.
+    idle_connection_seconds: float = 2.0
     tls_required_domains: list[str] = field(default_factory=list)
     routes: dict[str, str] = field(default_factory=dict)
 
@@ -283,6 +285,7 @@ _MINIMUMS: tuple[tuple[str, float, str], ...] = (
     ("auth.cache_ttl", 0, "seconds a good login is remembered; 0 turns the cache off"),
     ("queue.lifetime", 1, "seconds before an undeliverable message is bounced"),
     ("queue.destination_concurrency", 1, "0 would never send anything"),
+    ("queue.idle_connection_seconds", 0, "seconds; 0 = a new connection for every message"),
     ("queue.delay_warning", 0, "seconds; 0 = never"),
     ("pop3.expire_days", 0, "0 = never"),
     ("pop3.login_delay", 0, "0 = not announced"),

@@ -58,6 +58,7 @@ smarthost = ""                   # "host:port" to send everything through (587: 
 smarthost_user = ""              # AUTH at the smarthost
 smarthost_password = ""
 destination_concurrency = 5      # connections at once to one destination
+idle_connection_seconds = 2      # a connection stays open this long for the next message
 tls_required_domains = []        # no plaintext fallback when STARTTLS fails for these
 [queue.routes]                   # static routes: "example.net" = "127.0.0.1:2526"
 

@@ -30,6 +30,9 @@ class Sink:
         self.rcpt_lines: list[str] = []
         self._loop = asyncio.new_event_loop()
         self._server: asyncio.Server | None = None
+        self._sessions: set[asyncio.Task[object]] = set()
+        self.connections = 0
+        self.quits = 0
         ready = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(ready,), daemon=True)
         self._thread.start()
@@ -48,6 +51,11 @@ class Sink:
         self._loop.run_forever()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._sessions.add(task)
+        task.add_done_callback(self._sessions.discard)
+        self.connections += 1
         writer.write(b"220 sink.test ESMTP\r\n")
         sender, rcpts = "", []
         try:
@@ -86,6 +94,7 @@ class Sink:
                         self.messages.append((sender, rcpts, bytes(data)))
                     writer.write(self.data_reply + b"\r\n")
                 elif verb == "QUIT":
+                    self.quits += 1
                     writer.write(b"221 2.0.0 Bye\r\n")
                     await writer.drain()
                     break
@@ -95,10 +104,27 @@ class Sink:
         finally:
             writer.close()
 
+    def hang_up(self) -> None:
+        """Close every open session without a word, as a server that times out idle
+        clients does."""
+
+        async def close() -> None:
+            for task in list(self._sessions):
+                task.cancel()
+            if self._sessions:
+                await asyncio.wait(set(self._sessions), timeout=5)
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)
+
     def stop(self) -> None:
         async def close() -> None:
             if self._server is not None:
                 self._server.close()
+            for task in list(self._sessions):  # sessions a client keeps open
+                task.cancel()
+            if self._sessions:
+                await asyncio.wait(set(self._sessions), timeout=5)
+            if self._server is not None:
                 await self._server.wait_closed()
 
         asyncio.run_coroutine_threadsafe(close(), self._loop).result(5)

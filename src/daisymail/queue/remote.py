@@ -32,6 +32,7 @@ from daisymail.config import Queue as QueueConfig
 from daisymail.config import parse_hostport
 from daisymail.dns import DnspythonResolver, NotFound, Resolver, TempFail
 from daisymail.observability import event
+from daisymail.queue.sessions import Session, SessionCache, quit_session
 from daisymail.queue.stream import CHUNK, Body, DotStuffer
 
 TlsMode = Literal["opportunistic", "starttls", "implicit"]
@@ -187,14 +188,21 @@ async def deliver(
     envid: str = "",
     ret: str = "",
     timeout: float = 60.0,
+    sessions: SessionCache | None = None,
+    keep_seconds: float = 0.0,
 ) -> dict[str, Outcome]:
-    """Try each hop until every recipient has a final answer or the hops run out."""
+    """Try each hop until every recipient has a final answer or the hops run out.
+
+    sessions: where a hop's open sessions wait for the next message (kept
+    ``keep_seconds``); None: one session per delivery."""
     outcomes: dict[str, Outcome] = {}
     todo = list(recipients)
     for hop in route.hops:
         if not todo:
             break
-        results = await _deliver_hop(hop, sender, todo, body, helo, envid, ret, timeout)
+        results = await _deliver_hop(
+            hop, sender, todo, body, helo, envid, ret, timeout, sessions, keep_seconds
+        )
         outcomes.update(results)
         todo = [r for r in todo if outcomes[r.address].kind == "temporary"]
     return outcomes
@@ -293,23 +301,33 @@ async def _deliver_hop(
     envid: str,
     ret: str,
     timeout: float,
+    sessions: SessionCache | None = None,
+    keep_seconds: float = 0.0,
 ) -> dict[str, Outcome]:
     name = hop.host
 
     def every(kind: Kind, status: str, text: str) -> dict[str, Outcome]:
         return {r.address: Outcome(kind, status, text, name) for r in recipients}
 
+    session = await sessions.take(hop) if sessions is not None else None
+    if session is None:
+        try:
+            client = await _connect(hop, helo, timeout)
+        except aiosmtplib.SMTPResponseException as e:
+            kind, status = _classify(e.code, e.message)
+            return every(kind, status, f"{e.code} {e.message}")
+        except (aiosmtplib.SMTPException, OSError) as e:
+            return every("temporary", "4.4.1", f"cannot connect to {hop.host}:{hop.port}: {e}")
+        session = Session(client, 0.0) if sessions is None else sessions.new(client)
+    else:
+        client = session.client
+    clean = False
     try:
-        client = await _connect(hop, helo, timeout)
-    except aiosmtplib.SMTPResponseException as e:
-        kind, status = _classify(e.code, e.message)
-        return every(kind, status, f"{e.code} {e.message}")
-    except (aiosmtplib.SMTPException, OSError) as e:
-        return every("temporary", "4.4.1", f"cannot connect to {hop.host}:{hop.port}: {e}")
-    try:
-        if hop.username:
+        if hop.username and session.uses == 0:
             await client.login(hop.username, hop.password)
-        return await _transaction(client, sender, recipients, body, envid, ret, name, timeout)
+        results = await _transaction(client, sender, recipients, body, envid, ret, name, timeout)
+        clean = True
+        return results
     except aiosmtplib.SMTPResponseException as e:
         kind, status = _classify(e.code, e.message)
         if hop.username and e.code in (530, 534, 535, 538):
@@ -318,11 +336,10 @@ async def _deliver_hop(
     except (aiosmtplib.SMTPException, OSError) as e:
         return every("temporary", "4.4.2", f"connection to {hop.host} failed: {e}")
     finally:
-        if client.is_connected:
-            try:
-                await client.quit()
-            except (aiosmtplib.SMTPException, OSError):
-                client.close()
+        if clean and sessions is not None:
+            sessions.give(hop, session, keep_seconds)
+        elif client.is_connected:
+            await quit_session(client)
 
 
 async def _transaction(

@@ -30,6 +30,7 @@ from daisymail.queue.bounce import (
     success_notice_due,
 )
 from daisymail.queue.loops import without_self
+from daisymail.queue.sessions import SessionCache
 from daisymail.queue.spool import (
     CorruptEntry,
     Queue,
@@ -85,18 +86,6 @@ def backoff(attempts: int, schedule: Sequence[int]) -> int:
     return schedule[min(max(attempts, 1), len(schedule)) - 1]
 
 
-async def _deliver_default(
-    route: remote.Route,
-    sender: str,
-    rcpts: Sequence[remote.Outgoing],
-    body: Body,
-    helo: str,
-    envid: str,
-    ret: str,
-) -> dict[str, remote.Outcome]:
-    return await remote.deliver(route, sender, rcpts, body, helo=helo, envid=envid, ret=ret)
-
-
 class Runner:
     def __init__(
         self,
@@ -106,7 +95,7 @@ class Runner:
         hostname: str,
         *,
         clock: Callable[[], float] = time.time,
-        deliver: Deliver = _deliver_default,
+        deliver: Deliver | None = None,
         listeners: Sequence[tuple[str, int]] = (),
         sign: Sign | None = None,
         sign_elsewhere: SignElsewhere | None = None,
@@ -120,7 +109,8 @@ class Runner:
         self.injector = injector
         self.hostname = hostname
         self.clock = clock
-        self.deliver = deliver
+        self.sessions = SessionCache()
+        self.deliver = deliver or self._deliver_remote
         self.listeners = tuple(listeners)
         self.sign = sign
         self.sign_elsewhere = sign_elsewhere
@@ -148,6 +138,7 @@ class Runner:
                 await self._scan()
             except Exception:
                 log.exception("queue.scan_failed")
+            self.sessions.expire()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), SCAN_INTERVAL)
 
@@ -158,6 +149,31 @@ class Runner:
             task.cancel()
         if self._tasks:
             await asyncio.wait(self._tasks, timeout=5)
+        await self.sessions.close()
+
+    async def _deliver_remote(
+        self,
+        route: remote.Route,
+        sender: str,
+        rcpts: Sequence[remote.Outgoing],
+        body: Body,
+        helo: str,
+        envid: str,
+        ret: str,
+    ) -> dict[str, remote.Outcome]:
+        """Over SMTP, reusing the sessions earlier deliveries to the hop left open."""
+        keep = self.settings().idle_connection_seconds
+        return await remote.deliver(
+            route,
+            sender,
+            rcpts,
+            body,
+            helo=helo,
+            envid=envid,
+            ret=ret,
+            sessions=self.sessions,
+            keep_seconds=keep,
+        )
 
     async def _scan(self) -> None:
         """Start the attempts now due; the directory work happens in a worker thread."""
