@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import re
+import shutil
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -369,3 +372,33 @@ def test_key_without_metadata_still_signs(tmp_path: Path) -> None:
     ks.generate("example.com", "s", "ed25519")
     (tmp_path / "dkim" / "example.com" / "s.json").write_text("not json")
     assert [k.selector for k in ks.signing_keys("example.com")] == ["s"]
+
+
+def _age(path: Path, seconds: float = 60.0) -> None:
+    """Move a folder's modification time into the past, past the store's SETTLED."""
+    then = time.time() - seconds
+    os.utime(path, (then, then))
+
+
+def test_kept_answers_follow_changes_to_the_key_folders(tmp_path: Path) -> None:
+    """empty() and a domain's key list are kept while their folder is unchanged (they
+    are asked for every outgoing message): adding a domain, a key, or removing them
+    must show at once."""
+    keys = KeyStore(tmp_path / "dkim")
+    assert keys.empty()
+    (tmp_path / "dkim").mkdir()
+    _age(tmp_path / "dkim")
+    assert keys.empty() and keys.empty()  # the second from what was kept
+    keys.generate("example.net", "s1", "rsa")
+    assert not keys.empty()
+    _age(tmp_path / "dkim")
+    _age(tmp_path / "dkim" / "example.net")
+    assert not keys.empty()
+    assert [k.selector for k in keys.signing_keys("example.net")] == ["s1"]
+    keys.generate("example.net", "s2", "ed25519")
+    assert sorted(k.selector for k in keys.signing_keys("example.net")) == ["s1", "s2"]
+    _age(tmp_path / "dkim" / "example.net")
+    assert sorted(k.selector for k in keys.signing_keys("example.net")) == ["s1", "s2"]
+    shutil.rmtree(tmp_path / "dkim" / "example.net")
+    assert keys.empty()
+    assert keys.signing_keys("example.net") == []

@@ -24,9 +24,9 @@ from daisymail.mailauth.dkim import PrivateKey, SigningKey, public_key_record
 ALGORITHMS = ("rsa", "ed25519")
 RSA_BITS = 2048
 _DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)*[a-z0-9-]{1,63}$")
+_SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 SETTLED = 2.0
 """Seconds after which a key folder's modification time is trusted to show a change."""
-_SELECTOR = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class KeyStoreError(Exception):
@@ -58,6 +58,7 @@ class KeyStore:
         self.root = root
         self._loaded: dict[Path, tuple[float, PrivateKey]] = {}
         self._listed: dict[str, tuple[int, list[tuple[str, str, float, float, Path]]]] = {}
+        self._empty: tuple[int, bool] | None = None
 
     def _pem(self, domain: str, selector: str, algorithm: str) -> Path:
         return self.root / domain / f"{selector}.{algorithm}.pem"
@@ -93,12 +94,22 @@ class KeyStore:
 
     def empty(self) -> bool:
         """No domain has a key folder: nothing to sign (one directory read, stopped at
-        the first folder, whatever the number of domains)."""
+        the first folder, whatever the number of domains).
+
+        Asked for every outgoing message, so the answer is kept while the store's
+        folder is unchanged (adding or removing a domain's folder changes it), as in
+        ``_raw``."""
         try:
+            st = os.stat(self.root)
+            if self._empty is not None and self._empty[0] == st.st_mtime_ns:
+                return self._empty[1]
             with os.scandir(self.root) as entries:
-                return not any(e.is_dir() for e in entries)
+                empty = not any(e.is_dir() for e in entries)
         except OSError:
             return True
+        if time.time() - st.st_mtime > SETTLED:
+            self._empty = (st.st_mtime_ns, empty)
+        return empty
 
     def domains(self) -> list[str]:
         if not self.root.is_dir():
