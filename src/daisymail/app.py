@@ -1,9 +1,10 @@
-"""Builds the parts from the config, runs the listeners, stops and reloads on signals.
+"""Builds the parts from the config, runs the listeners, stops them and reloads them.
 
 The only module that chooses implementations: the directory backend, the mailbox
-store, TLS. SIGTERM/SIGINT stop accepting, give sessions in flight a grace period to
-finish, then close them. SIGHUP re-reads the config (settings for new sessions) and
-the certificates (daisymail.reload).
+store, TLS. stop() stops accepting, gives sessions in flight a grace period to finish,
+then closes them; reload() applies a re-read config (settings for new sessions) and
+the certificates (daisymail.reload). The process around it (event loop, signals, data
+folders, privileges) is daisymail.process.
 """
 
 from __future__ import annotations
@@ -12,11 +13,8 @@ import asyncio
 import contextlib
 import logging
 import os
-import signal
 import ssl
 import time
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,24 +33,14 @@ from daisymail.limits import ConnectionLimiter, raise_open_files
 from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.mailauth.workers import VerdictWorkers, default_count, signer
-from daisymail.observability import event, setup_logging
+from daisymail.observability import event
 from daisymail.pop3 import protocol as pop3_protocol
 from daisymail.pop3.server import Pop3Service, is_loopback
-from daisymail.privileges import (
-    PrivilegeError,
-    ServiceUser,
-    check_readable,
-    drop,
-    make_dirs,
-    preload,
-    service_user,
-)
 from daisymail.queue.runner import Runner
 from daisymail.queue.spool import Queue
 from daisymail.quota import Quotas, parse_size
 from daisymail.reload import log_srs_off, mail_auth_for, spam_filter_for
 from daisymail.reload import reload as reload_config
-from daisymail.sdnotify import notify
 from daisymail.smtp import protocol as smtp_protocol
 from daisymail.smtp.inbound import InboundPolicy
 from daisymail.smtp.server import SmtpService
@@ -69,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("daisymail")
 GRACE_SECONDS = 20.0
-WORKER_THREADS = 64
 
 
 class StartupError(Exception):
@@ -456,93 +443,3 @@ class App:
 def intake_dir(cfg: Config) -> str:
     """The intake journal lives on the mail filesystem, next to the copies it covers."""
     return os.path.join(cfg.path(cfg.storage.mail_dir), ".intake")
-
-
-def prepare_dirs(cfg: Config, user: ServiceUser | None) -> None:
-    """The data folders exist (missing ones made for the service user) and it may write."""
-    c = cfg
-    queue = Queue(str(c.path(c.queue.dir)))
-    folders = [str(c.path(c.storage.mail_dir)), str(c.path(c.storage.spool_dir)), queue.directory]
-    folders.append(intake_dir(c))
-    try:
-        make_dirs([*folders, queue.msg_dir, queue.env_dir], user)
-    except PrivilegeError as e:
-        raise StartupError(str(e)) from None
-
-
-def drop_privileges(user: ServiceUser | None) -> None:
-    """When root, become the service user: after binding the ports, before any session.
-
-    What a session imports lazily is imported first, and a user that could not read
-    Daisy's code or Python's library afterwards is refused with the path it cannot read.
-    """
-    if user is None:
-        return
-    preload()
-    try:
-        check_readable(user)
-    except PrivilegeError as e:
-        raise StartupError(str(e)) from None
-    drop(user)
-    event(log, "privileges.dropped", user=user.name, uid=user.uid, groups=list(user.groups))
-
-
-async def serve(cfg: Config, config_path: str | None) -> None:
-    loop = asyncio.get_running_loop()
-    # Deliveries wait on fsync in worker threads; enough of them lets the group commit
-    # of directory fsyncs batch many concurrent sessions (the default is cores + 4).
-    loop.set_default_executor(ThreadPoolExecutor(max_workers=WORKER_THREADS))
-    try:
-        user = service_user(cfg.user)
-    except PrivilegeError as e:
-        raise StartupError(str(e)) from None
-    app = App.build(cfg, config_path)
-    # Signals are taken from before the ports are bound: a client (or a test, or an
-    # admin's script) may see a port answer and send SIGHUP at once, and the default
-    # action would kill the server. A reload asked for while starting runs once started.
-    stop = asyncio.Event()
-    reload_asked = asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    loop.add_signal_handler(signal.SIGHUP, reload_asked.set)
-    prepare_dirs(cfg, user)
-    await app.start()
-    if app.verdict_workers is not None:
-        await app.verdict_workers.start(user)  # as root: each becomes the user itself
-    drop_privileges(user)
-    await app.serve_sessions()
-    loop.add_signal_handler(signal.SIGHUP, app.reload)
-    if reload_asked.is_set():
-        app.reload()
-    event(log, "started", hostname=cfg.hostname, config=cfg.source, pid=os.getpid())
-    notify("READY=1")
-    await stop.wait()
-    notify("STOPPING=1")
-    await app.stop()
-    event(log, "stopped")
-
-
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when it is installed (less CPU per event than the stdlib loop)."""
-    if os.environ.get("DAISYMAIL_LOOP") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
-def run(cfg: Config, config_path: str | None) -> int:
-    setup_logging(cfg.log.level)
-    try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(cfg, config_path))
-    except StartupError as e:
-        event(log, "startup.failed", logging.ERROR, error=str(e))
-        return 1
-    except KeyboardInterrupt:
-        pass
-    with contextlib.suppress(Exception):
-        logging.shutdown()
-    return 0

@@ -20,6 +20,7 @@ from tests.conftest import Daisy, run_cli
 # What only the server needs: an admin command that imports these pays for them each call.
 SERVER_ONLY = (
     "daisymail.app",
+    "daisymail.process",
     "daisymail.smtp.server",
     "daisymail.pop3.server",
     "daisymail.queue.runner",

@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from daisymail.store.listing_cache import SETTLE_SECONDS
-from daisymail.store.maildir import add_message, write_uidlist
+from daisymail.store.maildir import write_uidlist
+from daisymail.store.maildir_write import add_message
 from tests.conftest import Daisy
 
 USER, PASSWORD = "demo@example.test", "demo-pw"

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from daisymail.store import intake
 from daisymail.store.intake import IntakeJournal, decode_all, replay
-from daisymail.store.maildir import MaildirWriter, ensure_maildir
+from daisymail.store.maildir import ensure_maildir
+from daisymail.store.maildir_write import MaildirWriter
 from tests.conftest import Daisy
 from tests.reliability.conftest import check_tagged, maildir_files, report, scale, tagged_message
 
@@ -134,7 +135,8 @@ def test_segments_are_dropped_once_their_copies_are_flushed(tmp_path: Path) -> N
 WORKER = """
 import sys
 from daisymail.store.intake import IntakeJournal
-from daisymail.store.maildir import MaildirWriter, ensure_maildir
+from daisymail.store.maildir import ensure_maildir
+from daisymail.store.maildir_write import MaildirWriter
 from tests.reliability.conftest import tagged_message
 
 box, jdir, stall = sys.argv[1], sys.argv[2], sys.argv[3] == "1"

@@ -10,7 +10,7 @@ import pytest
 
 from daisymail.directory.model import AddressRule, Domain, Login, Mailbox
 from daisymail.directory.sql import SqlDirectory
-from daisymail.store import convert, maildir
+from daisymail.store import convert, maildir, maildir_write
 from daisymail.store.base import Delivery, MailboxInUse, MaildropView, ViewOptions
 from daisymail.store.convert import ConversionError, convert_mailbox
 from daisymail.store.files import FileStore
@@ -257,7 +257,7 @@ def test_mbox_path_cannot_end_in_a_slash(env: Env) -> None:
 def test_crash_mid_way_leaves_old_mailbox_and_record(
     env: Env, b1: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real = maildir.add_message
+    real = maildir_write.add_message
     calls = []
 
     def failing(*args: object, **kw: object) -> str:
@@ -266,7 +266,7 @@ def test_crash_mid_way_leaves_old_mailbox_and_record(
             raise OSError(28, "No space left on device")
         return real(*args, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(maildir, "add_message", failing)
+    monkeypatch.setattr(maildir_write, "add_message", failing)
     before = env.box()
     with pytest.raises(OSError, match="No space"):
         env.convert("maildir")
@@ -276,7 +276,7 @@ def test_crash_mid_way_leaves_old_mailbox_and_record(
     assert {p.name for p in b1.parent.iterdir()} == {"jsmith", ".jsmith.daisymail-pop3"}
     # the session lock is free again: POP3 and a new conversion work
     assert [u for u, _ in env.seen()] == B1_MD5
-    monkeypatch.setattr(maildir, "add_message", real)
+    monkeypatch.setattr(maildir_write, "add_message", real)
     env.convert("maildir")
     assert [u for u, _ in env.seen()] == B1_MD5
 

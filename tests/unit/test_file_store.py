@@ -15,7 +15,7 @@ import pytest
 from daisymail.directory.model import Mailbox
 from daisymail.store import durable, files, mbox
 from daisymail.store.base import Delivery, StorageError, ViewOptions
-from daisymail.store.maildir import MaildirView
+from daisymail.store.maildir_view import MaildirView
 
 NOW = 1073296800.0  # Mon Jan  5 10:00:00 2004 UTC
 

@@ -16,7 +16,8 @@ from daisymail.imap.protocol import UID_COMMANDS, Execute, State
 from daisymail.imap.responses import internal_date
 from daisymail.store.imap_folders import AccountFolders
 from daisymail.store.imap_state import FileMailboxState
-from daisymail.store.maildir import add_message, ensure_maildir
+from daisymail.store.maildir import ensure_maildir
+from daisymail.store.maildir_write import add_message
 
 MESSAGES = [
     b"From: Ann <ann@a.test>\nTo: bob@b.test\nSubject: Lunch plans\n"

@@ -17,7 +17,7 @@ from daisymail.store.imap_folders import (
     name_with_flags,
 )
 from daisymail.store.imap_state import STATE_NAME, FileMailboxState
-from daisymail.store.maildir import MaildirView
+from daisymail.store.maildir_view import MaildirView
 
 
 def deliver(tmp_path: Path, root: Path, subject: str) -> None:

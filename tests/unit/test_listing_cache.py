@@ -11,12 +11,9 @@ import pytest
 
 from daisymail.store.base import MailboxInUse
 from daisymail.store.listing_cache import LISTINGS, SETTLE_SECONDS, StampedCache
-from daisymail.store.maildir import (
-    MaildirView,
-    NotCached,
-    add_message,
-    ensure_maildir,
-)
+from daisymail.store.maildir import ensure_maildir
+from daisymail.store.maildir_view import MaildirView, NotCached
+from daisymail.store.maildir_write import add_message
 
 
 def later(seconds: float) -> int:

@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daisymail.store import maildir
+from daisymail.store import maildir, maildir_view, maildir_write
 from daisymail.store.base import Delivery, MailboxInUse, StorageError
 
 UNIQUE = re.compile(r"(\d+)\.M(\d{1,6})P(\d+)Q(\d+)\.(.+)")
@@ -93,7 +93,7 @@ def test_deliver_writes_prefix_and_source_into_new(
     monkeypatch.setattr(maildir, "CHUNK_SIZE", 3)
     md = tmp_path / "mail" / "alice"
     body = b"Subject: hi\n\nFrom here\r\nline\n"
-    created = maildir.deliver_maildirs([str(md) + "/"], _delivery(tmp_path, body))
+    created = maildir_write.deliver_maildirs([str(md) + "/"], _delivery(tmp_path, body))
     (only,) = _new_files(md)
     assert created == [str(only)]
     content = b"Return-Path: <s@x>\n" + body
@@ -112,17 +112,17 @@ def test_deliver_syncs_the_file_and_every_new_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     synced: list[str] = []
-    monkeypatch.setattr(maildir, "sync_dir", synced.append)
+    monkeypatch.setattr(maildir_write, "sync_dir", synced.append)
     mds = [str(tmp_path / "a"), str(tmp_path / "b")]
     for md in mds:
         maildir.ensure_maildir(md)
-    maildir.deliver_maildirs(mds, _delivery(tmp_path, b"x\n"))
+    maildir_write.deliver_maildirs(mds, _delivery(tmp_path, b"x\n"))
     assert synced == [os.path.join(md, "new") for md in mds]
 
 
 def test_copies_on_one_filesystem_are_hard_links(tmp_path: Path) -> None:
     mds = [tmp_path / n for n in ("a", "b", "c")]
-    maildir.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
+    maildir_write.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
     files = [_new_files(m)[0] for m in mds]
     inodes = {f.stat().st_ino for f in files}
     assert len(inodes) == 1
@@ -140,7 +140,7 @@ def test_copy_when_links_are_impossible(tmp_path: Path, monkeypatch: pytest.Monk
 
     monkeypatch.setattr(os, "link", no_cross_link)
     mds = [tmp_path / "a", tmp_path / "b"]
-    maildir.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
+    maildir_write.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
     a, b = (_new_files(m)[0] for m in mds)
     assert a.name == b.name
     assert a.read_bytes() == b.read_bytes() == b"Return-Path: <s@x>\nx\n"
@@ -154,7 +154,9 @@ def test_real_cross_filesystem_copy(tmp_path: Path) -> None:
         pytest.skip("needs a second filesystem at /dev/shm")
     other = shm / f"daisymail-test-{os.getpid()}"
     try:
-        maildir.deliver_maildirs([str(tmp_path / "a"), str(other)], _delivery(tmp_path, b"x\n"))
+        maildir_write.deliver_maildirs(
+            [str(tmp_path / "a"), str(other)], _delivery(tmp_path, b"x\n")
+        )
         assert _new_files(other)[0].read_bytes() == _new_files(tmp_path / "a")[0].read_bytes()
     finally:
         for root, dirs, files in os.walk(other, topdown=False):
@@ -181,7 +183,7 @@ def test_failure_on_a_later_maildir_leaves_no_copy(
     monkeypatch.setattr(os, "link", failing_third)
     mds = [tmp_path / n for n in ("a", "b", "c")]
     with pytest.raises(StorageError, match="Input/output error"):
-        maildir.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
+        maildir_write.deliver_maildirs([str(m) for m in mds], _delivery(tmp_path, b"x\n"))
     for m in mds:
         assert _files(m) == []
 
@@ -189,7 +191,7 @@ def test_failure_on_a_later_maildir_leaves_no_copy(
 def test_unreadable_source_leaves_nothing(tmp_path: Path) -> None:
     gone = Delivery(source=str(tmp_path / "gone"), prefix=b"", sender="")
     with pytest.raises(StorageError):
-        maildir.deliver_maildirs([str(tmp_path / "a")], gone)
+        maildir_write.deliver_maildirs([str(tmp_path / "a")], gone)
     assert _files(tmp_path / "a") == []
 
 
@@ -203,7 +205,7 @@ def _put(md: Path, sub: str, name: str, content: bytes) -> None:
     (md / sub / name).write_bytes(content)
 
 
-def _lines(view: maildir.MaildirView, i: int) -> bytes:
+def _lines(view: maildir_view.MaildirView, i: int) -> bytes:
     return b"".join(view.lines(i))
 
 
@@ -214,7 +216,7 @@ def test_view_sizes_uidls_and_order(tmp_path: Path) -> None:
     _put(md, "new", "1000000003.M3P1Q1.h", b"c\n")
     _put(md, "cur", "999999999.M1P1Q1.h:2,", b"a")
     _put(md, "new", ".hidden", b"z\n")
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     try:
         assert [(m.size, m.uidl) for m in view.messages] == [
             (1, "999999999.M1P1Q1.h"),
@@ -232,13 +234,13 @@ def test_view_caches_the_pop3_size_in_the_name(tmp_path: Path) -> None:
     maildir.ensure_maildir(str(md))
     _put(md, "cur", "1.M1P1Q1.h,S=4:2,S", b"a\nb\n")
     _put(md, "new", "2.M1P1Q1.h", b"x\n")
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     view.close()
     assert sorted(os.listdir(md / "cur")) == ["1.M1P1Q1.h,S=4,W=6:2,S"]
     assert sorted(os.listdir(md / "new")) == ["2.M1P1Q1.h,W=3"]
     # The cached value is trusted from now on (the file is not read again).
     (md / "new" / "2.M1P1Q1.h,W=3").write_bytes(b"changed behind our back\n")
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     try:
         assert [m.size for m in view.messages] == [6, 3]
     finally:
@@ -247,14 +249,14 @@ def test_view_caches_the_pop3_size_in_the_name(tmp_path: Path) -> None:
 
 def test_uidls_are_stable_across_sessions_and_moves(tmp_path: Path) -> None:
     md = tmp_path / "box"
-    maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
-    maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"two\n"))
-    view = maildir.MaildirView(str(md))
+    maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
+    maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"two\n"))
+    view = maildir_view.MaildirView(str(md))
     first = list(view.messages)
     view.close()
     for f in _new_files(md):
         os.rename(f, md / "cur" / (f.name + ":2,S"))
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     try:
         assert list(view.messages) == first
         assert _lines(view, 1) == b"Return-Path: <s@x>\ntwo\n"
@@ -267,7 +269,7 @@ def test_odd_names_get_a_valid_uidl(tmp_path: Path) -> None:
     long_name = "9." + "x" * 80
     _put(md, "new", long_name, b"x\n")
     _put(md, "new", "8.with space", b"x\n")
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     try:
         assert [m.uidl for m in view.messages] == [
             hashlib.md5(b"8.with space").hexdigest(),
@@ -280,16 +282,16 @@ def test_odd_names_get_a_valid_uidl(tmp_path: Path) -> None:
 def test_commit_deletes_only_chosen_and_keeps_new_arrivals(tmp_path: Path) -> None:
     md = tmp_path / "box"
     for body in (b"one\n", b"two\n", b"three\n"):
-        maildir.deliver_maildirs([str(md)], _delivery(tmp_path, body))
-    view = maildir.MaildirView(str(md))
+        maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, body))
+    view = maildir_view.MaildirView(str(md))
     try:
         kept_uidl = view.messages[1].uidl
-        maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"arrived during session\n"))
+        maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"arrived during session\n"))
         assert len(view.messages) == 3
         view.commit({0, 2})
     finally:
         view.close()
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     try:
         assert len(view.messages) == 2
         assert view.messages[0].uidl == kept_uidl
@@ -301,9 +303,9 @@ def test_commit_deletes_only_chosen_and_keeps_new_arrivals(tmp_path: Path) -> No
 
 def test_close_without_commit_changes_nothing(tmp_path: Path) -> None:
     md = tmp_path / "box"
-    maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
+    maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
     before = _new_files(md)
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     view.close()
     view.close()
     assert _new_files(md) == before
@@ -311,9 +313,9 @@ def test_close_without_commit_changes_nothing(tmp_path: Path) -> None:
 
 def test_commit_follows_files_moved_by_other_readers(tmp_path: Path) -> None:
     md = tmp_path / "box"
-    maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
-    maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"two\n"))
-    view = maildir.MaildirView(str(md))
+    maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
+    maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"two\n"))
+    view = maildir_view.MaildirView(str(md))
     try:
         moved, gone = _new_files(md)
         os.rename(moved, md / "cur" / (moved.name + ":2,S"))
@@ -327,8 +329,8 @@ def test_commit_follows_files_moved_by_other_readers(tmp_path: Path) -> None:
 
 def test_reading_a_vanished_message_is_a_storage_error(tmp_path: Path) -> None:
     md = tmp_path / "box"
-    maildir.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
-    view = maildir.MaildirView(str(md))
+    maildir_write.deliver_maildirs([str(md)], _delivery(tmp_path, b"one\n"))
+    view = maildir_view.MaildirView(str(md))
     try:
         _new_files(md)[0].unlink()
         with pytest.raises(StorageError):
@@ -339,16 +341,16 @@ def test_reading_a_vanished_message_is_a_storage_error(tmp_path: Path) -> None:
 
 def test_second_view_is_refused_until_the_first_closes(tmp_path: Path) -> None:
     md = tmp_path / "box"
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     with pytest.raises(MailboxInUse):
-        maildir.MaildirView(str(md))
+        maildir_view.MaildirView(str(md))
     view.close()
-    maildir.MaildirView(str(md)).close()
-    assert (md / maildir.LOCK_NAME).exists()
+    maildir_view.MaildirView(str(md)).close()
+    assert (md / maildir_view.LOCK_NAME).exists()
 
 
 def test_view_of_a_missing_maildir_is_empty(tmp_path: Path) -> None:
-    view = maildir.MaildirView(str(tmp_path / "new-user"))
+    view = maildir_view.MaildirView(str(tmp_path / "new-user"))
     try:
         assert list(view.messages) == []
         view.commit(set())
@@ -365,6 +367,6 @@ def test_opening_a_view_removes_stale_tmp_files_only(tmp_path: Path) -> None:
     fresh.write_bytes(b"being written")
     old = time.time() - maildir.TMP_MAX_AGE - 60
     os.utime(stale, (old, old))
-    view = maildir.MaildirView(str(md))
+    view = maildir_view.MaildirView(str(md))
     view.close()
     assert sorted(p.name for p in (md / "tmp").iterdir()) == ["fresh"]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from daisymail.directory.model import Mailbox
-from daisymail.store import maildir as maildir_mod
+from daisymail.store import maildir_write
 from daisymail.store.base import StorageError
 from daisymail.store.files import FileStore
 
@@ -70,7 +70,7 @@ def test_large_messages_stream_to_their_file(tmp_path: Path) -> None:
     pending = store.open_delivery([Mailbox("a", "maildir")], PREFIX, "s@x")
     chunk = b"x" * 1023 + b"\n"
     total = PREFIX
-    while len(total) <= maildir_mod.MaildirWriter.BUFFER_LIMIT * 2:
+    while len(total) <= maildir_write.MaildirWriter.BUFFER_LIMIT * 2:
         pending.write(chunk)
         total += chunk
     (tmp,) = _tmp(tmp_path, "a")
@@ -90,9 +90,9 @@ def test_write_failure_then_abort_leaves_nothing(
     def full(fd: int, data: bytes) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(maildir_mod, "write_all", full)
+    monkeypatch.setattr(maildir_write, "write_all", full)
     with pytest.raises(OSError):
-        pending.write(b"m" * (maildir_mod.MaildirWriter.BUFFER_LIMIT + 1))
+        pending.write(b"m" * (maildir_write.MaildirWriter.BUFFER_LIMIT + 1))
     pending.abort()
     assert _tmp(tmp_path, "a") == []
     assert _new(tmp_path, "a") == []
@@ -132,7 +132,7 @@ def test_full_disk_at_commit_leaves_nothing(
 
     pending = FileStore(str(tmp_path)).open_delivery([Mailbox("a", "maildir")], PREFIX, "s@x")
     pending.write(b"Subject: x\n\nbody\n")
-    monkeypatch.setattr(maildir_mod, "write_all", full)
+    monkeypatch.setattr(maildir_write, "write_all", full)
     with pytest.raises(StorageError):
         pending.commit()
     assert _tmp(tmp_path, "a") == []

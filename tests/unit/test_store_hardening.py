@@ -15,7 +15,8 @@ from daisymail.pop3.protocol import ReadToEnd, format_message
 from daisymail.store.base import StorageError, ViewOptions
 from daisymail.store.lines import split_lines
 from daisymail.store.locking import MboxLock
-from daisymail.store.maildir import CHUNK_SIZE, MaildirView, ensure_maildir
+from daisymail.store.maildir import CHUNK_SIZE, ensure_maildir
+from daisymail.store.maildir_view import MaildirView
 from daisymail.store.mbox_view import open_mbox_view
 
 

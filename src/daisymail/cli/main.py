@@ -73,7 +73,7 @@ def cli(ctx: click.Context, config_path: str | None) -> None:
 @cli.command()
 def serve() -> None:
     """Run the server in the foreground (SMTP, submission, POP3) until SIGTERM."""
-    from daisymail.app import run
+    from daisymail.process import run
 
     st = state()
     code = run(st.config, st.config_path)

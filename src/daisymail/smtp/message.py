@@ -3,95 +3,52 @@
 The bytes of a message go to disk (a spool file, or straight into the mailboxes), or are
 held in memory while their verdict is pending; then the verdicts are asked for, quotas
 applied with the real size, and the message handed to daisymail.delivery, the one
-durable hand-off, with the notices that follow it. Every file operation runs in an I/O
-thread. The connection (smtp/server.py) owns one intake per session and feeds it the
-protocol's message events; it knows nothing of files, verdicts or quotas.
+durable hand-off, with the notices that follow it (the MessageNotices mixin,
+smtp/message_notices.py). Every file operation runs in an I/O thread. The connection
+(smtp/server.py) owns one intake per session and feeds it the protocol's message events;
+it knows nothing of files, verdicts or quotas.
 """
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from email.utils import formatdate
-from typing import Protocol
 
 from daisymail.delivery import (
-    Handoff,
-    Injector,
     Plan,
     Spool,
     enforce_quota,
     local_mailboxes,
     plan_delivery,
-    quota_failures,
-    quota_refusal,
     return_path,
-    send_dsn,
-    send_success_notice,
     success_notice_recipients,
 )
-from daisymail.directory.base import Directory
 from daisymail.directory.model import Mailbox, Snapshot
 from daisymail.filter.rspamd import Envelope as FilterEnvelope
-from daisymail.filter.rspamd import SpamFilter
 from daisymail.logins import resolve_login
 from daisymail.mailauth.inbound import InboundCheck
 from daisymail.mailauth.service import MailAuth, strip_own_results, strip_own_results_in
-from daisymail.mailauth.srs import SRSKeys
 from daisymail.observability import event
-from daisymail.queue.spool import QueuedMessage, QueuedRecipient, QueueError
-from daisymail.quota import Quotas, Verdict
+from daisymail.queue.spool import QueuedRecipient, QueueError
+from daisymail.quota import Verdict
 from daisymail.routing.recipients import Deliver
 from daisymail.routing.relay import relay_network_of
 from daisymail.smtp import filework
 from daisymail.smtp.filework import FileWork
+from daisymail.smtp.intake_parts import Service
+from daisymail.smtp.message_notices import HEADER_KEEP, MessageNotices
 from daisymail.smtp.protocol import Envelope, Reply, SessionInfo
 from daisymail.smtp.submission import prepare_header, rewrite_envelope_sender
 from daisymail.store.base import PendingDelivery, StorageError
 
 log = logging.getLogger("daisymail.smtp")
-HEADER_KEEP = 64 * 1024  # of each message, for the header a success DSN returns
 BLOCK_SIZE = 64 * 1024  # message bytes gathered before a write in an I/O thread
 
 
-class Service(Protocol):
-    """What intake reads of its listener (smtp/server.py ``SmtpService``), named here so
-    that this module does not depend on the one that drives it. Read live: a reload
-    replaces some of them."""
-
-    @property
-    def directory(self) -> Directory: ...
-    @property
-    def spool_dir(self) -> str: ...
-    @property
-    def hostname(self) -> str: ...
-    @property
-    def on_queued(self) -> Callable[[], None]: ...
-    @property
-    def submission(self) -> bool: ...
-    @property
-    def masquerade_envelope(self) -> Callable[[], bool]: ...
-    @property
-    def injector(self) -> Injector | None: ...
-    @property
-    def mail_auth(self) -> MailAuth | None: ...
-    @property
-    def spam_filter(self) -> SpamFilter | None: ...
-    @property
-    def relay_networks(self) -> Callable[[], Sequence[str]]: ...
-    @property
-    def srs(self) -> SRSKeys | None: ...
-    @property
-    def quotas(self) -> Quotas | None: ...
-    @property
-    def handoff(self) -> Handoff: ...
-
-
-class MessageIntake:
+class MessageIntake(MessageNotices):
     """The messages of one session, one at a time: what it receives, holds, stores."""
 
     def __init__(self, svc: Service, info: SessionInfo, tls_info: str | None) -> None:
@@ -403,89 +360,6 @@ class MessageIntake:
         if self.notice_rcpts:
             await self._success_notice(env, sender, msg_id)
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
-
-    # -- quotas ------------------------------------------------------------------------
-    # RCPT refuses a full mailbox (policy); here the real size decides (I/O thread). A
-    # message no mailbox has room for gets 452/552; if others took it, the recipients
-    # left out get a failure DSN, as one reply after DATA cannot refuse only some.
-    def _check_quota(
-        self, plan: Plan, source: str, sender: str, trace: bytes
-    ) -> tuple[dict[str, Verdict], bytes]:
-        size = len(return_path(sender)) + len(trace) + os.path.getsize(source)
-        refused = enforce_quota(plan, self.svc.quotas, size)
-        if not refused or plan.empty:
-            return refused, b""
-        with open(source, "rb") as f:  # the header, for the DSN
-            head = f.read(HEADER_KEEP)
-        end = head.find(b"\n\n")
-        return refused, head if end < 0 else head[: end + 1]
-
-    def _quota_refused(self, env: Envelope, msg_id: str, refused: dict[str, Verdict]) -> Reply:
-        code, text = quota_refusal(refused)
-        enhanced, _, words = text.partition(" ")
-        event(
-            log,
-            "smtp.message.over_quota",
-            sid=self.sid,
-            client=self.ip,
-            id=msg_id,
-            sender=env.sender or "<>",
-            mailboxes=",".join(refused),
-            reply=f"{code} {enhanced}",
-        )
-        return Reply(code, enhanced, (words,))
-
-    async def _quota_bounce(
-        self, env: Envelope, sender: str, msg_id: str, refused: dict[str, Verdict], header: bytes
-    ) -> None:
-        """A failure DSN (headers only) for the recipients whose mailbox had no room."""
-        failed = quota_failures(((r.address, r.target, r.params) for r in env.recipients), refused)
-        left_out = {
-            r.address
-            for r in env.recipients
-            if isinstance(r.target, Deliver) and r.target.mailbox in refused
-        }
-        self.notice_rcpts = [r for r in self.notice_rcpts if r.address not in left_out]
-        event(
-            log,
-            "smtp.rcpt.over_quota",
-            logging.WARNING,
-            sid=self.sid,
-            id=msg_id,
-            mailboxes=",".join(refused),
-            rcpts=",".join(sorted(left_out)),
-        )
-        if not sender or not failed or self.svc.injector is None:
-            return
-        envid = env.mail_params.get("ENVID", "")
-        msg = QueuedMessage(msg_id, sender, failed, time.time(), envid=envid, ret="HDRS")
-        injector, hostname = self.svc.injector, self.svc.hostname
-        try:
-            await self.io.run(send_dsn, injector, hostname, msg, failed, header, msg.created)
-        except (StorageError, QueueError, OSError) as e:
-            event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
-
-    async def _success_notice(self, env: Envelope, sender: str, msg_id: str) -> None:
-        """NOTIFY=SUCCESS for recipients stored here: a "delivered" DSN (RFC 3461 5.2.2).
-
-        Best effort: the message itself is safe whatever happens to its notice."""
-        rcpts = self.notice_rcpts
-        if not sender or self.svc.injector is None:
-            return
-        msg = QueuedMessage(
-            msg_id,
-            sender,
-            rcpts,
-            time.time(),
-            envid=env.mail_params.get("ENVID", ""),
-            ret=env.mail_params.get("RET", ""),
-        )
-        try:
-            await asyncio.to_thread(
-                send_success_notice, self.svc.injector, self.svc.hostname, msg, bytes(self.header)
-            )
-        except (StorageError, QueueError, OSError) as e:
-            event(log, "smtp.dsn.failed", logging.WARNING, sid=self.sid, id=msg_id, error=str(e))
 
     def _log_accepted(
         self, env: Envelope, msg_id: str, sender: str, mailboxes: list[str], queue_id: str

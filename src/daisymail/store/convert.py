@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 from daisymail.directory.base import Directory
 from daisymail.directory.model import Mailbox, MailboxFormat
-from daisymail.store import maildir
+from daisymail.store import maildir, maildir_view, maildir_write
 from daisymail.store.base import Delivery, MailboxInUse, ViewOptions
 from daisymail.store.durable import sync_dir
 from daisymail.store.files import FileStore, is_maildir
@@ -187,7 +187,7 @@ def _mbox_to_maildir(job: _Job) -> None:
                     uidls: dict[str, str] = {}
                     for message, when in zip(scan.messages, _dates(scan.messages), strict=True):
                         assert fd is not None  # a missing file has no messages
-                        unique = maildir.add_message(staging, _body(fd, message), when=when)
+                        unique = maildir_write.add_message(staging, _body(fd, message), when=when)
                         uidls[unique] = message.info.uidl
                         lock.refresh()
                     maildir.write_uidlist(staging, uidls)
@@ -220,7 +220,7 @@ def _carry_over_mbox(job: _Job, lock: MboxLock, fd: int, scanned_end: int) -> No
         later = scan_mbox(_chunks(fd), job.options).messages
         late = [m for m in later if m.start >= scanned_end]
         for message in late:
-            maildir.add_message(job.target, _body(fd, message), when=message.info.received)
+            maildir_write.add_message(job.target, _body(fd, message), when=message.info.received)
         if late:
             sync_dir(os.path.join(job.target, "new"))
         job.result.late = len(late)
@@ -297,7 +297,7 @@ def _maildir_to_mbox(job: _Job) -> None:
     source, target, result = job.source.rstrip("/"), job.target, job.result
     if not os.path.isdir(source):
         raise ConversionError(f"{source} is not a Maildir")
-    view = maildir.MaildirView(source)
+    view = maildir_view.MaildirView(source)
     try:
         uidlist = maildir.read_uidlist(source)
         result.messages = len(view.messages)

@@ -24,13 +24,8 @@ from daisymail.store.base import (
 from daisymail.store.durable import make_dirs, write_all
 from daisymail.store.imap_folders import folder_for_delivery
 from daisymail.store.intake import IntakeJournal
-from daisymail.store.maildir import (
-    MaildirView,
-    MaildirWriter,
-    NotCached,
-    deliver_maildirs,
-    remove_files,
-)
+from daisymail.store.maildir_view import MaildirView, NotCached
+from daisymail.store.maildir_write import MaildirWriter, deliver_maildirs, remove_files
 from daisymail.store.mbox import LOCK_WAIT, MboxAppender
 
 

@@ -20,14 +20,13 @@ from daisymail.store.imap_state import Entry, FolderState, MailboxState, new_uid
 from daisymail.store.maildir import (
     MaildirEntry,
     Pop3Size,
-    _link_or_copy,
     _pop3_size_of_file,
     _split_name,
     ensure_maildir,
-    remove_files,
     scan_maildir,
     unique_name,
 )
+from daisymail.store.maildir_write import _link_or_copy, remove_files
 
 INBOX = "INBOX"
 SEPARATOR = "."

@@ -134,7 +134,7 @@ class StampedCache(Generic[T]):
 
 @dataclass(frozen=True)
 class Pop3Listing:
-    """What a POP3 view reads at login (store/maildir.py): (directory, name, received)
+    """What a POP3 view reads at login (store/maildir_view.py): (directory, name, received)
     of each message in delivery order, their POP3 sizes and UIDLs, and the UIDL list."""
 
     rows: tuple[tuple[str, str, float], ...]
