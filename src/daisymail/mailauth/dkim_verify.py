@@ -12,7 +12,6 @@ import base64
 import binascii
 import functools
 import hashlib
-import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -32,7 +31,6 @@ from daisymail.mailauth.canon import (
 )
 
 _TAG_WSP = b" \t\r\n"  # removed from tag names and values (bytes.translate)
-_B_VALUE = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
 
 
 @dataclass(frozen=True)
@@ -245,16 +243,17 @@ def signed_headers(
     return b"".join(data)
 
 
-def _keep_name(m: re.Match[bytes]) -> bytes:
-    """The ``b=`` of a match, its value dropped. (A function, not the template ``\\1``:
-    re expands a template by a Python call per match, several times the cost.)"""
-    return m[1]
-
-
 def without_b(field: bytes, relaxed: bool) -> bytes:
     """The signature field itself with the b= value emptied, canonical, no line end."""
     fname, _, rest = field.partition(b":")
-    stripped = fname + b":" + _B_VALUE.sub(_keep_name, rest)
+    # Tag by tag (the b= tag: white space, "b", white space, "="), not by a pattern
+    # tried at every byte of a 500-byte field.
+    parts = rest.split(b";")
+    for i, part in enumerate(parts):
+        name, eq, value = part.partition(b"=")
+        if eq and value and name.strip(_TAG_WSP) == b"b":
+            parts[i] = name + eq
+    stripped = fname + b":" + b";".join(parts)
     return canon_header(stripped, relaxed).removesuffix(b"\r\n")
 
 
