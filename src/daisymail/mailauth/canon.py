@@ -16,6 +16,10 @@ _FOLD = re.compile(rb"\r?\n(?=[ \t])")
 _EOL = re.compile(rb"\r?\n")
 _WSP_FIX = re.compile(rb"\t[ \t]*| [ \t]+")  # WSP runs that are not already one SP
 _RELAXED_EOL = re.compile(rb" \r?\n|(?<!\r)\n")  # after WSP runs became one SP
+# Searched for in whole bodies: re finds a literal of two or three bytes in half the
+# time bytes' ``in`` takes in text with a space every few bytes.
+_TWO_SP = re.compile(rb"  ")
+_SP_CRLF = re.compile(rb" \r\n")
 
 
 def split_header(raw: bytes) -> tuple[bytes, bytes]:
@@ -86,7 +90,7 @@ class BodyCanon:
         empty lines held back until a non-empty line follows them."""
         # Substitutions only where something changes: most lines need none, and a
         # replacement per single space or per line end costs more than the scan.
-        if self._relaxed and (b"\t" in block or b"  " in block):
+        if self._relaxed and (b"\t" in block or _TWO_SP.search(block)):
             block = _WSP_FIX.sub(b" ", block)
         if b"\r" not in block:  # LF line ends, as Daisy stores mail
             if self._relaxed:
@@ -94,7 +98,7 @@ class BodyCanon:
             block = block.replace(b"\n", b"\r\n")
         elif self._relaxed:
             if block.count(b"\n") == block.count(b"\r\n"):  # CRLF only: the usual case
-                if b" \r\n" in block:
+                if _SP_CRLF.search(block):
                     block = block.replace(b" \r\n", b"\r\n")
             else:  # the look-behind pass costs 15 times the counts: only for bare LFs
                 block = _RELAXED_EOL.sub(b"\r\n", block)
