@@ -14,7 +14,13 @@ import dns.resolver
 import pytest
 
 from daisymail.dns import DnspythonResolver
-from daisymail.mailauth.canon import BodyCanon, HeaderSplitter, canon_header, end_of_header
+from daisymail.mailauth.canon import (
+    BodyCanon,
+    HeaderSplitter,
+    canon_header,
+    end_of_header,
+    split_fields,
+)
 from daisymail.mailauth.dkim import signatures
 from daisymail.mailauth.dkim_verify import DKIMResult, verify, without_b
 from daisymail.mailauth.keystore import KeyStore, KeyStoreError
@@ -193,6 +199,22 @@ def test_without_b_matches_oracle() -> None:
         for relaxed in (True, False):
             want = canon_header(b"DKIM-Signature:" + empty + b"\r\n", relaxed)
             assert without_b(field, relaxed) == want.removesuffix(b"\r\n"), value
+
+
+def test_split_fields_matches_line_pattern() -> None:
+    """Fields as lines (each with its LF, the last maybe without), continuation lines
+    joined to the field before, empty lines dropped: split by LF as by the pattern."""
+    rng = random.Random(5322)
+    alphabet = [b"a", b"X:", b" ", b"\t", b"\r", b"\n", b"\r\n", b"\r\n ", b"\n\t"]
+    for _ in range(20000):
+        head = b"".join(rng.choice(alphabet) for _ in range(rng.randrange(0, 14)))
+        want: list[bytes] = []
+        for line in re.findall(rb"[^\n]*\n|[^\n]+\Z", head):
+            if line[:1] in (b" ", b"\t") and want:
+                want[-1] += line
+            elif line.strip(b"\r\n"):
+                want.append(line)
+        assert split_fields(head) == want, head
 
 
 def test_header_splitter_by_byte() -> None:

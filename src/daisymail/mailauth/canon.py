@@ -180,9 +180,6 @@ class HeaderSplitter:
             self._in_body = True
 
 
-_LINES = re.compile(rb"[^\n]*\n|[^\n]+\Z")
-
-
 def end_of_header(buf: bytes) -> tuple[int, int] | None:
     """Where the blank line ending the header starts and ends: at the very start, or
     after a line end; None if there is none yet. (bytes.find, not a regular expression
@@ -205,9 +202,16 @@ def end_of_header(buf: bytes) -> tuple[int, int] | None:
 def split_fields(head: bytes) -> list[bytes]:
     """Header fields with their continuation lines and line ends."""
     fields: list[bytes] = []
-    for line in _LINES.findall(head):
+    lines = head.split(b"\n")  # a split by one byte, not a pattern matched per line
+    last = lines.pop()  # after the last LF: a line without its end, or nothing
+    for line in lines:
         if line[:1] in (b" ", b"\t") and fields:
-            fields[-1] += line
-        elif line.strip(b"\r\n"):
-            fields.append(line)
+            fields[-1] += line + b"\n"
+        elif line.strip(b"\r"):
+            fields.append(line + b"\n")
+    if last:
+        if last[:1] in (b" ", b"\t") and fields:
+            fields[-1] += last
+        elif last.strip(b"\r"):
+            fields.append(last)
     return fields
