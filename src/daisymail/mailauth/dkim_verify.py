@@ -12,6 +12,7 @@ import base64
 import binascii
 import functools
 import hashlib
+import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -243,17 +244,21 @@ def signed_headers(
     return b"".join(data)
 
 
+_B_TAG = re.compile(rb"(;[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
+
+
+def _tag_name(m: re.Match[bytes]) -> bytes:
+    """``;b=`` of a match, its value dropped (a function: re expands a template such as
+    ``\\1`` by a Python call per match, several times the cost)."""
+    return m[1]
+
+
 def without_b(field: bytes, relaxed: bool) -> bytes:
     """The signature field itself with the b= value emptied, canonical, no line end."""
     fname, _, rest = field.partition(b":")
-    # Tag by tag (the b= tag: white space, "b", white space, "="), not by a pattern
-    # tried at every byte of a 500-byte field.
-    parts = rest.split(b";")
-    for i, part in enumerate(parts):
-        name, eq, value = part.partition(b"=")
-        if eq and value and name.strip(_TAG_WSP) == b"b":
-            parts[i] = name + eq
-    stripped = fname + b":" + b";".join(parts)
+    # The pattern starts with ";" (one is put in front for a b= that comes first), so
+    # re tries it only at each ";", not at every byte of a 500-byte field.
+    stripped = fname + b":" + _B_TAG.sub(_tag_name, b";" + rest)[1:]
     return canon_header(stripped, relaxed).removesuffix(b"\r\n")
 
 
