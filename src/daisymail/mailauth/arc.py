@@ -27,6 +27,7 @@ from daisymail.mailauth.dkim_verify import (
 
 MAX_INSTANCES = 50
 ARC_NAMES = (b"arc-authentication-results", b"arc-message-signature", b"arc-seal")
+_ARC_NAMES = frozenset(n.decode() for n in ARC_NAMES)
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,9 @@ def _instance(value: bytes) -> int:
 async def validate(parsed: BodyHashes, resolver: Resolver) -> ARCResult:
     """The chain validation status of a message streamed through BodyHashes."""
     sets: dict[int, dict[bytes, bytes]] = {}
-    for f in parsed.fields:
+    for f, lower in zip(parsed.fields, parsed.names, strict=True):
+        if lower not in _ARC_NAMES:  # the names are known: most mail has no ARC field
+            continue
         name, value = split_header(f)
         key = name.strip(b" \t").lower()
         if key not in ARC_NAMES:

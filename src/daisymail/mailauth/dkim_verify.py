@@ -32,7 +32,6 @@ from daisymail.mailauth.canon import (
 )
 
 _TAG_WSP = b" \t\r\n"  # removed from tag names and values (bytes.translate)
-_B_VALUE = re.compile(rb"((?:^|;)[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
 
 
 @dataclass(frozen=True)
@@ -51,17 +50,18 @@ class SigError(Exception):
 
 def parse_tags(value: bytes) -> dict[str, str]:
     """A DKIM tag-list (RFC 6376 3.2) with white space removed from values."""
+    # White space goes from names and values alike, and ";" and "=" are never white
+    # space: removed from the whole list at once (and decoded once), not part by part.
     tags: dict[str, str] = {}
-    for part in value.split(b";"):
-        if not part.strip(b" \t\r\n"):
+    for part in value.translate(None, _TAG_WSP).decode("ascii", "replace").split(";"):
+        if not part:
             continue
-        name, eq, val = part.partition(b"=")
-        key = name.translate(None, _TAG_WSP).decode("ascii", "replace")
+        key, eq, val = part.partition("=")
         if not eq or not key:
             raise SigError("malformed tag list")
         if key in tags:
             raise SigError(f"duplicate tag {key}")
-        tags[key] = val.translate(None, _TAG_WSP).decode("ascii", "replace")
+        tags[key] = val
     return tags
 
 
@@ -244,10 +244,21 @@ def signed_headers(
     return b"".join(data)
 
 
+_B_TAG = re.compile(rb"(;[ \t\r\n]*b[ \t\r\n]*=)[^;]*")
+
+
+def _tag_name(m: re.Match[bytes]) -> bytes:
+    """``;b=`` of a match, its value dropped (a function: re expands a template such as
+    ``\\1`` by a Python call per match, several times the cost)."""
+    return m[1]
+
+
 def without_b(field: bytes, relaxed: bool) -> bytes:
     """The signature field itself with the b= value emptied, canonical, no line end."""
     fname, _, rest = field.partition(b":")
-    stripped = fname + b":" + _B_VALUE.sub(rb"\1", rest)
+    # The pattern starts with ";" (one is put in front for a b= that comes first), so
+    # re tries it only at each ";", not at every byte of a 500-byte field.
+    stripped = fname + b":" + _B_TAG.sub(_tag_name, b";" + rest)[1:]
     return canon_header(stripped, relaxed).removesuffix(b"\r\n")
 
 

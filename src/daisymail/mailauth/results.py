@@ -17,6 +17,7 @@ from daisymail.mailauth.spf import SPFResult
 
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$%&'*+\-.^_`{|}~@]+$")
 _COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
+_NOT_IN_COMMENT = re.compile(r"[()\\\r\n]")
 
 
 def _value(v: str) -> str:
@@ -27,7 +28,7 @@ def _value(v: str) -> str:
 
 
 def _comment(text: str) -> str:
-    clean = re.sub(r"[()\\\r\n]", "", text)
+    clean = _NOT_IN_COMMENT.sub("", text)
     return f" ({clean})" if clean else ""
 
 
@@ -111,11 +112,14 @@ def claims_own(fields: Sequence[bytes], authserv_id: str) -> bool:
 def remove_own(fields: Sequence[bytes], authserv_id: str) -> list[bytes]:
     """The header fields without Authentication-Results claiming our authserv-id."""
     me = authserv_id.lower()
-    return [
-        f
-        for f in fields
-        if not (
-            f.partition(b":")[0].strip().lower() == b"authentication-results"
-            and authserv_id_of(f) == me
-        )
-    ]
+    return [f for f in fields if not (_is_results(f) and authserv_id_of(f) == me)]
+
+
+_RESULTS_NAME = b"authentication-results"
+
+
+def _is_results(field: bytes) -> bool:
+    """An Authentication-Results field? (Names too short to be one are ruled out
+    before they are stripped and lowercased: most fields of every message.)"""
+    name = field.partition(b":")[0]
+    return len(name) >= len(_RESULTS_NAME) and name.strip().lower() == _RESULTS_NAME

@@ -21,6 +21,7 @@ from daisymail.mailauth.keystore import KeyStore, KeyStoreError
 
 log = logging.getLogger("daisymail.dkim")
 _ADDR_DOMAIN = re.compile(rb"@([A-Za-z0-9.-]+)")
+_ANGLE = re.compile(rb"<([^>]*)>")
 
 
 def store_for(cfg: Config) -> KeyStore:
@@ -32,7 +33,7 @@ def from_domain(fields: list[bytes]) -> str:
     for f in fields:
         if field_name(f) == "from":
             value = f.partition(b":")[2]
-            angle = re.search(rb"<([^>]*)>", value)
+            angle = _ANGLE.search(value)
             m = _ADDR_DOMAIN.search(angle.group(1) if angle else value)
             return m.group(1).decode("ascii").lower().rstrip(".") if m else ""
     return ""
