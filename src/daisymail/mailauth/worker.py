@@ -51,6 +51,30 @@ def frame(obj: object) -> bytes:
     return _LEN.pack(len(data)) + data
 
 
+class Frames:
+    """Frames out of a byte stream as it arrives (sans I/O): the server decodes the
+    replies in the pipe's data callback, with no reader task between the bytes and
+    the request waiting for them."""
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[Any]:
+        """The objects completed by ``data``; ValueError for a frame too large."""
+        self._buffer += data
+        out: list[Any] = []
+        while len(self._buffer) >= _LEN.size:
+            (size,) = _LEN.unpack_from(self._buffer)
+            if size > MAX_FRAME:
+                raise ValueError(f"frame of {size} bytes")
+            end = _LEN.size + size
+            if len(self._buffer) < end:
+                break
+            out.append(pickle.loads(self._buffer[_LEN.size : end]))
+            del self._buffer[:end]
+        return out
+
+
 async def read_frame(reader: asyncio.StreamReader) -> Any:
     """The next object, or None at end of stream; ValueError for a frame too large."""
     try:

@@ -19,11 +19,11 @@ import os
 import sys
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from daisymail.mailauth.inbound import InboundPolicy, Judgement
 from daisymail.mailauth.keystore import KeyStore
-from daisymail.mailauth.worker import READY, frame, read_frame
+from daisymail.mailauth.worker import READY, Frames, frame
 from daisymail.observability import event
 from daisymail.privileges import ServiceUser
 
@@ -60,45 +60,89 @@ class WorkerGone(Exception):
     """The worker died or could not judge the message."""
 
 
-class _Worker:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
-        self.proc = proc
+class _Worker(asyncio.SubprocessProtocol):
+    """One worker process: requests written to its stdin, replies decoded from its
+    stdout as they arrive, each resolving the future of the request it answers."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.SubprocessTransport | None = None
         self.ready = False
         self.alive = True
         self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.reader: asyncio.Task[None] | None = None
+        self.frames = Frames()
+        self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @property
+    def pid(self) -> int:
+        assert self.transport is not None
+        return self.transport.get_pid()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's process transport has the methods but not the base class.
+        self.transport = cast(asyncio.SubprocessTransport, transport)
 
     def send(self, obj: object) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(frame(obj))
+        stdin = self._stdin()
+        if stdin is None or stdin.is_closing():
+            raise WorkerGone("the worker's input is closed")
+        stdin.write(frame(obj))
 
-    async def read_replies(self) -> None:
-        assert self.proc.stdout is not None
+    def _stdin(self) -> asyncio.WriteTransport | None:
+        if self.transport is None:
+            return None
+        return cast(asyncio.WriteTransport | None, self.transport.get_pipe_transport(0))
+
+    def close_input(self) -> None:
+        stdin = self._stdin()
+        if stdin is not None and not stdin.is_closing():
+            stdin.close()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        if fd != 1 or not self.alive or not isinstance(data, bytes):
+            return
         try:
-            while (reply := await read_frame(self.proc.stdout)) is not None:
-                if reply == READY:
-                    self.ready = True
-                    event(log, "mailauth.worker.ready", pid=self.proc.pid)
-                    continue
-                rid, answer, error = reply
-                future = self.pending.pop(rid, None)
-                if future is None or future.done():
-                    continue
-                if answer is None:
-                    future.set_exception(WorkerGone(error))
-                else:
-                    future.set_result(answer)
-        except Exception as e:  # a broken frame or pipe: the worker is of no more use
+            for reply in self.frames.feed(data):
+                self._answer(reply)
+        except Exception as e:  # a broken frame: the worker is of no more use
             event(log, "mailauth.worker.failed", logging.WARNING, error=f"{type(e).__name__}: {e}")
-        finally:
-            self.alive = self.ready = False
-            for future in self.pending.values():
-                if not future.done():
-                    future.set_exception(WorkerGone("the worker ended"))
-            self.pending.clear()
-            if self.proc.returncode is None:
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.kill()
+            self._end()
+
+    def _answer(self, reply: Any) -> None:
+        if reply == READY:
+            self.ready = True
+            event(log, "mailauth.worker.ready", pid=self.pid)
+            return
+        rid, answer, error = reply
+        future = self.pending.pop(rid, None)
+        if future is None or future.done():
+            return
+        if answer is None:
+            future.set_exception(WorkerGone(error))
+        else:
+            future.set_result(answer)
+
+    def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
+        if fd == 1:  # no more replies can come (those sent before an exit are read first)
+            self._end()
+
+    def process_exited(self) -> None:
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+    def kill(self) -> None:
+        if self.transport is not None and self.transport.get_returncode() is None:
+            with contextlib.suppress(ProcessLookupError):
+                self.transport.kill()
+
+    def _end(self) -> None:
+        if not self.alive:
+            return
+        self.alive = self.ready = False
+        for future in self.pending.values():
+            if not future.done():
+                future.set_exception(WorkerGone("the worker ended"))
+        self.pending.clear()
+        self.kill()
 
 
 class VerdictWorkers:
@@ -177,7 +221,8 @@ class VerdictWorkers:
         worker.pending[rid] = future
         try:
             worker.send((verb, rid, *args))
-            return await asyncio.wait_for(future, self.answer_within)
+            async with asyncio.timeout(self.answer_within):  # no extra task, as wait_for makes
+                return await future
         except TimeoutError:
             # Far longer than any check's DNS lookups can take: the worker is stuck.
             # It is killed (and started again); this message is judged (or signed) here.
@@ -185,11 +230,10 @@ class VerdictWorkers:
                 log,
                 "mailauth.worker.stuck",
                 logging.WARNING,
-                pid=worker.proc.pid,
+                pid=worker.pid,
                 seconds=self.answer_within,
             )
-            with contextlib.suppress(ProcessLookupError):
-                worker.proc.kill()
+            worker.kill()
             return None
         except (WorkerGone, OSError, RuntimeError) as e:
             event(log, "mailauth.worker.fallback", logging.WARNING, error=str(e))
@@ -218,37 +262,33 @@ class VerdictWorkers:
         task.add_done_callback(self.starting.discard)
 
     async def _spawn(self, i: int) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            proc = await asyncio.create_subprocess_exec(
+            _transport, worker = await loop.subprocess_exec(
+                _Worker,
                 sys.executable,
                 "-m",
                 "daisymail.mailauth.worker",
                 stdin=asyncio.subprocess.PIPE,
                 stdout=asyncio.subprocess.PIPE,
+                stderr=None,
             )
         except OSError as e:
             event(log, "mailauth.worker.failed", logging.WARNING, error=str(e))
             return
-        worker = _Worker(proc)
         assert self.setup is not None
         worker.send(self.setup)
-        worker.reader = asyncio.get_running_loop().create_task(worker.read_replies())
         self.workers[i] = worker
-        event(log, "mailauth.worker.started", pid=proc.pid)
+        event(log, "mailauth.worker.started", pid=worker.pid)
         if self.closed:
-            self._close_one(worker)
-
-    def _close_one(self, worker: _Worker) -> None:
-        stdin = worker.proc.stdin
-        if stdin is not None and not stdin.is_closing():
-            stdin.close()
+            worker.close_input()
 
     def close(self) -> None:
         """No new requests; each worker ends once it has answered what it was given."""
         self.closed = True
         for w in self.workers:
             if w is not None:
-                self._close_one(w)
+                w.close_input()
 
     async def wait_closed(self, timeout: float = STOP_WAIT) -> None:
         self.close()
@@ -259,11 +299,9 @@ class VerdictWorkers:
             if w is None:
                 continue
             try:
-                await asyncio.wait_for(w.proc.wait(), timeout)
+                await asyncio.wait_for(asyncio.shield(w.exited), timeout)
             except TimeoutError:
-                with contextlib.suppress(ProcessLookupError):
-                    w.proc.kill()
-                await w.proc.wait()
-            if w.reader is not None:
-                with contextlib.suppress(Exception):
-                    await w.reader
+                w.kill()
+                await w.exited
+            if w.transport is not None:
+                w.transport.close()
