@@ -1,12 +1,17 @@
 """What mail authentication costs: Daisy alone, each figure with the feature off and on.
 
-- inbound: port 25 throughput (4 KiB DKIM-signed messages, 10 senders) with [verify]
+- inbound: port 25 throughput (4 KiB DKIM-signed messages, 10 and 50 senders) with [verify]
   off and on (SPF, DKIM, DMARC, ARC for every message, against a real DNS server on
   loopback that serves the sender's SPF, DKIM and DMARC records; Daisy's resolver
   caches them as it would on the Internet); the two servers measured in turn;
 - outbound: messages relayed through the queue to an SMTP sink on loopback per second,
   without a DKIM key for the sender's domain, then with RSA-2048 + Ed25519 keys (two
-  signatures per message).
+  signatures per message), at the same sender counts.
+
+At 10 senders the server is partly idle and each message waits for the one before it
+from its sender, so a feature that adds latency (a round trip to a worker process)
+costs throughput even when it costs little CPU; at 50 the server is busy throughout,
+and what shows is the feature's cost in throughput, the figure the target is about.
 
     python bench/mailauth_cost.py [--quick]      # prints the rows as JSON
     python bench/mailauth_cost.py --figures inbound --seconds 5 --reps 3
@@ -42,7 +47,9 @@ from common import WORK, User, free_port  # noqa: E402
 from servers import Daisy  # noqa: E402
 
 SIZE = 4096
-CONCURRENCY = 10
+LEVELS = (10, 50)
+"""Senders at once: 10 leaves the server part idle, so a feature's added latency shows;
+50 keeps it busy, so what shows is the feature's cost in throughput."""
 SENDER_DOMAIN = "example.net"  # smtp_load's MAIL FROM and From
 
 
@@ -121,8 +128,10 @@ def signed_message(keydir: Path) -> tuple[bytes, list[tuple[str, str]]]:
     return signed, [("TXT", keys.keys(SENDER_DOMAIN)[0].record)]
 
 
-async def load(port: int, rcpts: list[str], data: bytes, seconds: float) -> dict[str, float]:
-    """CONCURRENCY senders for ``seconds``, each message to one recipient in turn."""
+async def load(
+    port: int, rcpts: list[str], data: bytes, seconds: float, senders: int
+) -> dict[str, float]:
+    """``senders`` at once for ``seconds``, each message to one recipient in turn."""
     latencies: list[float] = []
     deadline = time.perf_counter() + seconds
     t0 = time.perf_counter()
@@ -137,7 +146,7 @@ async def load(port: int, rcpts: list[str], data: bytes, seconds: float) -> dict
                 latencies,
                 deadline,
             )
-            for i in range(CONCURRENCY)
+            for i in range(senders)
         )
     )
     elapsed = time.perf_counter() - t0
@@ -149,25 +158,50 @@ async def load(port: int, rcpts: list[str], data: bytes, seconds: float) -> dict
     }
 
 
-def measured(daisy: Daisy, rcpts: list[str], data: bytes, seconds: float) -> dict[str, float]:
+def measured(
+    daisy: Daisy, rcpts: list[str], data: bytes, seconds: float, senders: int
+) -> dict[str, float]:
     """One load run, with the server's CPU time per accepted message (its verdict
     workers included): on a shared machine that moves far less than throughput, which
     waits on everyone's fsyncs."""
     assert daisy.proc is not None
     cpu0 = proctree.cpu_seconds([daisy.proc.pid])
-    r = asyncio.run(load(daisy.smtp_port, rcpts, data, seconds))
+    r = asyncio.run(load(daisy.smtp_port, rcpts, data, seconds, senders))
     cpu = proctree.cpu_seconds([daisy.proc.pid]) - cpu0
     r["cpu_ms"] = round(cpu * 1000 / max(r["messages"], 1), 3)
     return r
 
 
+def _rows(
+    runs: dict[tuple[bool, int], list[dict[str, float]]], figure: str, key: str
+) -> list[dict[str, object]]:
+    """One row per setting and sender count: medians of its runs."""
+    rows: list[dict[str, object]] = []
+    for (on, senders), results in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][0])):
+        row: dict[str, object] = {"figure": figure, key: on, "senders": senders}
+        if "delivered" in results[0]:
+            row["delivered"] = sum(int(r["delivered"]) for r in results)
+        row["msg_per_s"] = statistics.median(r["msg_per_s"] for r in results)
+        if "p99_ms" in results[0]:
+            row["p99_ms"] = statistics.median(r["p99_ms"] for r in results)
+        row["cpu_ms_per_msg"] = statistics.median(r["cpu_ms"] for r in results)
+        row["runs"] = [r["msg_per_s"] for r in results]
+        rows.append(row)
+    return rows
+
+
 def inbound(
-    work: Path, users: list[User], seconds: float, reps: int = 3
+    work: Path,
+    users: list[User],
+    seconds: float,
+    reps: int = 3,
+    levels: tuple[int, ...] = LEVELS,
 ) -> list[dict[str, object]]:
     """Both servers run side by side, share the DNS server, are warmed up alike (the
     resolver cache full, as on a busy MX), and are measured in turn, A B A B...; each
-    row is the median of ``reps`` runs. The message carries a DKIM signature of the
-    sender's domain, as real mail does, so "on" pays for a DKIM verification too."""
+    row is the median of ``reps`` runs, for each sender count. The message carries a
+    DKIM signature of the sender's domain, as real mail does, so "on" pays for a DKIM
+    verification too."""
     from tests.dns_server import serve
 
     data, key_record = signed_message(work / "sender-keys")
@@ -179,7 +213,7 @@ def inbound(
     dns = serve(free_port(), [(SENDER_DOMAIN, zone)])
     rcpts = [u.address for u in users]
     daisies: dict[bool, Daisy] = {}
-    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    runs: dict[tuple[bool, int], list[dict[str, float]]] = {}
     try:
         for checks in (False, True):
             daisy = _daisy(work / f"inbound-{checks}", users)
@@ -189,10 +223,12 @@ def inbound(
             daisy.start()
             daisies[checks] = daisy
         for daisy in daisies.values():  # warm-up: connections, caches, imports
-            asyncio.run(load(daisy.smtp_port, rcpts, data, min(seconds, 1.0)))
-        for _ in range(reps):
-            for checks, daisy in daisies.items():
-                runs[checks].append(measured(daisy, rcpts, data, seconds))
+            asyncio.run(load(daisy.smtp_port, rcpts, data, min(seconds, 1.0), levels[0]))
+        for senders in levels:
+            for _ in range(reps):
+                for checks, daisy in daisies.items():
+                    r = measured(daisy, rcpts, data, seconds, senders)
+                    runs.setdefault((checks, senders), []).append(r)
     finally:
         for daisy in daisies.values():
             daisy.stop()
@@ -200,19 +236,7 @@ def inbound(
     log = (daisies[True].root / "server.log").read_text(errors="replace")
     if "spf=pass" not in log or "dkim=pass:" not in log:
         raise RuntimeError("inbound checks did not pass (no spf=pass, dkim=pass in the log)")
-    rows: list[dict[str, object]] = []
-    for checks, results in runs.items():
-        rows.append(
-            {
-                "figure": "inbound",
-                "checks": checks,
-                "msg_per_s": statistics.median(r["msg_per_s"] for r in results),
-                "p99_ms": statistics.median(r["p99_ms"] for r in results),
-                "cpu_ms_per_msg": statistics.median(r["cpu_ms"] for r in results),
-                "runs": [r["msg_per_s"] for r in results],
-            }
-        )
-    return rows
+    return _rows(runs, "inbound", "checks")
 
 
 def _outbound_daisy(root: Path, users: list[User], sink: CountingSink, signing: bool) -> Daisy:
@@ -231,7 +255,9 @@ def _outbound_daisy(root: Path, users: list[User], sink: CountingSink, signing: 
     return daisy
 
 
-def relayed(daisy: Daisy, sink: CountingSink, seconds: float) -> dict[str, float]:
+def relayed(
+    daisy: Daisy, sink: CountingSink, seconds: float, senders: int = LEVELS[0]
+) -> dict[str, float]:
     """Submit for ``seconds`` and wait until the sink has every accepted message: msg/s
     delivered from the first submission to the last arrival, and the server's CPU per
     message (submission, queue and delivery)."""
@@ -245,7 +271,7 @@ def relayed(daisy: Daisy, sink: CountingSink, seconds: float) -> dict[str, float
             daisy.smtp_port,
             [f"r{i}@remote.bench" for i in range(20)],
             SIZE,
-            CONCURRENCY,
+            senders,
             0,
             spread=True,
             seconds=seconds,
@@ -266,12 +292,17 @@ def relayed(daisy: Daisy, sink: CountingSink, seconds: float) -> dict[str, float
 
 
 def outbound(
-    work: Path, users: list[User], seconds: float, reps: int = 3
+    work: Path,
+    users: list[User],
+    seconds: float,
+    reps: int = 3,
+    levels: tuple[int, ...] = LEVELS,
 ) -> list[dict[str, object]]:
     """Unsigned and signed (RSA-2048 + Ed25519) side by side, each with its own sink,
-    warmed up, measured in turn; each row is the median of ``reps`` runs."""
+    warmed up, measured in turn; each row is the median of ``reps`` runs, for each
+    sender count."""
     servers: dict[bool, tuple[Daisy, CountingSink]] = {}
-    runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+    runs: dict[tuple[bool, int], list[dict[str, float]]] = {}
     try:
         for signing in (False, True):
             sink = CountingSink()
@@ -280,26 +311,18 @@ def outbound(
             servers[signing] = (daisy, sink)
         for daisy, sink in servers.values():
             relayed(daisy, sink, min(seconds, 1.0))
-        for _ in range(reps):
-            for signing, (daisy, sink) in servers.items():
-                runs[signing].append(relayed(daisy, sink, seconds))
+        for senders in levels:
+            for _ in range(reps):
+                for signing, (daisy, sink) in servers.items():
+                    r = relayed(daisy, sink, seconds, senders)
+                    runs.setdefault((signing, senders), []).append(r)
     finally:
         for daisy, _sink in servers.values():
             daisy.stop()
     log = (servers[True][0].root / "server.log").read_text(errors="replace")
     if "dkim.key_unreadable" in log:
         raise RuntimeError("the signing server could not read its keys")
-    return [
-        {
-            "figure": "outbound",
-            "dkim": signing,
-            "delivered": sum(int(r["delivered"]) for r in results),
-            "msg_per_s": statistics.median(r["msg_per_s"] for r in results),
-            "cpu_ms_per_msg": statistics.median(r["cpu_ms"] for r in results),
-            "runs": [r["msg_per_s"] for r in results],
-        }
-        for signing, results in runs.items()
-    ]
+    return _rows(runs, "outbound", "dkim")
 
 
 def mailauth_phase(
@@ -309,6 +332,7 @@ def mailauth_phase(
     figures: tuple[str, ...] = ("inbound", "outbound"),
     reps: int = 3,
     fs: str = "data",
+    levels: tuple[int, ...] = LEVELS,
 ) -> list[dict[str, object]]:
     """The rows of ``figures``, each tagged with ``fs`` (the filesystem of ``work``)."""
     base = work / "mailauth"
@@ -316,9 +340,9 @@ def mailauth_phase(
     rows: list[dict[str, object]] = []
     try:
         if "inbound" in figures:
-            rows += inbound(base, users, seconds, reps)
+            rows += inbound(base, users, seconds, reps, levels)
         if "outbound" in figures:
-            rows += outbound(base, users, seconds, reps)
+            rows += outbound(base, users, seconds, reps, levels)
     finally:
         shutil.rmtree(base, ignore_errors=True)
     return [{**r, "fs": fs} for r in rows]
@@ -330,15 +354,20 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--seconds", type=float, help="each run (default 5, quick 1)")
-    ap.add_argument("--reps", type=int, default=3, help="inbound runs per setting (median)")
+    ap.add_argument("--reps", type=int, default=3, help="runs per setting (median)")
+    ap.add_argument(
+        "--senders", type=int, nargs="+", default=list(LEVELS), help="senders at once, each"
+    )
     ap.add_argument(
         "--figures", nargs="+", choices=("inbound", "outbound"), default=["inbound", "outbound"]
     )
     args = ap.parse_args()
     WORK.mkdir(parents=True, exist_ok=True)
     seconds = args.seconds or (1.0 if args.quick else 5.0)
+    reps = 1 if args.quick else args.reps
+    users = bench_users(WORK, 10)
     rows = mailauth_phase(
-        WORK, bench_users(WORK, 10), seconds, tuple(args.figures), 1 if args.quick else args.reps
+        WORK, users, seconds, tuple(args.figures), reps, levels=tuple(args.senders)
     )
     print(json.dumps(rows, indent=1))
     return 0

@@ -54,25 +54,37 @@ def test_mailauth_table_and_cost() -> None:
          "runs": [200.0]},
         {"figure": "outbound", "dkim": True, "msg_per_s": 160.0, "cpu_ms_per_msg": 8.0,
          "runs": [160.0]},
-        {"figure": "inbound", "checks": False, "msg_per_s": 600.0, "fs": "ext4"},
-        {"figure": "inbound", "checks": True, "msg_per_s": 570.0, "fs": "ext4"},
+        {"figure": "inbound", "checks": False, "msg_per_s": 600.0, "fs": "ext4", "senders": 10},
+        {"figure": "inbound", "checks": True, "msg_per_s": 570.0, "fs": "ext4", "senders": 10},
+        {"figure": "inbound", "checks": False, "msg_per_s": 800.0, "fs": "ext4", "senders": 50},
+        {"figure": "inbound", "checks": True, "msg_per_s": 780.0, "fs": "ext4", "senders": 50},
     ]  # fmt: skip
     res = {"mailauth": rows}
-    assert report.mailauth_cost(res, "inbound") == pytest.approx(0.10)
-    assert report.mailauth_cost(res, "inbound", "ext4") == pytest.approx(0.05)
-    assert report.mailauth_cost(res, "outbound") == pytest.approx(0.20)
-    assert report.mailauth_cost(res, "outbound", "ext4") is None
+    # Rows without a filesystem or a sender count: the data folder, 10 senders.
+    assert report.mailauth_cost(res, "inbound", "data", 10) == pytest.approx(0.10)
+    assert report.mailauth_cost(res, "outbound", "data", 10) == pytest.approx(0.20)
+    assert report.mailauth_cost(res, "inbound", "ext4", 10) == pytest.approx(0.05)
+    # By default, at the most senders measured: where the server is busiest.
+    assert report.mailauth_cost(res, "inbound", "ext4") == pytest.approx(0.025)
+    assert report.mailauth_cost(res, "inbound", "data") is None
     lines = report.mailauth_table(res)
     assert lines[4] == (
-        "| port 25 in, SPF + DKIM + DMARC + ARC checks | data folder's filesystem | 500.0 "
+        "| port 25 in, SPF + DKIM + DMARC + ARC checks | data folder's filesystem | 10 | 500.0 "
         "| 450.0 | 10.0 % | 2.00 / 2.50 | 480.0, 500.0, 520.0 / 440.0, 450.0, 460.0 |"
     )
     assert lines[5].startswith(
-        "| port 25 in, SPF + DKIM + DMARC + ARC checks | journaled ext4 image | 600.0 | 570.0 "
-        "| 5.0 % |"
+        "| port 25 in, SPF + DKIM + DMARC + ARC checks | journaled ext4 image | 10 | 600.0 "
+        "| 570.0 | 5.0 % |"
     )
     assert lines[6].startswith(
-        "| relayed out, DKIM-signed (RSA-2048 + Ed25519) | data folder's filesystem | 200.0 |"
+        "| port 25 in, SPF + DKIM + DMARC + ARC checks | journaled ext4 image | 50 | 800.0 "
+        "| 780.0 | 2.5 % |"
     )
-    assert len(lines) == 8  # no outbound row for ext4: it has no figures there
+    assert lines[7].startswith(
+        "| relayed out, DKIM-signed (RSA-2048 + Ed25519) | data folder's filesystem | 10 | 200.0 |"
+    )
+    assert len(lines) == 9  # no outbound row for ext4: it has no figures there
+    empty: dict[str, list[object]] = {"smtp": [], "pop3": [], "logins": [], "memory": []}
+    targets = "\n".join(report.targets({**res, **empty}))
+    assert "checks, journaled ext4 image, 50 senders: cost < 15 % | 2.5 % | yes |" in targets
     assert report.mailauth_table({}) == []
