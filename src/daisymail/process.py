@@ -15,9 +15,9 @@ import contextlib
 import logging
 import os
 import signal
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+from daisymail import eventloop
 from daisymail.app import App, StartupError, intake_dir
 from daisymail.config import Config
 from daisymail.observability import event, setup_logging
@@ -101,22 +101,10 @@ async def serve(cfg: Config, config_path: str | None) -> None:
     event(log, "stopped")
 
 
-def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
-    """uvloop when it is installed (less CPU per event than the stdlib loop)."""
-    if os.environ.get("DAISYMAIL_LOOP") == "asyncio":
-        return None
-    try:
-        import uvloop
-    except ImportError:
-        return None
-    return uvloop.new_event_loop
-
-
 def run(cfg: Config, config_path: str | None) -> int:
     setup_logging(cfg.log.level)
     try:
-        with asyncio.Runner(loop_factory=_loop_factory()) as runner:
-            runner.run(serve(cfg, config_path))
+        eventloop.run(serve(cfg, config_path))
     except StartupError as e:
         event(log, "startup.failed", logging.ERROR, error=str(e))
         return 1

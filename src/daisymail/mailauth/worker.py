@@ -34,6 +34,7 @@ import struct
 from pathlib import Path
 from typing import Any
 
+from daisymail import eventloop
 from daisymail.dns import Resolver, from_config
 from daisymail.mailauth.inbound import InboundCheck, Judgement
 from daisymail.mailauth.keystore import KeyStore
@@ -178,7 +179,7 @@ def main() -> None:
     # process group, and the worker ends when the server closes its stdin.
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM):
         signal.signal(sig, signal.SIG_IGN)
-    asyncio.run(_main())
+    eventloop.run(_main())  # uvloop, as the server: less CPU per request
 
 
 if __name__ == "__main__":
