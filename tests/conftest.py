@@ -24,8 +24,12 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.integration.smtp_sink import Sink
 
 IN_CI = os.environ.get("CI") == "true"
 SERVICES = ("smtp", "submission", "submissions", "pop3", "pop3s", "imap", "imaps")
@@ -317,6 +321,16 @@ def pytest_configure(config: pytest.Config) -> None:
     spec = importlib.util.find_spec("daisymail")
     for folder in (spec.submodule_search_locations or []) if spec else []:
         compileall.compile_dir(folder, quiet=2)
+
+
+@pytest.fixture
+def sink() -> Iterator[Sink]:
+    """An SMTP server on loopback for the queue to deliver to (integration/smtp_sink.py)."""
+    from tests.integration.smtp_sink import Sink
+
+    s = Sink()
+    yield s
+    s.stop()
 
 
 @pytest.fixture

@@ -6,10 +6,7 @@ import email
 import json
 import smtplib
 import time
-from collections.abc import Iterator
 from email.message import Message
-
-import pytest
 
 from tests.conftest import Daisy, free_port
 from tests.integration.smtp_sink import Sink
@@ -35,13 +32,6 @@ def queued(daisy: Daisy) -> list[dict[str, object]]:
 def send(daisy: Daisy, rcpt: str, msg: bytes = MSG, sender: str = "demo@example.test") -> None:
     with smtplib.SMTP("127.0.0.1", daisy.ports["smtp"], timeout=10) as s:
         s.sendmail(sender, [rcpt], msg)
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    s.stop()
 
 
 def dsn_parts(raw: bytes) -> tuple[Message, list[Message]]:

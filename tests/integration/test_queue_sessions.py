@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,6 @@ from daisymail.queue.stream import Body
 from tests.conftest import Daisy
 from tests.integration.smtp_sink import Sink
 from tests.integration.test_queue_delivery import configure, send
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    s.stop()
 
 
 def _body(tmp_path: Path, n: int) -> Body:

@@ -7,7 +7,6 @@ import smtplib
 import ssl
 import subprocess
 import sys
-from collections.abc import Iterator
 
 import pytest
 
@@ -17,13 +16,6 @@ from tests.integration.test_queue_delivery import configure
 from tests.integration.test_smtp_server import maildir_messages, wait_for
 
 CTX = ssl._create_unverified_context()
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    s.stop()
 
 
 @pytest.fixture

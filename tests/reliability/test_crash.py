@@ -11,7 +11,6 @@ import smtplib
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -31,13 +30,6 @@ from tests.reliability.conftest import (
 LOCAL = "demo@example.test"
 MBOX = "mb@example.test"
 REMOTE = "far@remote.test"
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    s.stop()
 
 
 def setup_server(daisy: Daisy, sink_port: int) -> None:

@@ -7,9 +7,6 @@ import re
 import smtplib
 import subprocess
 import time
-from collections.abc import Iterator
-
-import pytest
 
 from tests.conftest import Daisy, require_tool
 from tests.integration.smtp_sink import Sink
@@ -59,13 +56,6 @@ FOREIGN = [
     "victim@remote.test\t",
 ]
 SENDERS = ["someone@sender.test", "", "demo@example.test", "postmaster@example.test"]
-
-
-@pytest.fixture
-def sink() -> Iterator[Sink]:
-    s = Sink()
-    yield s
-    s.stop()
 
 
 def relay_server(daisy: Daisy, sink_port: int) -> None:
