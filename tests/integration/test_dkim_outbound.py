@@ -126,3 +126,25 @@ def test_mail_from_a_domain_without_keys_leaves_unsigned(daisy_dir: Daisy) -> No
     finally:
         daisy_dir.stop()
         sink.stop()
+
+
+def test_workers_start_with_the_first_key_when_there_is_nothing_else_to_do(
+    daisy_dir: Daisy, sink: Sink
+) -> None:
+    """No checks and no DKIM key: no worker process idles beside the server. The first
+    message to sign after `dkim keygen` starts one (the server signs meanwhile)."""
+    configure(daisy_dir, sink.port)
+    daisy_dir.set_config("[verify]", "workers", "1")
+    daisy_dir.start()
+    time.sleep(0.5)
+    assert "mailauth.worker.started" not in daisy_dir.logs()
+    daisy_dir.cli("dkim", "keygen", "example.test")
+    for n in range(2):
+        if n:
+            wait_for(lambda: "mailauth.worker.ready" in daisy_dir.logs(), 20)
+        with smtplib.SMTP("127.0.0.1", daisy_dir.ports["smtp"], timeout=10) as s:
+            s.sendmail("demo@example.test", ["friend@remote.test"], BODY)
+        wait_for(lambda n=n: len(sink.messages) > n, 20)
+        assert sink.messages[n][2].count(b"DKIM-Signature:") == 2
+    signed_by = re.findall(r"queue\.signed id=\S+ by=(\w+)", daisy_dir.logs())
+    assert signed_by == ["server", "worker"]

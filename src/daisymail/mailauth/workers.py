@@ -186,11 +186,13 @@ class VerdictWorkers:
                 with contextlib.suppress(OSError, RuntimeError):
                     w.send(self.setup)
 
-    async def start(self, user: ServiceUser | None) -> None:
+    async def start(self, user: ServiceUser | None, spawn: bool = True) -> None:
         """Start every worker now (once configured), while the server may still be
-        root; ``user``: the service user they are to become."""
+        root; ``user``: the service user they are to become. ``spawn`` False: not yet,
+        as there is nothing to do; the first request starts them (as the service user)
+        and is served by the server meanwhile."""
         self.user = user
-        if self.setup is None:
+        if self.setup is None or not spawn:
             return
         for i in range(self.count):
             self.started[i] = time.monotonic()
