@@ -30,6 +30,7 @@ from daisymail.dns import from_config as resolver_from_config
 from daisymail.imap import protocol as imap_protocol
 from daisymail.imap.server import ImapService
 from daisymail.limits import ConnectionLimiter, raise_open_files
+from daisymail.mailauth.keystore import KeyStore
 from daisymail.mailauth.signing import sign_message, store_for
 from daisymail.mailauth.srs import from_config as srs_from_config
 from daisymail.mailauth.workers import VerdictWorkers, default_count, signer
@@ -84,6 +85,7 @@ class App:
     injector: Injector | None = None
     inbound_policy: InboundPolicy | None = None
     verdict_workers: VerdictWorkers | None = None  # kept across reloads
+    dkim_keys: KeyStore | None = None
 
     @classmethod
     def build(cls, cfg: Config, config_path: str | None) -> App:
@@ -169,6 +171,13 @@ class App:
         )
 
     # -- listeners ----------------------------------------------------------------------------
+    def mail_auth_busy(self) -> bool:
+        """Whether the mail-auth workers have work now: checks on, or a DKIM key to sign
+        with. Without either they start with the first request (an idle worker is some
+        30 MB)."""
+        keys = self.dkim_keys
+        return self.cfg.verify.enabled or (keys is not None and not keys.empty())
+
     async def start(self) -> None:
         c = self.cfg
         spool = str(c.path(c.storage.spool_dir))
@@ -191,7 +200,7 @@ class App:
             for n in ("smtp", "submission", "submissions")
             for a in getattr(c.listen, n)
         ]
-        keys = store_for(c)
+        keys = self.dkim_keys = store_for(c)
         seal_id = c.verify.authserv_id or c.hostname
         count = default_count() if c.verify.workers < 0 else c.verify.workers
         workers = self.verdict_workers = VerdictWorkers(count) if count else None

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 from daisymail import eventloop
 from daisymail.app import App, StartupError, intake_dir
 from daisymail.config import Config
-from daisymail.mailauth.signing import store_for
 from daisymail.observability import event, setup_logging
 from daisymail.privileges import (
     PrivilegeError,
@@ -88,11 +87,9 @@ async def serve(cfg: Config, config_path: str | None) -> None:
     prepare_dirs(cfg, user)
     await app.start()
     if app.verdict_workers is not None:
-        # As root: each becomes the user itself. With no checks and no DKIM key there is
-        # nothing for them to do (an idle worker is some 30 MB): the first check or
-        # signature after a reload or a `dkim keygen` starts them.
-        needed = cfg.verify.enabled or not store_for(cfg).empty()
-        await app.verdict_workers.start(user, spawn=needed)
+        # As root: each becomes the user itself. With nothing to do yet, the first check
+        # or signature (after a reload or a `dkim keygen`) starts them.
+        await app.verdict_workers.start(user, spawn=app.mail_auth_busy())
     drop_privileges(user)
     await app.serve_sessions()
     loop.add_signal_handler(signal.SIGHUP, app.reload)

@@ -32,7 +32,7 @@ from daisymail.config import Queue as QueueConfig
 from daisymail.config import parse_hostport
 from daisymail.dns import DnspythonResolver, NotFound, Resolver, TempFail
 from daisymail.observability import event
-from daisymail.queue.sessions import Session, SessionCache, quit_session
+from daisymail.queue.sessions import SessionCache, quit_session
 from daisymail.queue.stream import CHUNK, Body, DotStuffer
 
 TlsMode = Literal["opportunistic", "starttls", "implicit"]
@@ -310,7 +310,10 @@ async def _deliver_hop(
         return {r.address: Outcome(kind, status, text, name) for r in recipients}
 
     session = await sessions.take(hop) if sessions is not None else None
-    if session is None:
+    fresh = session is None
+    if session is not None:
+        client = session.client
+    else:
         try:
             client = await _connect(hop, helo, timeout)
         except aiosmtplib.SMTPResponseException as e:
@@ -318,12 +321,11 @@ async def _deliver_hop(
             return every(kind, status, f"{e.code} {e.message}")
         except (aiosmtplib.SMTPException, OSError) as e:
             return every("temporary", "4.4.1", f"cannot connect to {hop.host}:{hop.port}: {e}")
-        session = Session(client, 0.0) if sessions is None else sessions.new(client)
-    else:
-        client = session.client
+        if sessions is not None:
+            session = sessions.new(client)
     clean = False
     try:
-        if hop.username and session.uses == 0:
+        if hop.username and fresh:  # a reused session logged in when it was opened
             await client.login(hop.username, hop.password)
         results = await _transaction(client, sender, recipients, body, envid, ret, name, timeout)
         clean = True
@@ -336,7 +338,7 @@ async def _deliver_hop(
     except (aiosmtplib.SMTPException, OSError) as e:
         return every("temporary", "4.4.2", f"connection to {hop.host} failed: {e}")
     finally:
-        if clean and sessions is not None:
+        if clean and sessions is not None and session is not None:
             sessions.give(hop, session, keep_seconds)
         elif client.is_connected:
             await quit_session(client)

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 
 import aiosmtplib
 
-log = logging.getLogger("daisymail.queue")
 MAX_USES = 100
 MAX_AGE = 300.0  # seconds from the connection on
 CHECK_TIMEOUT = 10.0  # seconds for the RSET before reuse, and for the QUIT at the end
@@ -85,13 +83,11 @@ class SessionCache:
         """Close the sessions idle past their time (called on each queue scan)."""
         now = self.clock()
         for hop, sessions in list(self._idle.items()):
-            keep = [s for s in sessions if s.expires >= now]
             for s in sessions:
                 if s.expires < now:
                     self._close(s)
-            if keep:
-                self._idle[hop] = keep
-            else:
+            sessions[:] = [s for s in sessions if s.expires >= now]
+            if not sessions:
                 del self._idle[hop]
 
     def idle(self) -> int:
