@@ -8,6 +8,7 @@ import re
 import signal
 import smtplib
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -170,3 +171,29 @@ def test_no_workers(daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore) -> 
     assert len(lines) == 2 and all("by=server" in x and "dmarc=pass" in x for x in lines)
     assert "mailauth.worker" not in daisy_dir.logs()
     assert len(maildir_messages(daisy_dir, BOX)) == 2
+
+
+def test_checks_at_once_each_get_their_own_verdict(
+    daisy_dir: Daisy, dns_server: DNSServer, keys: KeyStore
+) -> None:
+    """Many messages ending at once reach one worker together (the requests of one
+    turn of the event loop go out in one write, the replies come back together): each
+    message still carries its own verdict. Odd ones were altered after signing."""
+    start(daisy_dir, dns_server, workers=1)
+    wait_for(lambda: worker_pids(daisy_dir, "ready") != [], timeout=20)
+
+    def one(n: int) -> None:
+        msg = signed(keys, n)
+        send(daisy_dir, msg.replace(b"Hello.", b"Hullo.") if n % 2 else msg)
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(one, range(32)))
+    lines = verdict_lines(daisy_dir)
+    assert len(lines) == 32 and all("by=worker" in x for x in lines)
+    stored = maildir_messages(daisy_dir, BOX)
+    assert len(stored) == 32
+    for msg in stored:
+        n = int(re.search(rb"Subject: m(\d+)\n", msg)[1])  # type: ignore[index]
+        head = msg.split(b"\n\n", 1)[0]
+        want = b"dkim=fail" if n % 2 else b"dkim=pass"
+        assert want in head and b"spf=pass" in head and b"dmarc=pass" in head, (n, head)

@@ -19,7 +19,8 @@ user can run). Later setups (a reload) change the settings: ``authserv_id``,
 ``dkim_dir`` and ``seal_id`` for signatures. ``("check", id, ip, helo, mailfrom,
 message)`` gets ``(id, Judgement.wire(), "")``; ``("sign", id, envelope sender,
 message)`` gets ``(id, header fields, "")`` (b"" when the message is not to be signed);
-either gets ``(id, None, error)`` when it failed. Pickle is safe here: both ends are
+either gets ``(id, None, error)`` when it failed. Both ends write what one turn of
+their event loop produced in one write. Pickle is safe here: both ends are
 this program, over a private pipe. The worker exits when stdin closes, after answering
 what it was given.
 """
@@ -76,18 +77,6 @@ class Frames:
         return out
 
 
-async def read_frame(reader: asyncio.StreamReader) -> Any:
-    """The next object, or None at end of stream; ValueError for a frame too large."""
-    try:
-        head = await reader.readexactly(_LEN.size)
-        (size,) = _LEN.unpack(head)
-        if size > MAX_FRAME:
-            raise ValueError(f"frame of {size} bytes")
-        return pickle.loads(await reader.readexactly(size))
-    except asyncio.IncompleteReadError:
-        return None
-
-
 class _Settings:
     """What a setup frame says, and what follows from it (a resolver, a key store),
     rebuilt only where a reload changed it."""
@@ -109,52 +98,99 @@ class _Settings:
             self.keys = KeyStore(Path(dkim_dir))
 
 
-async def serve(reader: asyncio.StreamReader, out: asyncio.WriteTransport) -> None:
-    setup = await read_frame(reader)
-    if setup is None or setup[0] != "setup":
-        return
-    _tag, values, user = setup
-    if user is not None and os.geteuid() == 0:
-        drop(user)  # started before the server dropped its privileges: drop them too
-    settings = _Settings()
-    settings.update(values)
-    out.write(frame(READY))
-    running: set[asyncio.Task[None]] = set()
+class _Requests(asyncio.Protocol):
+    """Requests decoded from stdin as they arrive (as the server decodes replies); the
+    replies made in one turn of the loop go out in one write, so that a burst of
+    requests costs each process one wake-up, not one per message."""
 
-    async def check(rid: int, ip: str, helo: str, mailfrom: str, message: bytes) -> None:
+    def __init__(self, out: asyncio.WriteTransport) -> None:
+        self.out = out
+        self.frames = Frames()
+        self.settings: _Settings | None = None
+        self.running: set[asyncio.Task[None]] = set()
+        self.done = asyncio.get_running_loop().create_future()
+        self._replies: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
         try:
-            v = settings.values
-            authserv_id, resolver = v["authserv_id"], settings.resolver
+            requests = self.frames.feed(data)
+        except ValueError:  # not from the server: nothing more can be trusted
+            self.connection_lost(None)
+            return
+        for request in requests:
+            self._request(request)
+
+    def eof_received(self) -> bool:
+        return False  # the transport closes; connection_lost follows
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """stdin closed: end once every check given has been answered."""
+        if self.done.done():
+            return
+        if self.running:
+            waiting = asyncio.ensure_future(asyncio.wait(set(self.running)))
+            waiting.add_done_callback(lambda _: self._finish())
+        else:
+            self._finish()
+
+    def _finish(self) -> None:
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def _reply(self, obj: object) -> None:
+        if not self._replies:
+            asyncio.get_running_loop().call_soon(self._flush)
+        self._replies.append(frame(obj))
+
+    def _flush(self) -> None:
+        data, self._replies = b"".join(self._replies), []
+        if not self.out.is_closing():
+            self.out.write(data)
+
+    def _request(self, request: Any) -> None:
+        if request[0] == "setup":  # the first sets up; a later one is a reload
+            if self.settings is None:
+                user = request[2]
+                if user is not None and os.geteuid() == 0:
+                    drop(user)  # started before the server dropped its privileges
+                self.settings = _Settings()
+                self.settings.update(request[1])
+                self._reply(READY)
+            else:  # requests from now on use the new settings
+                self.settings.update(request[1])
+        elif self.settings is None:  # nothing before the setup
+            self.connection_lost(None)
+        elif request[0] == "sign":  # pure CPU, no waiting: done before the next frame
+            self._sign(*request[1:])
+        else:
+            task = asyncio.get_running_loop().create_task(self._check(*request[1:]))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+
+    async def _check(self, rid: int, ip: str, helo: str, mailfrom: str, message: bytes) -> None:
+        assert self.settings is not None
+        try:
+            v = self.settings.values
+            authserv_id, resolver = v["authserv_id"], self.settings.resolver
             assert resolver is not None and v.get("policy") is not None, "checks are off"
             c = InboundCheck(
                 resolver, authserv_id, ip=ip, helo=helo, mailfrom=mailfrom, policy=v["policy"]
             )
             c.feed(message)
             judged = Judgement.of(await c.verdict(), claims_own(c.fields, authserv_id))
-            out.write(frame((rid, judged.wire(), "")))
+            self._reply((rid, judged.wire(), ""))
         except Exception as e:  # the server judges this one itself
-            out.write(frame((rid, None, f"{type(e).__name__}: {e}")))
+            self._reply((rid, None, f"{type(e).__name__}: {e}"))
 
-    def sign(rid: int, sender: str, message: bytes) -> None:
+    def _sign(self, rid: int, sender: str, message: bytes) -> None:
+        assert self.settings is not None
         try:
-            assert settings.keys is not None, "signing is off"
-            seal_id = settings.values.get("seal_id", "")
-            out.write(frame((rid, sign_message(settings.keys, message, sender, None, seal_id), "")))
+            keys = self.settings.keys
+            assert keys is not None, "signing is off"
+            seal_id = self.settings.values.get("seal_id", "")
+            self._reply((rid, sign_message(keys, message, sender, None, seal_id), ""))
         except Exception as e:  # the server signs this one itself
-            out.write(frame((rid, None, f"{type(e).__name__}: {e}")))
-
-    while (request := await read_frame(reader)) is not None:
-        if request[0] == "setup":  # a reload: requests from now on use the new settings
-            settings.update(request[1])
-            continue
-        if request[0] == "sign":  # pure CPU, no waiting: done before the next frame
-            sign(*request[1:])
-            continue
-        task = asyncio.create_task(check(*request[1:]))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    if running:
-        await asyncio.wait(running)
+            self._reply((rid, None, f"{type(e).__name__}: {e}"))
 
 
 async def _main() -> None:
@@ -163,13 +199,13 @@ async def _main() -> None:
     # library might print can corrupt them.
     frames_fd = os.dup(1)
     os.dup2(2, 1)
-    reader = asyncio.StreamReader(limit=MAX_FRAME)
-    stdin = open(0, "rb", 0)  # noqa: SIM115 - owned by the transport
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stdin)
     out_file = open(frames_fd, "wb", 0)  # noqa: SIM115 - owned by the transport
     out, _ = await loop.connect_write_pipe(asyncio.Protocol, out_file)
+    stdin = open(0, "rb", 0)  # noqa: SIM115 - owned by the transport
+    _, requests = await loop.connect_read_pipe(lambda: _Requests(out), stdin)
     try:
-        await serve(reader, out)
+        await requests.done
+        await asyncio.sleep(0)  # the last replies' flush
     finally:
         out.close()
 
