@@ -8,6 +8,7 @@ access ``To:`` names cover their subdomains on a label boundary unless ``hosts_o
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -78,10 +79,10 @@ def relay_network_of(client_ip: str, networks: Sequence[str], snapshot: Snapshot
     if address is None:
         return None
     for net in networks:
-        if address in ipaddress.ip_network(net, strict=False):
+        if address in _network(net):
             return net
     for rule in snapshot.relay_rules:
-        if rule.kind == "network" and address in ipaddress.ip_network(rule.pattern, strict=False):
+        if rule.kind == "network" and address in _network(rule.pattern):
             return rule.pattern
     return None
 
@@ -163,7 +164,15 @@ def _ipv6_network(text: str) -> IPNetwork:
     return ipaddress.ip_network(f"{':'.join(groups)}::/{16 * len(groups)}")
 
 
+@functools.lru_cache(maxsize=256)
+def _network(text: str) -> IPNetwork:
+    """A relay network as configured, parsed once (each message from outside asks)."""
+    return ipaddress.ip_network(text, strict=False)
+
+
+@functools.lru_cache(maxsize=4096)
 def _parse_ip(text: str) -> IPAddress | None:
+    """A client address, parsed once while it keeps sending (the objects are immutable)."""
     try:
         address = ipaddress.ip_address(text.strip())
     except ValueError:
