@@ -124,9 +124,9 @@ def test_organizational_domain(server: DNSServer, domain: str, org: str) -> None
 
 
 def test_walk_names_shortens_long_names() -> None:
-    assert walk_names("a.b.c") == ["a.b.c", "b.c", "c"]
+    assert walk_names("a.b.c") == ("a.b.c", "b.c", "c")
     long = ".".join("abcdefghij")
-    assert walk_names(long) == [long, "d.e.f.g.h.i.j", *walk_names("e.f.g.h.i.j")[:6]][:8]
+    assert walk_names(long) == (long, "d.e.f.g.h.i.j", *walk_names("e.f.g.h.i.j")[:6])[:8]
     assert len(walk_names(long)) == 8
 
 

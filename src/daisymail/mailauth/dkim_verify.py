@@ -16,7 +16,7 @@ import re
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
@@ -265,12 +265,24 @@ def without_b(field: bytes, relaxed: bool) -> bytes:
 PublicKey = rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
+_ED25519_TYPES: dict[type, bool] = {}
+
+
+def _is_ed25519(key: PublicKey) -> bool:
+    """isinstance through the key classes' ABC machinery, once per concrete type."""
+    kind = type(key)
+    known = _ED25519_TYPES.get(kind)
+    if known is None:
+        known = _ED25519_TYPES[kind] = isinstance(key, ed25519.Ed25519PublicKey)
+    return known
+
+
 def signature_ok(key: PublicKey, sig: bytes, data: bytes) -> bool:
     try:
-        if isinstance(key, ed25519.Ed25519PublicKey):
-            key.verify(sig, hashlib.sha256(data).digest())
+        if _is_ed25519(key):
+            cast(ed25519.Ed25519PublicKey, key).verify(sig, hashlib.sha256(data).digest())
         else:
-            key.verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
+            cast(rsa.RSAPublicKey, key).verify(sig, data, padding.PKCS1v15(), hashes.SHA256())
     except InvalidSignature:
         return False
     return True

@@ -97,11 +97,12 @@ def parse_record(text: str) -> DMARCRecord | None:
 _VERSION = re.compile(r"^\s*v\s*=\s*DMARC1\s*(;|$)")
 
 
-def walk_names(domain: str) -> list[str]:
-    """The names the tree walk asks, in order (RFC 9989 4.10)."""
+@functools.lru_cache(maxsize=1024)
+def walk_names(domain: str) -> tuple[str, ...]:
+    """The names the tree walk asks, in order (RFC 9989 4.10); kept, as records are."""
     labels = domain.split(".")
     start = max(1, len(labels) - 7)
-    return [domain] + [".".join(labels[i:]) for i in range(start, len(labels))]
+    return (domain, *(".".join(labels[i:]) for i in range(start, len(labels))))
 
 
 @dataclass
