@@ -11,6 +11,7 @@ code unreadable on purpose and checks Daisy's own refusal.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import grp
 import os
 import poplib
@@ -23,7 +24,7 @@ import sys
 import sysconfig
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -104,10 +105,62 @@ class Runtime:
         return env
 
 
+@contextlib.contextmanager
+def _system_users() -> Iterator[None]:
+    """The test users, shared by every test process that runs this module's tests (the
+    parallel run may split them between processes): the last process using them removes
+    the users made for the run, never while another still uses them. The lock file
+    names the processes using them (a crashed one is dropped) and the users made."""
+    lock = Path(tempfile.gettempdir()) / "daisyt-users.lock"
+
+    def update(change: Callable[[set[int], set[str]], None]) -> None:
+        with open(lock, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            pids_text, _, made_text = f.read().partition("\n")
+            pids = {int(p) for p in pids_text.split() if _alive(int(p))}
+            made = set(made_text.split())
+            change(pids, made)
+            f.seek(0)
+            f.truncate()
+            f.write(" ".join(map(str, sorted(pids))) + "\n" + " ".join(sorted(made)))
+
+    def enter(pids: set[int], made: set[str]) -> None:
+        for user, groups in ((SERVICE, ("mail",)), (OWNER, ())):
+            if _ensure_user(user, *groups):
+                made.add(user)
+        pids.add(os.getpid())
+
+    def leave(pids: set[int], made: set[str]) -> None:
+        pids.discard(os.getpid())
+        if not pids:
+            for user in sorted(made):
+                subprocess.run(["userdel", user], capture_output=True)
+            made.clear()
+
+    update(enter)
+    try:
+        yield
+    finally:
+        update(leave)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def runtime() -> Iterator[Runtime]:
     _require_root()
-    created = [u for u, groups in ((SERVICE, ("mail",)), (OWNER, ())) if _ensure_user(u, *groups)]
+    with _system_users():
+        yield from _runtime()
+
+
+def _runtime() -> Iterator[Runtime]:
     base = Path(tempfile.mkdtemp(prefix="daisy-service-user-", dir="/tmp"))
     try:
         base.chmod(0o755)
@@ -135,8 +188,6 @@ def runtime() -> Iterator[Runtime]:
         yield Runtime(base, base / "python", base / "src")
     finally:
         shutil.rmtree(base, ignore_errors=True)
-        for user in created:
-            subprocess.run(["userdel", user], capture_output=True)
 
 
 def _serve(runtime: Runtime, daisy: Daisy, src: Path | None = None) -> subprocess.Popen[bytes]:
