@@ -73,6 +73,7 @@ class _Worker(asyncio.SubprocessProtocol):
         self.ready = False
         self.alive = True
         self.pending: dict[int, asyncio.Future[Any]] = {}
+        self.asked: dict[int, float] = {}  # when each pending request was sent (loop time)
         self.frames = Frames()
         self._out: list[bytes] = []  # frames written together at the end of this turn
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -129,6 +130,7 @@ class _Worker(asyncio.SubprocessProtocol):
             return
         rid, answer, error = reply
         future = self.pending.pop(rid, None)
+        self.asked.pop(rid, None)
         if future is None or future.done():
             return
         if answer is None:
@@ -149,14 +151,19 @@ class _Worker(asyncio.SubprocessProtocol):
             with contextlib.suppress(ProcessLookupError):
                 self.transport.kill()
 
-    def _end(self) -> None:
+    def fail(self, why: str) -> None:
+        """Give up on this worker: what it was asked gets WorkerGone, and it is killed."""
+        self._end(why)
+
+    def _end(self, why: str = "the worker ended") -> None:
         if not self.alive:
             return
         self.alive = self.ready = False
         for future in self.pending.values():
             if not future.done():
-                future.set_exception(WorkerGone("the worker ended"))
+                future.set_exception(WorkerGone(why))
         self.pending.clear()
+        self.asked.clear()
         self.kill()
 
 
@@ -167,6 +174,7 @@ class VerdictWorkers:
         self.count = count
         self.settings: dict[str, object] = {}  # set by configure() and configure_signing()
         self.answer_within = 60.0  # seconds; then the worker is taken for stuck
+        self._watch: asyncio.TimerHandle | None = None
         self.user: ServiceUser | None = None
         self.workers: list[_Worker | None] = [None] * count
         self.started: list[float] = [0.0] * count
@@ -234,15 +242,38 @@ class VerdictWorkers:
         if worker is None:
             return None
         rid = next(self._ids)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         worker.pending[rid] = future
+        worker.asked[rid] = loop.time()
+        if self._watch is None:
+            self._watch = loop.call_later(self.answer_within / 4, self._look_for_stuck)
         try:
             worker.send((verb, rid, *args))
-            async with asyncio.timeout(self.answer_within):  # no extra task, as wait_for makes
-                return await future
-        except TimeoutError:
-            # Far longer than any check's DNS lookups can take: the worker is stuck.
-            # It is killed (and started again); this message is judged (or signed) here.
+            return await future
+        except (WorkerGone, OSError, RuntimeError) as e:
+            event(log, "mailauth.worker.fallback", logging.WARNING, error=str(e))
+            return None
+        finally:
+            worker.pending.pop(rid, None)
+            worker.asked.pop(rid, None)
+
+    def _look_for_stuck(self) -> None:
+        """A worker whose oldest request has waited far longer than any check's DNS
+        lookups can take is stuck: it is killed (and started again), and what it was
+        asked is judged (or signed) by the server. One timer for all requests, a few
+        times per ``answer_within`` while any is pending: a timer per request cost
+        about a tenth of the round trip."""
+        self._watch = None
+        now = asyncio.get_running_loop().time()
+        waiting = False
+        for worker in self.workers:
+            if worker is None or not worker.asked:
+                continue
+            oldest = next(iter(worker.asked.values()))  # requests are kept in sent order
+            if now - oldest < self.answer_within:
+                waiting = True
+                continue
             event(
                 log,
                 "mailauth.worker.stuck",
@@ -250,13 +281,11 @@ class VerdictWorkers:
                 pid=worker.pid,
                 seconds=self.answer_within,
             )
-            worker.kill()
-            return None
-        except (WorkerGone, OSError, RuntimeError) as e:
-            event(log, "mailauth.worker.fallback", logging.WARNING, error=str(e))
-            return None
-        finally:
-            worker.pending.pop(rid, None)
+            worker.fail("the worker was stuck")
+        if waiting:
+            self._watch = asyncio.get_running_loop().call_later(
+                self.answer_within / 4, self._look_for_stuck
+            )
 
     def _pick(self) -> _Worker | None:
         for _ in range(self.count):
@@ -303,6 +332,9 @@ class VerdictWorkers:
     def close(self) -> None:
         """No new requests; each worker ends once it has answered what it was given."""
         self.closed = True
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
         for w in self.workers:
             if w is not None:
                 w.close_input()
