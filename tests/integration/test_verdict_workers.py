@@ -53,7 +53,12 @@ def send(daisy: Daisy, msg: bytes, source: str = "127.0.0.2") -> None:
 
 
 def verdict_lines(daisy: Daisy) -> list[str]:
-    return [line for line in daisy.logs().splitlines() if "smtp.verdict" in line]
+    """Each verdict: in the accepted message's line, or a refusal's smtp.verdict line."""
+    return [
+        line
+        for line in daisy.logs().splitlines()
+        if "smtp.verdict" in line or ("smtp.message.accepted" in line and " spf=" in line)
+    ]
 
 
 def worker_pids(daisy: Daisy, what: str) -> list[int]:

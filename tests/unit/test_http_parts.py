@@ -59,6 +59,11 @@ def test_events_become_counters() -> None:
         "smtp.verdict",
         {"sid": "s1", "spf": "softfail", "dkim": "pass:a.test,fail:b.test", "dmarc": "pass:a.test"},
     )
+    m.on_event(  # checked mail that was accepted: its verdict is in the accepted line
+        "smtp.message.accepted",
+        {"sid": "s2", "spf": "pass", "dkim": "none", "dmarc": "none:c.test", "action": "accept"},
+    )
+    m.on_event("smtp.message.accepted", {"sid": "s3"})  # not checked: no verdict
     assert value(m, "daisymail_sessions_total", service="submission", tls="yes") == 1
     assert value(m, "daisymail_sessions_total", service="pop3s", tls="yes") == 1
     assert value(m, "daisymail_logins_total", service="submission", result="failure") == 1
@@ -77,6 +82,9 @@ def test_events_become_counters() -> None:
     assert value(m, "daisymail_mailauth_verdicts_total", method="dkim", result="fail") == 1
     assert value(m, "daisymail_mailauth_verdicts_total", method="spf", result="softfail") == 1
     assert value(m, "daisymail_mailauth_verdicts_total", method="dmarc", result="pass") == 1
+    assert value(m, "daisymail_mailauth_verdicts_total", method="spf", result="pass") == 1
+    assert value(m, "daisymail_mailauth_verdicts_total", method="dkim", result="none") == 1
+    assert value(m, "daisymail_mailauth_verdicts_total", method="dmarc", result="none") == 1
 
 
 def test_a_bad_event_never_raises() -> None:

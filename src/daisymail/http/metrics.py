@@ -173,11 +173,12 @@ class Metrics:
             self._queue(what, fields)
         elif name == "auth.throttled":
             self.throttled.inc()
-        if name == "smtp.verdict":
+        if name == "smtp.verdict" or (name == "smtp.message.accepted" and "spf" in fields):
             self._verdict(fields)
 
     def _verdict(self, fields: dict[str, object]) -> None:
-        """smtp.verdict: spf=RESULT dkim=RESULT:DOMAIN,... dmarc=RESULT:DOMAIN."""
+        """A verdict: smtp.verdict (refused) or smtp.message.accepted of checked mail,
+        with spf=RESULT dkim=RESULT:DOMAIN,... dmarc=RESULT:DOMAIN."""
         self.mailauth.labels("spf", str(fields.get("spf") or "none").lower()).inc()
         for one in str(fields.get("dkim") or "none").split(","):
             self.mailauth.labels("dkim", one.partition(":")[0].lower() or "none").inc()

@@ -10,6 +10,7 @@ submission do not come here at all (the caller skips them).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from daisymail.dns import Resolver
 from daisymail.mailauth.arc import ARCResult, validate
@@ -58,12 +59,18 @@ class Judgement:
     dmarc: str  # "RESULT:FROM-DOMAIN"
     override: str
     forged: bool  # the message claims Authentication-Results of ours: remove them
+    by: str = "server"  # judged by a verdict worker ("worker") or the server
 
     @classmethod
     def of(cls, v: Verdict, forged: bool) -> Judgement:
         dkim = ",".join(f"{d.result}:{d.domain}" for d in v.dkim) or "none"
         dmarc = f"{v.dmarc.result}:{v.dmarc.from_domain}"
         return cls(v.action, v.header, v.reply, v.spf.result, dkim, dmarc, v.override, forged)
+
+    @classmethod
+    def from_wire(cls, values: tuple[Any, ...], by: str) -> Judgement:
+        action, header, reply, spf, dkim, dmarc, override, forged = values
+        return cls(action, header, reply, spf, dkim, dmarc, override, forged, by)
 
     def wire(self) -> tuple[object, ...]:
         return (

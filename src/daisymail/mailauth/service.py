@@ -52,11 +52,12 @@ class MailAuth:
         )
 
     async def judge(self, check: InboundCheck, sid: str) -> Judgement:
-        """The judgement of the message fed to ``check``, logged. Forged
-        Authentication-Results of ours (``forged``) are the caller's to remove, from
-        the staged file or from the message in memory."""
+        """The judgement of the message fed to ``check``; a refusal is logged here, an
+        accepted message's verdict in its ``smtp.message.accepted`` line
+        (``verdict_fields``). Forged Authentication-Results of ours (``forged``) are
+        the caller's to remove, from the staged file or from the message in memory."""
         judged = Judgement.of(await check.verdict(), self.forged(check))
-        _log_verdict(judged, check.ip, sid, "server")
+        _log_refusal(judged, check.ip, sid)
         return judged
 
     async def judge_whole(self, check: InboundCheck, message: bytes, sid: str) -> Judgement:
@@ -65,11 +66,10 @@ class MailAuth:
         judged = None
         if self.workers is not None:
             judged = await self.workers.judge(check.ip, check.helo, check.mailfrom, message)
-        by = "worker"
         if judged is None:
             check.feed(message)
-            judged, by = Judgement.of(await check.verdict(), self.forged(check)), "server"
-        _log_verdict(judged, check.ip, sid, by)
+            judged = Judgement.of(await check.verdict(), self.forged(check))
+        _log_refusal(judged, check.ip, sid)
         return judged
 
     def forged(self, check: InboundCheck) -> bool:
@@ -77,20 +77,25 @@ class MailAuth:
         return claims_own(check.fields, self.authserv_id)
 
 
-def _log_verdict(judged: Judgement, client: str, sid: str, by: str) -> None:
-    """One line per verdict; ``by``: judged in a worker process or in the server."""
-    event(
-        log,
-        "smtp.verdict",
-        sid=sid,
-        client=client,
-        spf=judged.spf,
-        dkim=judged.dkim,
-        dmarc=judged.dmarc,
-        action=judged.action,
-        override=judged.override or None,
-        by=by,
-    )
+def verdict_fields(judged: Judgement) -> dict[str, object]:
+    """The verdict as log fields (``by``: judged in a worker process or the server)."""
+    return {
+        "spf": judged.spf,
+        "dkim": judged.dkim,
+        "dmarc": judged.dmarc,
+        "action": judged.action,
+        "override": judged.override or None,
+        "by": judged.by,
+    }
+
+
+def _log_refusal(judged: Judgement, client: str, sid: str) -> None:
+    """``smtp.verdict`` for a message the verdict refuses (reject or defer): its only
+    line. An accepted message's verdict goes in its ``smtp.message.accepted`` line, one
+    line per message (a line of its own cost a busy server more than the hand-over
+    to a worker did)."""
+    if judged.reply is not None:
+        event(log, "smtp.verdict", logging.INFO, sid=sid, client=client, **verdict_fields(judged))
 
 
 def _without_own(header: bytes, authserv_id: str) -> bytes | None:

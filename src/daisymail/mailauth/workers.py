@@ -224,7 +224,7 @@ class VerdictWorkers:
     async def judge(self, ip: str, helo: str, mailfrom: str, message: bytes) -> Judgement | None:
         """The judgement of a worker; None when none is ready (judge it here)."""
         answer = await self._ask("check", ip, helo, mailfrom, message)
-        return None if answer is None else Judgement(*answer)
+        return None if answer is None else Judgement.from_wire(answer, "worker")
 
     async def sign(self, sender: str, message: bytes) -> bytes | None:
         """The DKIM-Signature (and ARC) fields a worker made for a message (b"": not

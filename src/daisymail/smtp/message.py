@@ -29,8 +29,13 @@ from daisymail.delivery import (
 from daisymail.directory.model import Mailbox, Snapshot
 from daisymail.filter.rspamd import Envelope as FilterEnvelope
 from daisymail.logins import resolve_login
-from daisymail.mailauth.inbound import InboundCheck
-from daisymail.mailauth.service import MailAuth, strip_own_results, strip_own_results_in
+from daisymail.mailauth.inbound import InboundCheck, Judgement
+from daisymail.mailauth.service import (
+    MailAuth,
+    strip_own_results,
+    strip_own_results_in,
+    verdict_fields,
+)
 from daisymail.observability import event
 from daisymail.queue.spool import QueuedRecipient, QueueError
 from daisymail.quota import Verdict
@@ -72,6 +77,7 @@ class MessageIntake(MessageNotices):
         # (or turning them off) does not change how this one ends
         self.checker: MailAuth | None = None
         self.held = False  # checked local mail kept in self.block until its verdict
+        self.judged: Judgement | None = None  # its verdict, for the accepted line
 
     async def start(self, env: Envelope) -> None:
         """MessageStarted: the transaction's latency is counted from here."""
@@ -189,6 +195,7 @@ class MessageIntake(MessageNotices):
         self.in_message = False
         self.check = self.checker = None
         self.held = False
+        self.judged = None
         if sink is not None:
             self.io.abort(sink)
 
@@ -199,7 +206,7 @@ class MessageIntake(MessageNotices):
         assert check is not None and mail_auth is not None
         self.held = False
         message = bytes(self.block)
-        verdict = await mail_auth.judge_whole(check, message, self.sid)
+        verdict = self.judged = await mail_auth.judge_whole(check, message, self.sid)
         if verdict.reply is not None:
             self.discard()
             return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
@@ -248,7 +255,9 @@ class MessageIntake(MessageNotices):
             env.sender,
             [r.target.mailbox for r in env.recipients if isinstance(r.target, Deliver)],
             "",
+            self.judged,
         )
+        self.judged = None
         self.messages += 1
         if self.notice_rcpts:
             await self._success_notice(env, env.sender, msg_id)
@@ -275,6 +284,7 @@ class MessageIntake(MessageNotices):
         snap = self.svc.directory.snapshot()
         sender = env.sender
         rest, self.block = bytes(self.block), bytearray()
+        judged: Judgement | None = None
         try:
             check = self.check
             await self.io.run(filework.finish_spool, spool, rest, check)
@@ -301,7 +311,7 @@ class MessageIntake(MessageNotices):
             if check is not None:
                 mail_auth = self.checker
                 assert mail_auth is not None
-                verdict = await mail_auth.judge(check, self.sid)
+                verdict = judged = await mail_auth.judge(check, self.sid)
                 if verdict.reply is not None:
                     return Reply(verdict.reply[0], verdict.reply[1], (verdict.reply[2],))
                 if verdict.forged:
@@ -354,7 +364,8 @@ class MessageIntake(MessageNotices):
         if queue_id:
             self.svc.on_queued()
         self.messages += 1
-        self._log_accepted(env, msg_id, sender, [b.name for b in plan.mailboxes], queue_id)
+        mailboxes = [b.name for b in plan.mailboxes]
+        self._log_accepted(env, msg_id, sender, mailboxes, queue_id, judged)
         if full:
             await self._quota_bounce(env, sender, msg_id, full, returned)
         if self.notice_rcpts:
@@ -362,11 +373,20 @@ class MessageIntake(MessageNotices):
         return Reply(250, "2.0.0", (f"Ok: stored as {msg_id}",))
 
     def _log_accepted(
-        self, env: Envelope, msg_id: str, sender: str, mailboxes: list[str], queue_id: str
+        self,
+        env: Envelope,
+        msg_id: str,
+        sender: str,
+        mailboxes: list[str],
+        queue_id: str,
+        judged: Judgement | None,
     ) -> None:
+        """One line per accepted message, with its verdict when it was checked."""
+        verdict = verdict_fields(judged) if judged is not None else {}
         event(
             log,
             "smtp.message.accepted",
+            logging.INFO,
             sid=self.sid,
             client=self.ip,
             id=msg_id,
@@ -377,6 +397,7 @@ class MessageIntake(MessageNotices):
             queued=queue_id or None,
             seconds=round(time.monotonic() - self.data_started, 4),
             store_seconds=round(self.store_seconds, 4),
+            **verdict,
         )
 
     def _prepare_submission(self, snap: Snapshot, spool: Spool) -> Reply | None:
