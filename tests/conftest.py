@@ -51,6 +51,15 @@ def require_tool(name: str) -> str:
 _handed_out: set[int] = set()
 
 
+def alive(pid: int) -> bool:
+    """A process that exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rpartition(")")[2].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 def free_port() -> int:
     """A loopback port nobody else in this run was given, outside the ephemeral range.
 

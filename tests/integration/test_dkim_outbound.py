@@ -20,7 +20,7 @@ import pytest
 
 from daisymail.dns import from_config
 from daisymail.mailauth.dkim_verify import verify
-from tests.conftest import Daisy, free_port
+from tests.conftest import Daisy, alive, free_port
 from tests.dns_server import DNSServer, serve
 from tests.integration.smtp_sink import Sink
 from tests.integration.test_queue_delivery import configure
@@ -53,7 +53,7 @@ def signed_setup(
     if request.param == "worker-killed":
         (pid,) = re.findall(r"mailauth\.worker\.started pid=(\d+)", daisy_dir.logs())
         os.kill(int(pid), signal.SIGKILL)
-        wait_for(lambda: "mailauth.worker.failed" in daisy_dir.logs() or not _alive(int(pid)))
+        wait_for(lambda: "mailauth.worker.failed" in daisy_dir.logs() or not alive(int(pid)))
     try:
         yield daisy_dir, sink, dns, "worker" if request.param == "worker" else "server"
     finally:
@@ -98,14 +98,6 @@ def test_submitted_mail_leaves_signed_with_rsa_and_ed25519(
     # Our own verifier agrees, and refuses the same message once it is changed.
     assert _our_verdicts(data, dns) == ["pass", "pass"]
     assert set(_our_verdicts(data.replace(b"A line.", b"A lime."), dns)) == {"fail"}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 def _our_verdicts(data: bytes, dns: DNSServer) -> list[str]:

@@ -31,7 +31,7 @@ from pathlib import Path
 import pytest
 
 import daisymail
-from tests.conftest import IN_CI, Daisy, free_port, require_tool
+from tests.conftest import IN_CI, Daisy, alive, free_port, require_tool
 from tests.dns_server import serve as serve_dns
 from tests.integration.smtp_sink import Sink
 from tests.integration.test_queue_delivery import configure
@@ -118,7 +118,7 @@ def _system_users() -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_EX)
             f.seek(0)
             pids_text, _, made_text = f.read().partition("\n")
-            pids = {int(p) for p in pids_text.split() if _alive(int(p))}
+            pids = {int(p) for p in pids_text.split() if alive(int(p))}
             made = set(made_text.split())
             change(pids, made)
             f.seek(0)
@@ -143,14 +143,6 @@ def _system_users() -> Iterator[None]:
         yield
     finally:
         update(leave)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 @pytest.fixture(scope="module")

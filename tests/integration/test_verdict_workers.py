@@ -14,7 +14,7 @@ import pytest
 
 from daisymail.mailauth.dkim import signatures
 from daisymail.mailauth.keystore import KeyStore
-from tests.conftest import Daisy
+from tests.conftest import Daisy, alive
 from tests.dns_server import DNSServer
 from tests.integration import test_inbound_auth
 from tests.integration.test_smtp_server import maildir_messages, smtp, wait_for
@@ -138,15 +138,6 @@ def test_workers_judge_and_the_server_takes_over(
     # Stopping the server ends its worker.
     daisy_dir.stop()
     assert not alive(new_pid)
-
-
-def alive(pid: int) -> bool:
-    """A process that exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rpartition(")")[2].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def test_a_stuck_worker_is_replaced(
