@@ -32,6 +32,7 @@ import os
 import pickle
 import signal
 import struct
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +78,27 @@ class Frames:
         return out
 
 
+class TurnWriter:
+    """Frames written together at the end of this turn of the event loop: under load
+    several messages end in the same turn, and one write wakes the other process once
+    for all of them (a wake-up costs a sleeping process more than a small check). Both
+    ends of the pipe write through one."""
+
+    def __init__(self, write: Callable[[bytes], object]) -> None:
+        self._write = write
+        self._frames: list[bytes] = []
+
+    def send(self, obj: object) -> None:
+        if not self._frames:
+            asyncio.get_running_loop().call_soon(self.flush)
+        self._frames.append(frame(obj))
+
+    def flush(self) -> None:
+        if self._frames:
+            data, self._frames = b"".join(self._frames), []
+            self._write(data)
+
+
 class _Settings:
     """What a setup frame says, and what follows from it (a resolver, a key store),
     rebuilt only where a reload changed it."""
@@ -100,16 +122,18 @@ class _Settings:
 
 class _Requests(asyncio.Protocol):
     """Requests decoded from stdin as they arrive (as the server decodes replies); the
-    replies made in one turn of the loop go out in one write, so that a burst of
-    requests costs each process one wake-up, not one per message."""
+    replies go out through a TurnWriter."""
 
     def __init__(self, out: asyncio.WriteTransport) -> None:
-        self.out = out
+        def write(data: bytes) -> None:
+            if not out.is_closing():
+                out.write(data)
+
+        self.replies = TurnWriter(write)
         self.frames = Frames()
         self.settings: _Settings | None = None
         self.running: set[asyncio.Task[None]] = set()
         self.done = asyncio.get_running_loop().create_future()
-        self._replies: list[bytes] = []
 
     def data_received(self, data: bytes) -> None:
         try:
@@ -134,18 +158,9 @@ class _Requests(asyncio.Protocol):
             self._finish()
 
     def _finish(self) -> None:
+        self.replies.flush()
         if not self.done.done():
             self.done.set_result(None)
-
-    def _reply(self, obj: object) -> None:
-        if not self._replies:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._replies.append(frame(obj))
-
-    def _flush(self) -> None:
-        data, self._replies = b"".join(self._replies), []
-        if not self.out.is_closing():
-            self.out.write(data)
 
     def _request(self, request: Any) -> None:
         if request[0] == "setup":  # the first sets up; a later one is a reload
@@ -155,7 +170,7 @@ class _Requests(asyncio.Protocol):
                     drop(user)  # started before the server dropped its privileges
                 self.settings = _Settings()
                 self.settings.update(request[1])
-                self._reply(READY)
+                self.replies.send(READY)
             else:  # requests from now on use the new settings
                 self.settings.update(request[1])
         elif self.settings is None:  # nothing before the setup
@@ -178,9 +193,9 @@ class _Requests(asyncio.Protocol):
             )
             c.feed(message)
             judged = Judgement.of(await c.verdict(), claims_own(c.fields, authserv_id))
-            self._reply((rid, judged.wire(), ""))
+            self.replies.send((rid, judged.wire(), ""))
         except Exception as e:  # the server judges this one itself
-            self._reply((rid, None, f"{type(e).__name__}: {e}"))
+            self.replies.send((rid, None, f"{type(e).__name__}: {e}"))
 
     def _sign(self, rid: int, sender: str, message: bytes) -> None:
         assert self.settings is not None
@@ -188,9 +203,9 @@ class _Requests(asyncio.Protocol):
             keys = self.settings.keys
             assert keys is not None, "signing is off"
             seal_id = self.settings.values.get("seal_id", "")
-            self._reply((rid, sign_message(keys, message, sender, None, seal_id), ""))
+            self.replies.send((rid, sign_message(keys, message, sender, None, seal_id), ""))
         except Exception as e:  # the server signs this one itself
-            self._reply((rid, None, f"{type(e).__name__}: {e}"))
+            self.replies.send((rid, None, f"{type(e).__name__}: {e}"))
 
 
 async def _main() -> None:
@@ -205,7 +220,6 @@ async def _main() -> None:
     _, requests = await loop.connect_read_pipe(lambda: _Requests(out), stdin)
     try:
         await requests.done
-        await asyncio.sleep(0)  # the last replies' flush
     finally:
         out.close()
 

@@ -23,7 +23,7 @@ from typing import Any, cast
 
 from daisymail.mailauth.inbound import InboundPolicy, Judgement
 from daisymail.mailauth.keystore import KeyStore
-from daisymail.mailauth.worker import READY, Frames, frame
+from daisymail.mailauth.worker import READY, Frames, TurnWriter
 from daisymail.observability import event
 from daisymail.privileges import ServiceUser
 
@@ -62,20 +62,17 @@ class WorkerGone(Exception):
 
 class _Worker(asyncio.SubprocessProtocol):
     """One worker process: requests written to its stdin, replies decoded from its
-    stdout as they arrive, each resolving the future of the request it answers.
-
-    The requests of one turn of the event loop go out in one write: under load several
-    messages end in the same turn, and one write wakes the worker once for all of them
-    (a wake-up costs a sleeping worker more than a small check does)."""
+    stdout as they arrive, each resolving the future of the request it answers. The
+    requests go out through a TurnWriter."""
 
     def __init__(self) -> None:
         self.transport: asyncio.SubprocessTransport | None = None
         self.ready = False
         self.alive = True
-        self.pending: dict[int, asyncio.Future[Any]] = {}
-        self.asked: dict[int, float] = {}  # when each pending request was sent (loop time)
+        # each request waiting for its answer, and when it was sent (loop time)
+        self.pending: dict[int, tuple[asyncio.Future[Any], float]] = {}
         self.frames = Frames()
-        self._out: list[bytes] = []  # frames written together at the end of this turn
+        self.requests = TurnWriter(self._write)
         self.exited: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     @property
@@ -91,15 +88,12 @@ class _Worker(asyncio.SubprocessProtocol):
         stdin = self._stdin()
         if stdin is None or stdin.is_closing():
             raise WorkerGone("the worker's input is closed")
-        if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
-        self._out.append(frame(obj))
+        self.requests.send(obj)
 
-    def _flush(self) -> None:
-        out, self._out = b"".join(self._out), []
+    def _write(self, data: bytes) -> None:
         stdin = self._stdin()
         if stdin is not None and not stdin.is_closing():
-            stdin.write(out)
+            stdin.write(data)
 
     def _stdin(self) -> asyncio.WriteTransport | None:
         if self.transport is None:
@@ -107,8 +101,7 @@ class _Worker(asyncio.SubprocessProtocol):
         return cast(asyncio.WriteTransport | None, self.transport.get_pipe_transport(0))
 
     def close_input(self) -> None:
-        if self._out:  # what was asked this turn is still answered
-            self._flush()
+        self.requests.flush()  # what was asked this turn is still answered
         stdin = self._stdin()
         if stdin is not None and not stdin.is_closing():
             stdin.close()
@@ -121,7 +114,7 @@ class _Worker(asyncio.SubprocessProtocol):
                 self._answer(reply)
         except Exception as e:  # a broken frame: the worker is of no more use
             event(log, "mailauth.worker.failed", logging.WARNING, error=f"{type(e).__name__}: {e}")
-            self._end()
+            self.end()
 
     def _answer(self, reply: Any) -> None:
         if reply == READY:
@@ -129,8 +122,7 @@ class _Worker(asyncio.SubprocessProtocol):
             event(log, "mailauth.worker.ready", pid=self.pid)
             return
         rid, answer, error = reply
-        future = self.pending.pop(rid, None)
-        self.asked.pop(rid, None)
+        future, _ = self.pending.pop(rid, (None, 0.0))
         if future is None or future.done():
             return
         if answer is None:
@@ -140,7 +132,7 @@ class _Worker(asyncio.SubprocessProtocol):
 
     def pipe_connection_lost(self, fd: int, exc: Exception | None) -> None:
         if fd == 1:  # no more replies can come (those sent before an exit are read first)
-            self._end()
+            self.end()
 
     def process_exited(self) -> None:
         if not self.exited.done():
@@ -151,19 +143,15 @@ class _Worker(asyncio.SubprocessProtocol):
             with contextlib.suppress(ProcessLookupError):
                 self.transport.kill()
 
-    def fail(self, why: str) -> None:
+    def end(self, why: str = "the worker ended") -> None:
         """Give up on this worker: what it was asked gets WorkerGone, and it is killed."""
-        self._end(why)
-
-    def _end(self, why: str = "the worker ended") -> None:
         if not self.alive:
             return
         self.alive = self.ready = False
-        for future in self.pending.values():
+        for future, _ in self.pending.values():
             if not future.done():
                 future.set_exception(WorkerGone(why))
         self.pending.clear()
-        self.asked.clear()
         self.kill()
 
 
@@ -244,8 +232,7 @@ class VerdictWorkers:
         rid = next(self._ids)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        worker.pending[rid] = future
-        worker.asked[rid] = loop.time()
+        worker.pending[rid] = (future, loop.time())
         if self._watch is None:
             self._watch = loop.call_later(self.answer_within / 4, self._look_for_stuck)
         try:
@@ -256,21 +243,20 @@ class VerdictWorkers:
             return None
         finally:
             worker.pending.pop(rid, None)
-            worker.asked.pop(rid, None)
 
     def _look_for_stuck(self) -> None:
         """A worker whose oldest request has waited far longer than any check's DNS
         lookups can take is stuck: it is killed (and started again), and what it was
         asked is judged (or signed) by the server. One timer for all requests, a few
         times per ``answer_within`` while any is pending: a timer per request cost
-        about a tenth of the round trip."""
+        about a quarter of the server's side of the round trip."""
         self._watch = None
         now = asyncio.get_running_loop().time()
         waiting = False
         for worker in self.workers:
-            if worker is None or not worker.asked:
+            if worker is None or not worker.pending:
                 continue
-            oldest = next(iter(worker.asked.values()))  # requests are kept in sent order
+            _, oldest = next(iter(worker.pending.values()))  # kept in the order sent
             if now - oldest < self.answer_within:
                 waiting = True
                 continue
@@ -281,7 +267,7 @@ class VerdictWorkers:
                 pid=worker.pid,
                 seconds=self.answer_within,
             )
-            worker.fail("the worker was stuck")
+            worker.end("the worker was stuck")
         if waiting:
             self._watch = asyncio.get_running_loop().call_later(
                 self.answer_within / 4, self._look_for_stuck
